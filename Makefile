@@ -1,0 +1,30 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv from nothing.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# PyTorch is installed first and explicitly, so that pip takes the wheel this machine has
+# instead of resolving a newer build over the network. Override for other machines, e.g.
+#   make test TORCH="torch torchvision --index-url https://download.pytorch.org/whl/cpu"
+TORCH ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+.PHONY: install demo test clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install $(TORCH)
+	$(BIN)/pip install -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+demo: install
+	$(BIN)/segkit list
+
+test: install
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) build *.egg-info

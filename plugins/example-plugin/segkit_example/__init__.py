@@ -1,0 +1,1 @@
+"""An example segkit plugin package."""

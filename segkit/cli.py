@@ -1,0 +1,63 @@
+"""The ``segkit`` command: verbs from the core and from plugins, one error policy.
+
+An error the user can fix (:class:`segkit.SegkitError`) prints one line and exits with status 2;
+``SEGKIT_DEBUG=1`` adds the traceback. Anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from typing import Sequence
+
+from segkit.errors import SegkitError
+
+CORE_COMMANDS = (
+    "segkit.commands.catalog",
+    "segkit.commands.config",
+)
+
+
+def build_parser(plugins) -> argparse.ArgumentParser:
+    import importlib
+
+    parser = argparse.ArgumentParser(
+        prog="segkit", description="Train, evaluate and use semantic-segmentation networks."
+    )
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module in CORE_COMMANDS:
+        importlib.import_module(module).add_commands(subparsers)
+    plugins.hook.segkit_register_commands(subparsers=subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    debug = os.environ.get("SEGKIT_DEBUG", "") not in ("", "0")
+    try:
+        from segkit.plugins import get_plugins
+
+        plugins = get_plugins()
+        parser = build_parser(plugins)
+        args = parser.parse_args(argv)
+        if args.version:
+            from importlib.metadata import version
+
+            print(f"segkit {version('segkit')}")
+            return 0
+        if args.command is None:
+            parser.print_help()
+            return 2
+        if getattr(args, "warn_plugins", True):
+            plugins.warn_about_failures()
+        return args.handler(args)
+    except SegkitError as error:
+        if debug:
+            traceback.print_exc()
+        print(f"segkit: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("segkit: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,257 @@
+"""Loading configs: YAML with ``_base_`` inheritance, command-line overrides, and where each key
+came from (file and line), so that every problem can point at the line to fix.
+
+Rules: ``_base_`` is a path or a list of paths relative to the file; later bases and then the file
+itself win; dicts merge deeply, lists replace, and a dict with ``_delete_: true`` replaces what it
+would have merged into. An override ``a.b=v`` parses ``v`` as YAML and must name a key that exists
+(written in the config or known to its schema); ``+a.b=v`` may add one.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+import yaml
+
+from segkit.errors import ConfigError
+
+KeyPath = tuple  # of str (dict keys) and int (list indices)
+Origins = dict  # KeyPath -> "file:line"
+
+
+class ConfigSource:
+    """A merged config before validation, with the origin of every key."""
+
+    def __init__(self, data: dict, origins: Origins, path: Path):
+        self.data = data
+        self.origins = origins
+        self.path = path
+        self.problems: list[str] = []
+
+    def where(self, key_path: KeyPath) -> str:
+        """The file:line that set ``key_path``, or of its closest ancestor that has one."""
+        for end in range(len(key_path), -1, -1):
+            origin = self.origins.get(tuple(key_path[:end]))
+            if origin:
+                return origin
+        return display_path(self.path)
+
+    def report(self, key_path: KeyPath, message: str) -> None:
+        self.problems.append(f"{self.where(key_path)}: {dotted(key_path)}: {message}")
+
+
+def dotted(key_path: KeyPath) -> str:
+    return ".".join(str(part) for part in key_path) or "<top level>"
+
+
+def display_path(path: Path) -> str:
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:  # another drive on Windows
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+# ---- YAML with line numbers --------------------------------------------------------------------
+
+
+def read_yaml(path: Path) -> tuple[Any, Origins]:
+    """Parse one YAML file into plain data plus the line of every mapping key and list item."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{display_path(path)}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{display_path(path)}: cannot read the config: {error}") from None
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        origins: Origins = {}
+        data = _construct(loader, node, (), origins, display_path(path)) if node else {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{display_path(path)}:{mark.line + 1}" if mark else display_path(path)
+        problem = getattr(error, "problem", None) or str(error)
+        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    finally:
+        loader.dispose()
+    return data, origins
+
+
+def _construct(loader, node, key_path: KeyPath, origins: Origins, file: str) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+        result = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            origins[(*key_path, key)] = f"{file}:{key_node.start_mark.line + 1}"
+            result[key] = _construct(loader, value_node, (*key_path, key), origins, file)
+        return result
+    if isinstance(node, yaml.SequenceNode):
+        result = []
+        for index, item in enumerate(node.value):
+            origins[(*key_path, index)] = f"{file}:{item.start_mark.line + 1}"
+            result.append(_construct(loader, item, (*key_path, index), origins, file))
+        return result
+    return loader.construct_object(node, deep=True)
+
+
+# ---- inheritance -------------------------------------------------------------------------------
+
+
+def read_config_files(path: str | os.PathLike) -> ConfigSource:
+    """Read a config and its ``_base_`` files, merged, with origins."""
+    path = Path(path).resolve()
+    data, origins = _read_with_bases(path, ())
+    return ConfigSource(data, origins, path)
+
+
+def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins]:
+    if path in chain:
+        cycle = " -> ".join(display_path(p) for p in (*chain, path))
+        raise ConfigError(f"{display_path(path)}: _base_ files include each other: {cycle}")
+    data, origins = read_yaml(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{display_path(path)}: a config must be a mapping of sections")
+    bases = data.pop("_base_", [])
+    base_line = origins.get(("_base_",), display_path(path))
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
+        raise ConfigError(f"{base_line}: _base_ must be a path or a list of paths")
+    merged: dict = {}
+    merged_origins: Origins = {}
+    for base in bases:
+        base_path = (path.parent / base).resolve()
+        if not base_path.is_file():
+            raise ConfigError(f"{base_line}: _base_ file '{base}' not found (looked at {base_path})")
+        base_data, base_origins = _read_with_bases(base_path, (*chain, path))
+        merged = merge(merged, base_data)
+        merged_origins.update(base_origins)
+    merged = merge(merged, data)
+    merged_origins.update(origins)
+    return merged, merged_origins
+
+
+def merge(base: Any, override: Any) -> Any:
+    """Deep merge for dicts; anything else (lists included) is replaced by ``override``."""
+    if not isinstance(base, dict) or not isinstance(override, dict):
+        return _strip_delete(copy.deepcopy(override))
+    if override.get("_delete_") is True:
+        return _strip_delete(copy.deepcopy(override))
+    result = copy.deepcopy(base)
+    for key, value in override.items():
+        if key in result:
+            result[key] = merge(result[key], value)
+        else:
+            result[key] = _strip_delete(copy.deepcopy(value))
+    return result
+
+
+def _strip_delete(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_delete(v) for k, v in value.items() if k != "_delete_"}
+    if isinstance(value, list):
+        return [_strip_delete(v) for v in value]
+    return value
+
+
+# ---- overrides ---------------------------------------------------------------------------------
+
+
+def parse_override(text: str) -> tuple[KeyPath, Any, bool]:
+    """``a.b.0.c=value`` -> (("a", "b", 0, "c"), parsed value, adds_key)."""
+    key, sep, raw_value = text.partition("=")
+    adds = key.startswith("+")
+    key = key.lstrip("+").strip()
+    if not sep or not key:
+        raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. train.max_iters=2000")
+    try:
+        value = yaml.safe_load(raw_value)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"override '{text}': the value is not valid YAML: {error}") from None
+    key_path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
+    return key_path, value, adds
+
+
+# (source, key path of a container) -> the keys the schema allows in that container
+KnownKeys = Callable[[ConfigSource, KeyPath], Iterable[str]]
+
+
+def apply_override(source: ConfigSource, text: str, known_keys: KnownKeys) -> None:
+    """Apply one override to ``source.data``; a missing key is recorded as a problem."""
+    key_path, value, adds = parse_override(text)
+    where = f"override '{text}'"
+    container: Any = source.data
+    for depth, part in enumerate(key_path[:-1]):
+        child = _child(container, part)
+        if child is _ABSENT:
+            known = known_keys(source, key_path[:depth])
+            if not adds and part not in known:
+                source.problems.append(
+                    f"{where}: {dotted(key_path[: depth + 1])}: " + _missing_key_message(part, known)
+                )
+                return
+            if not isinstance(container, dict):
+                source.problems.append(f"{where}: {dotted(key_path[: depth + 1])}: not a mapping")
+                return
+            container[part] = child = {}
+        container = child
+    last = key_path[-1]
+    if isinstance(container, list):
+        if not isinstance(last, int) or last >= len(container):
+            source.problems.append(f"{where}: {dotted(key_path)}: no such list item")
+            return
+    elif not isinstance(container, dict):
+        source.problems.append(f"{where}: {dotted(key_path[:-1])}: is not a mapping")
+        return
+    elif last not in container and not adds:
+        known = known_keys(source, key_path[:-1])
+        if last not in known:
+            source.problems.append(f"{where}: {dotted(key_path)}: " + _missing_key_message(last, known))
+            return
+    container[last] = value
+    source.origins = {
+        path: origin
+        for path, origin in source.origins.items()
+        if path[: len(key_path)] != key_path
+    }
+    source.origins[key_path] = where
+
+
+_ABSENT = object()
+
+
+def _child(container: Any, part: Any) -> Any:
+    if isinstance(container, dict):
+        return container.get(part, _ABSENT)
+    if isinstance(container, list) and isinstance(part, int) and part < len(container):
+        return container[part]
+    return _ABSENT
+
+
+def _missing_key_message(key: Any, known: Iterable[str]) -> str:
+    close = difflib.get_close_matches(str(key), [str(k) for k in known], n=3)
+    hint = (
+        "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+        if close
+        else "; write +KEY=VALUE to add a new key"
+    )
+    return f"no such key '{key}'{hint}"
+
+
+def apply_overrides(source: ConfigSource, overrides: Iterable[str], known_keys: KnownKeys) -> None:
+    for text in overrides:
+        try:
+            apply_override(source, text, known_keys)
+        except ConfigError as error:
+            source.problems.extend(error.problems)
+
+
+def dump_config(config: dict) -> str:
+    """YAML in the section order of the schema; loads back to the same config."""
+    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)

@@ -1,0 +1,216 @@
+"""The component registry: which plugin provides which backbone, head, dataset, loss, ...
+
+Plain data: a mapping of (kind, name) to the components that claim that name. A name claimed by
+two plugins is a conflict that only ``plugin:name`` resolves. Factories may be registered as
+``"module:attribute"`` strings so that listing never imports model code; they are imported when a
+component is built or its signature is needed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import inspect
+import re
+import typing
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from segkit.errors import SegkitError, UnknownComponentError
+
+KINDS = (
+    "backbone",
+    "head",
+    "dataset",
+    "loss",
+    "lr_scheduler",
+    "optimizer",
+    "transform",
+    "logger",
+)
+
+# Arguments the core passes to a factory itself; configs never write them.
+CORE_ARGUMENTS = {
+    "head": ("in_channels", "num_classes"),
+    "loss": ("ignore_index",),
+    "optimizer": ("params",),
+    "lr_scheduler": ("optimizer", "max_iters"),
+}
+
+NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
+
+
+def normalize_kind(kind: str) -> str:
+    """Accept ``backbones``, ``lr-scheduler`` and friends for ``backbone``, ``lr_scheduler``."""
+    candidate = kind.strip().lower().replace("-", "_")
+    if candidate not in KINDS and candidate.endswith("s") and candidate[:-1] in KINDS:
+        candidate = candidate[:-1]
+    if candidate not in KINDS:
+        raise SegkitError(f"unknown component kind '{kind}'; the kinds are: {', '.join(KINDS)}")
+    return candidate
+
+
+@dataclass(frozen=True)
+class Provider:
+    """Who provided a component: the plugin's entry-point name and its distribution."""
+
+    plugin: str
+    distribution: str | None = None
+    version: str | None = None
+
+    def describe(self) -> str:
+        if self.distribution is None:
+            return self.plugin
+        return f"{self.plugin} ({self.distribution} {self.version})"
+
+
+@dataclass
+class Component:
+    kind: str
+    name: str
+    factory: Callable[..., Any] | str
+    provider: Provider
+    aliases: tuple[str, ...] = ()
+    help: str | None = None
+    _loaded: Callable[..., Any] | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.provider.plugin}:{self.name}"
+
+    def load(self) -> Callable[..., Any]:
+        """The factory itself, importing it first if it was registered as a string."""
+        if self._loaded is None:
+            self._loaded = self.factory if callable(self.factory) else self._import()
+        return self._loaded
+
+    def _import(self) -> Callable[..., Any]:
+        module_name, _, attribute = str(self.factory).partition(":")
+        try:
+            target: Any = importlib.import_module(module_name)
+            for part in attribute.split("."):
+                target = getattr(target, part)
+        except (ImportError, AttributeError) as error:
+            raise SegkitError(
+                f"plugin '{self.provider.plugin}' registered {self.kind} '{self.name}' as "
+                f"'{self.factory}', which cannot be imported: {error}"
+            ) from error
+        return target
+
+    def parameters(self) -> list[inspect.Parameter]:
+        """The parameters a config may set: the signature minus core-supplied arguments."""
+        hidden = CORE_ARGUMENTS.get(self.kind, ())
+        try:
+            signature = inspect.signature(self.load())
+        except (TypeError, ValueError):
+            return []
+        return [
+            parameter
+            for parameter in signature.parameters.values()
+            if parameter.name not in hidden
+            and parameter.kind not in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD)
+        ]
+
+    def accepts_any_keyword(self) -> bool:
+        try:
+            signature = inspect.signature(self.load())
+        except (TypeError, ValueError):
+            return True
+        return any(p.kind is p.VAR_KEYWORD for p in signature.parameters.values())
+
+    def type_hints(self) -> dict[str, Any]:
+        factory = self.load()
+        target = factory.__init__ if inspect.isclass(factory) else factory
+        try:
+            return typing.get_type_hints(target)
+        except Exception:  # hints that cannot be evaluated are simply not checked
+            return {}
+
+    def summary(self) -> str:
+        if self.help:
+            return self.help
+        if callable(self.factory) or self._loaded is not None:
+            return first_doc_line(self.load())
+        return ""
+
+
+def first_doc_line(obj: Any) -> str:
+    doc = inspect.getdoc(obj) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+class Registry:
+    """All components of all loaded plugins, and the record of plugins that failed."""
+
+    def __init__(self) -> None:
+        self._claims: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
+        self.failed_plugins: list[str] = []
+
+    def add(self, component: Component) -> None:
+        for name in (component.name, *component.aliases):
+            self._claims[component.kind].setdefault(name, []).append(component)
+
+    def remove_plugin(self, plugin: str) -> None:
+        for claims in self._claims.values():
+            for name in list(claims):
+                kept = [c for c in claims[name] if c.provider.plugin != plugin]
+                if kept:
+                    claims[name] = kept
+                else:
+                    del claims[name]
+
+    def get(self, kind: str, name: str) -> Component:
+        """Look a component up by name, alias or ``plugin:name``."""
+        kind = normalize_kind(kind)
+        plugin, _, bare = name.rpartition(":")
+        candidates = self._claims[kind].get(bare, [])
+        if plugin:
+            candidates = [c for c in candidates if c.provider.plugin == plugin]
+        if len(candidates) == 1:
+            return candidates[0]
+        if candidates:
+            providers = " and ".join(f"'{c.qualified_name}'" for c in candidates)
+            raise UnknownComponentError(
+                f"{kind} '{name}' is provided by more than one plugin; "
+                f"write {providers} to choose"
+            )
+        raise UnknownComponentError(self._unknown_message(kind, name))
+
+    def _unknown_message(self, kind: str, name: str) -> str:
+        message = f"unknown {kind} '{name}'"
+        close = difflib.get_close_matches(name.rpartition(":")[2], self._claims[kind], n=3)
+        if close:
+            message += "; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+        else:
+            message += f"; see `segkit list {kind}`"
+        if self.failed_plugins:
+            message += (
+                f" (plugins that failed to load: {', '.join(self.failed_plugins)}; "
+                "see `segkit plugins`)"
+            )
+        return message
+
+    def names(self, kind: str) -> list[str]:
+        """Every name and alias of one kind, for suggestions."""
+        return sorted(self._claims[normalize_kind(kind)])
+
+    def list(self, kind: str | None = None, pattern: str | None = None) -> list[Component]:
+        """Components (each once, aliases folded) sorted by kind and name, filtered by a
+        shell-style pattern on the name."""
+        kinds = KINDS if kind is None else (normalize_kind(kind),)
+        found: dict[tuple[str, str, str], Component] = {}
+        for k in kinds:
+            for components in self._claims[k].values():
+                for component in components:
+                    if pattern is None or fnmatch.fnmatchcase(component.name, pattern):
+                        found[(k, component.name, component.provider.plugin)] = component
+        return sorted(found.values(), key=lambda c: (KINDS.index(c.kind), c.name))
+
+    def build(self, kind: str, spec: dict[str, Any], **core_arguments: Any) -> Any:
+        """Call the factory named by ``spec['type']`` with the rest of ``spec`` as arguments."""
+        options = dict(spec)
+        name = options.pop("type", None)
+        if not isinstance(name, str):
+            raise SegkitError(f"a {kind} spec needs 'type: NAME', got {spec!r}")
+        return self.get(kind, name).load()(**core_arguments, **options)

@@ -1,0 +1,178 @@
+"""The shape of a segkit config: its sections, their keys, defaults and types.
+
+Each section is a dataclass, so a key's type hint, default and help live in one place and serve
+validation, the resolved dump and the config reference in docs/configuration.md alike. A key
+that holds a component spec (``{type: NAME, ...}``) is described by a :class:`Slot`: the component
+kind, and the core keys that may sit beside the factory's own arguments (for example a head's
+``in_index``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import MISSING, dataclass, field, fields
+from typing import Any, Literal, Optional, Union
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where a component spec goes: its kind, its extra core keys, and whether it is a list."""
+
+    kind: str
+    extras: type | None = None
+    many: Literal["no", "yes", "either"] = "no"
+
+
+def setting(default: Any = MISSING, help: str = "", slot: Slot | None = None) -> Any:
+    """A section key; lists and dicts given as defaults are copied per instance."""
+    metadata = {"help": help, "slot": slot}
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: _copy(default), metadata=metadata)
+    return field(default=default, metadata=metadata)
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
+# ---- core keys beside a component's own arguments ---------------------------------------------
+
+
+@dataclass
+class HeadPlacement:
+    in_index: Union[int, list[int]] = setting(
+        -1, "which backbone stage(s) feed the head: an index into the feature list, or a list"
+    )
+
+
+@dataclass
+class AuxHeadPlacement:
+    in_index: Union[int, list[int]] = setting(2, "backbone stage(s) feeding the auxiliary head")
+    loss_weight: float = setting(0.4, "weight alpha_0 of this head's loss in the total loss")
+    loss_decay: bool = setting(
+        False, "decay the weight linearly over training: alpha_t = alpha_0 * (1 - t / max_iters)"
+    )
+
+
+@dataclass
+class DatasetExtras:
+    transforms: list = setting(
+        [], "transforms applied in order to image and mask together", Slot("transform", many="yes")
+    )
+
+
+@dataclass
+class LossTerm:
+    weight: float = setting(1.0, "weight of this term when several losses are summed")
+
+
+@dataclass
+class OptimizerExtras:
+    lr_mult: dict[str, float] = setting(
+        {}, "learning-rate multipliers by parameter-name prefix, e.g. {head: 10}"
+    )
+    decay_norm_and_bias: bool = setting(
+        True, "apply weight decay to normalisation weights and biases too"
+    )
+
+
+# ---- sections ----------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelSection:
+    backbone: dict = setting(help="the backbone", slot=Slot("backbone"))
+    head: dict = setting(help="the decode head", slot=Slot("head", HeadPlacement))
+    num_classes: int = setting(help="number of classes the model predicts")
+    aux_heads: list = setting(
+        [],
+        "auxiliary deep-supervision heads, used in training only",
+        Slot("head", AuxHeadPlacement, many="yes"),
+    )
+    pretrained: Optional[str] = setting(
+        None, "a segkit checkpoint whose model weights initialise the whole segmentor"
+    )
+
+
+@dataclass
+class DataSection:
+    train: Optional[dict] = setting(None, "the training dataset", Slot("dataset", DatasetExtras))
+    val: Optional[dict] = setting(None, "the validation dataset", Slot("dataset", DatasetExtras))
+    root: Optional[str] = setting(
+        None, "data root given to every dataset that takes a 'root' and does not set one"
+    )
+    batch_size: int = setting(8, "training images per process and iteration")
+    val_batch_size: int = setting(1, "validation images per process and batch")
+    workers: int = setting(2, "data-loading worker processes per process")
+    pin_memory: Optional[bool] = setting(None, "pin host memory; default: on when using CUDA")
+    persistent_workers: bool = setting(True, "keep workers alive between validation rounds")
+    on_bad_sample: Literal["error", "skip"] = setting(
+        "error", "an unreadable or inconsistent sample stops the run, or is skipped with a warning"
+    )
+
+
+@dataclass
+class TrainSection:
+    max_iters: int = setting(1000, "number of optimizer steps")
+    eval_interval: int = setting(500, "validate every N iterations (and at the end); 0 = at end")
+    checkpoint_interval: int = setting(
+        0, "also keep a numbered checkpoint every N iterations; 0 = only last.pt and best.pt"
+    )
+    keep_checkpoints: int = setting(3, "how many numbered checkpoints to keep")
+    log_interval: int = setting(10, "log training metrics every N iterations")
+    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
+        "auto", "auto: bf16 where the hardware is fast at it, fp16 on older GPUs, else fp32"
+    )
+    channels_last: bool = setting(True, "use the channels-last memory format")
+    grad_clip: Optional[float] = setting(None, "clip the gradient norm to this value")
+    accumulate: int = setting(1, "accumulate gradients over N batches per optimizer step")
+    seed: int = setting(0, "seed for python, numpy and torch, and for the data order")
+    work_dir: Optional[str] = setting(None, "run directory; default: runs/<config name>")
+
+
+@dataclass
+class EvalSection:
+    mode: Literal["whole", "slide"] = setting("whole", "whole image, or sliding windows")
+    crop: Optional[list[int]] = setting(None, "sliding-window size [height, width]")
+    stride: Optional[list[int]] = setting(None, "sliding-window stride [height, width]")
+    scales: list[float] = setting([1.0], "test-time scales, relative to the image size")
+    flip: bool = setting(False, "also predict the mirrored image and average")
+
+
+@dataclass
+class LoggingSection:
+    loggers: list = setting(
+        [{"type": "progress"}, {"type": "tensorboard"}],
+        "loggers observing the run events",
+        Slot("logger", many="yes"),
+    )
+
+
+@dataclass
+class ConfigSchema:
+    model: ModelSection = setting(help="the segmentor")
+    data: DataSection = setting({}, "datasets and loading")
+    loss: Union[dict, list] = setting(
+        {"type": "cross_entropy"},
+        "the loss, or a list of weighted loss terms",
+        Slot("loss", LossTerm, many="either"),
+    )
+    optimizer: dict = setting(
+        {"type": "sgd", "lr": 0.01}, "the optimizer", Slot("optimizer", OptimizerExtras)
+    )
+    lr_scheduler: dict = setting({"type": "poly"}, "the per-iteration LR schedule", Slot("lr_scheduler"))
+    train: TrainSection = setting({}, "the training loop")
+    eval: EvalSection = setting({}, "evaluation")
+    logging: LoggingSection = setting({}, "monitoring")
+
+
+def section_fields(schema: type) -> list[Any]:
+    return list(fields(schema))
+
+
+def is_section(hint: Any) -> bool:
+    return isinstance(hint, type) and hasattr(hint, "__dataclass_fields__")

@@ -1,0 +1,211 @@
+"""Validating a config against the schema and the component signatures, and resolving it.
+
+One walk does both: it collects every problem (unknown key, unknown component, missing or
+unexpected argument, wrong type) with its file:line and a suggestion, and builds the resolved
+config, in which every default is written out, so that the run directory's ``config.yaml`` can be
+run again as is and shows exactly what was used.
+"""
+
+from __future__ import annotations
+
+import difflib
+import inspect
+import os
+import typing
+from dataclasses import MISSING, fields
+from typing import Any, Iterable
+
+from segkit import typecheck
+from segkit.config import ConfigSource, KeyPath, apply_overrides, read_config_files
+from segkit.errors import ConfigError, SegkitError, UnknownComponentError
+from segkit.registry import CORE_ARGUMENTS, Registry
+from segkit.schema import ConfigSchema, Slot, is_section
+
+_PLAIN_TYPES = (type(None), bool, int, float, str)
+
+
+def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
+    """Read, override, validate and resolve a config; raise one ConfigError listing all problems."""
+    from segkit.plugins import get_plugins
+
+    registry = get_plugins().registry
+    source = read_config_files(path)
+    apply_overrides(source, overrides, lambda src, key_path: known_keys(src, key_path, registry))
+    resolved = Validator(source, registry).resolve()
+    if source.problems:
+        raise ConfigError(source.problems)
+    return resolved
+
+
+def known_keys(source: ConfigSource, key_path: KeyPath, registry: Registry) -> list[str]:
+    """The keys a container at ``key_path`` may hold: written ones plus the schema's."""
+    quiet = ConfigSource(source.data, source.origins, source.path)
+    resolved = Validator(quiet, registry).resolve()
+    keys: set[str] = set()
+    for tree in (source.data, resolved):
+        node: Any = tree
+        for part in key_path:
+            node = node.get(part) if isinstance(node, dict) else (
+                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node)
+                else None
+            )
+        if isinstance(node, dict):
+            keys.update(str(k) for k in node)
+    return sorted(keys)
+
+
+def _unknown(what: str, key: Any, candidates: list[str]) -> str:
+    """'unknown key in section 'train'; did you mean 'max_iters'?' or a list of what is allowed."""
+    close = difflib.get_close_matches(str(key), candidates, n=3)
+    if close:
+        return f"unknown {what}; did you mean " + " or ".join(f"'{c}'" for c in close) + "?"
+    if not candidates:
+        return f"unknown {what} (none are accepted here)"
+    return f"unknown {what} (accepted: {', '.join(candidates)})"
+
+
+def _is_plain(value: Any) -> bool:
+    if isinstance(value, _PLAIN_TYPES):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_is_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _is_plain(v) for k, v in value.items())
+    return False
+
+
+def _plain(value: Any) -> Any:
+    """Tuples become lists, as YAML would read them back."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+class Validator:
+    def __init__(self, source: ConfigSource, registry: Registry):
+        self.source = source
+        self.registry = registry
+
+    def report(self, key_path: KeyPath, message: str) -> None:
+        self.source.report(key_path, message)
+
+    def resolve(self) -> dict:
+        return self.section(self.source.data, ConfigSchema, ())
+
+    # ---- sections --------------------------------------------------------------------------
+
+    def section(self, value: Any, schema: type, key_path: KeyPath) -> dict:
+        if value is None:
+            value = {}
+        if not isinstance(value, dict):
+            self.report(key_path, f"expected a mapping of keys, got {typecheck.describe_value(value)}")
+            return {}
+        hints = typing.get_type_hints(schema)
+        known = [f.name for f in fields(schema)]
+        for key in value:
+            if key not in known:
+                where = f"section '{key_path[-1]}'" if key_path else "the config"
+                self.report((*key_path, key), _unknown(f"key in {where}", key, known))
+        resolved = {}
+        for f in fields(schema):
+            slot: Slot | None = f.metadata.get("slot")
+            child_path = (*key_path, f.name)
+            if f.name in value:
+                child = value[f.name]
+            elif f.default is not MISSING:
+                child = f.default
+            elif f.default_factory is not MISSING:
+                child = f.default_factory()
+            else:
+                self.report(child_path, f"missing required key ({f.metadata.get('help', '')})")
+                continue
+            resolved[f.name] = self.value(child, hints[f.name], slot, child_path)
+        return resolved
+
+    def value(self, value: Any, hint: Any, slot: Slot | None, key_path: KeyPath) -> Any:
+        if slot is not None:
+            if value is None and typecheck.matches(None, hint):
+                return None
+            return self.slot(value, slot, key_path)
+        if is_section(hint):
+            return self.section(value, hint, key_path)
+        if not typecheck.matches(value, hint):
+            self.report(
+                key_path,
+                f"expected {typecheck.describe(hint)}, got {typecheck.describe_value(value)}",
+            )
+        return _plain(value)
+
+    # ---- components ------------------------------------------------------------------------
+
+    def slot(self, value: Any, slot: Slot, key_path: KeyPath) -> Any:
+        if slot.many == "yes" or (slot.many == "either" and isinstance(value, list)):
+            if not isinstance(value, list):
+                self.report(key_path, f"expected a list of {slot.kind} specs ({{type: NAME, ...}})")
+                return []
+            return [self.component(item, slot, (*key_path, i)) for i, item in enumerate(value)]
+        return self.component(value, slot, key_path)
+
+    def component(self, spec: Any, slot: Slot, key_path: KeyPath) -> Any:
+        kind = slot.kind
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+            self.report(key_path, f"expected a {kind} spec {{type: NAME, ...}}, got {spec!r}")
+            return spec
+        try:
+            component = self.registry.get(kind, spec["type"])
+        except UnknownComponentError as error:
+            self.report((*key_path, "type"), str(error))
+            return _plain(spec)
+        try:
+            parameters = {p.name: p for p in component.parameters()}
+            hints = component.type_hints()
+            open_ended = component.accepts_any_keyword()
+        except SegkitError as error:
+            self.report((*key_path, "type"), str(error))
+            return _plain(spec)
+        extras = {f.name: f for f in fields(slot.extras)} if slot.extras else {}
+        extra_hints = typing.get_type_hints(slot.extras) if slot.extras else {}
+        core = CORE_ARGUMENTS.get(kind, ())
+        allowed = [*parameters, *extras]
+        for key, value in spec.items():
+            if key == "type":
+                continue
+            child_path = (*key_path, key)
+            if key in core:
+                self.report(child_path, f"'{key}' is supplied by segkit for every {kind}; remove it")
+            elif key in parameters:
+                hint = hints.get(key, inspect.Parameter.empty)
+                if not typecheck.matches(value, hint):
+                    self.report(
+                        child_path,
+                        f"{kind} '{component.name}' expects {typecheck.describe(hint)}, "
+                        f"got {typecheck.describe_value(value)}",
+                    )
+            elif key not in extras and not open_ended:
+                self.report(
+                    child_path, _unknown(f"argument of {kind} '{component.name}'", key, allowed)
+                )
+        resolved: dict[str, Any] = {"type": spec["type"]}
+        for name, parameter in parameters.items():
+            if name in spec:
+                resolved[name] = _plain(spec[name])
+            elif parameter.default is inspect.Parameter.empty:
+                self.report(
+                    (*key_path, name),
+                    f"missing required argument '{name}' of {kind} '{component.name}'",
+                )
+            elif _is_plain(parameter.default):
+                resolved[name] = _plain(parameter.default)
+        for name, extra in extras.items():
+            sub_slot = extra.metadata.get("slot")
+            if name in spec:
+                value = spec[name]
+            else:
+                value = extra.default if extra.default is not MISSING else extra.default_factory()
+            resolved[name] = self.value(value, extra_hints[name], sub_slot, (*key_path, name))
+        if open_ended:
+            resolved.update({k: _plain(v) for k, v in spec.items() if k not in resolved})
+        return resolved
+
