@@ -1,7 +1,9 @@
 """segkit: a plugin-based toolkit for semantic segmentation in PyTorch.
 
 Importing segkit is cheap (no torch): plugin modules import it for ``segkit.hookimpl``, and
-``segkit list`` must stay fast. The heavier parts load when first used.
+``segkit list`` must stay fast. Note that the functions ``segkit.build`` and ``segkit.registry``
+shadow the modules of the same name; inside segkit, import from those modules with
+``from segkit.registry import ...``.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ from typing import Any
 
 from segkit.errors import ConfigError, SegkitError
 from segkit.hookspecs import hookimpl
+from segkit.build import build, build_model, registry  # noqa: E402  (shadows the modules)
+from segkit.validation import load_config
 
 __all__ = [
     "ConfigError",
@@ -21,19 +25,8 @@ __all__ = [
     "registry",
 ]
 
-_LAZY = {
-    "load_config": "segkit.validation",
-    "build": "segkit.build",
-    "build_model": "segkit.build",
-    "registry": "segkit.build",
-}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
     if name == "__version__":
         from importlib.metadata import version
 

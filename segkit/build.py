@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from segkit.errors import ConfigError, SegkitError
 from segkit.plugins import get_plugins
 from segkit.registry import Registry
-from segkit.schema import AuxHeadPlacement, HeadPlacement, OptimizerExtras
+from segkit.schema import AuxHeadPlacement, HeadPlacement, OptimizerExtras, core_keys
 
 
 def registry() -> Registry:
@@ -33,9 +33,16 @@ def explaining(key_path: str) -> Iterator[None]:
 
 
 def build(kind: str, spec: dict[str, Any], **core_arguments: Any) -> Any:
-    """One component from ``{type: NAME, ...}``; core-supplied arguments go in as keywords."""
-    with explaining(f"{kind} '{spec.get('type')}'"):
-        return registry().build(kind, spec, **core_arguments)
+    """One component from ``{type: NAME, ...}``; core-supplied arguments go in as keywords.
+    Core keys of a config slot (a head's ``in_index``, a loss's ``loss_weight``) are left out
+    unless the factory itself takes them, so a spec from a resolved config can be passed as is."""
+    if not isinstance(spec.get("type"), str):
+        raise ConfigError(f"a {kind} spec needs 'type: NAME', got {spec!r}")
+    with explaining(f"{kind} '{spec['type']}'"):
+        component = registry().get(kind, spec["type"])
+        own = {p.name for p in component.parameters()}
+        options = {k: v for k, v in spec.items() if k in own or k not in core_keys(kind)}
+        return registry().build(kind, options, **core_arguments)
 
 
 def split_extras(spec: dict[str, Any], extras: type) -> tuple[dict[str, Any], dict[str, Any]]:

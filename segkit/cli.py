@@ -41,7 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         plugins = get_plugins()
         parser = build_parser(plugins)
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
+        # overrides (KEY=VALUE) may come after options such as --check
+        if extra and hasattr(args, "overrides") and all(_is_override(e) for e in extra):
+            args.overrides = [*args.overrides, *extra]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
         if args.version:
             from importlib.metadata import version
 
@@ -61,3 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("segkit: interrupted", file=sys.stderr)
         return 130
+
+
+def _is_override(argument: str) -> bool:
+    return "=" in argument and not argument.startswith("-")

@@ -66,7 +66,7 @@ class DatasetExtras:
 
 @dataclass
 class LossTerm:
-    weight: float = setting(1.0, "weight of this term when several losses are summed")
+    loss_weight: float = setting(1.0, "weight of this term when several losses are summed")
 
 
 @dataclass
@@ -170,8 +170,24 @@ class ConfigSchema:
     logging: LoggingSection = setting({}, "monitoring")
 
 
-def section_fields(schema: type) -> list[Any]:
-    return list(fields(schema))
+def core_keys(kind: str, schema: type = ConfigSchema) -> set[str]:
+    """Every core key that any slot of ``kind`` allows beside the factory's arguments."""
+    keys: set[str] = set()
+    for f in fields(schema):
+        slot = f.metadata.get("slot")
+        if slot is not None and slot.kind == kind and slot.extras is not None:
+            keys.update(extra.name for extra in fields(slot.extras))
+        if slot is not None and slot.extras is not None:
+            keys |= core_keys(kind, slot.extras)
+        elif is_section(_hint(schema, f.name)):
+            keys |= core_keys(kind, _hint(schema, f.name))
+    return keys
+
+
+def _hint(schema: type, name: str) -> Any:
+    import typing
+
+    return typing.get_type_hints(schema)[name]
 
 
 def is_section(hint: Any) -> bool:

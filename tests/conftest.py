@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -39,3 +42,35 @@ def write_config(tmp_path):
         return path
 
     return write
+
+
+def make_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str],
+                      version: str = "1.0") -> Path:
+    """A minimal installed distribution (dist-info with METADATA and entry_points.txt, plus its
+    modules) under ``root``, to put on PYTHONPATH. For plugins that are broken on purpose."""
+    root.mkdir(parents=True, exist_ok=True)
+    for module, source in modules.items():
+        (root / f"{module}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    dist_info = root / f"{name.replace('-', '_')}-{version}.dist-info"
+    dist_info.mkdir()
+    (dist_info / "METADATA").write_text(
+        f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n", encoding="utf-8"
+    )
+    lines = "".join(f"{key} = {value}\n" for key, value in entry_points.items())
+    (dist_info / "entry_points.txt").write_text(f"[segkit]\n{lines}", encoding="utf-8")
+    return root
+
+
+def run_segkit(*args: str, pythonpath: Path | None = None, env: dict | None = None,
+               cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the real ``segkit`` command in a fresh interpreter (entry points are read anew)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("SEGKIT_")}
+    if pythonpath is not None:
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(pythonpath), environment.get("PYTHONPATH", "")) if p
+        )
+    environment.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "segkit", *args],
+        capture_output=True, text=True, env=environment, cwd=cwd, timeout=300,
+    )

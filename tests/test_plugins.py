@@ -1,0 +1,135 @@
+"""Plugin loading through entry points: isolation of broken plugins, strict mode, disabling."""
+
+import json
+
+import pytest
+
+import segkit
+from conftest import make_distribution, run_segkit
+from segkit.plugins import Plugins
+from segkit.registry import Provider
+
+GOOD = """
+import segkit
+
+@segkit.hookimpl
+def segkit_register_losses(register):
+    register("good_loss", "good_plugin_mod:make", help="a loss from a good plugin")
+
+def make(ignore_index: int, scale: float = 1.0):
+    return None
+"""
+IMPORT_FAILS = """
+import segkit
+raise RuntimeError("this plugin is broken on purpose")
+"""
+MISSPELLED_HOOK = """
+import segkit
+
+@segkit.hookimpl
+def segkit_register_backbone(register):  # missing the final s
+    register("never_seen", "x:y")
+"""
+
+
+@pytest.fixture
+def site(tmp_path):
+    """Three distributions: one good plugin, one that fails to import, one with a misspelled hook."""
+    root = tmp_path / "site"
+    make_distribution(root, "good-dist", {"good": "good_plugin_mod"}, {"good_plugin_mod": GOOD})
+    make_distribution(root, "broken-dist", {"broken": "broken_plugin_mod"},
+                      {"broken_plugin_mod": IMPORT_FAILS})
+    make_distribution(root, "typo-dist", {"typo": "typo_plugin_mod"},
+                      {"typo_plugin_mod": MISSPELLED_HOOK})
+    return root
+
+
+def test_broken_plugins_leave_the_others_working(site):
+    result = run_segkit("list", "loss", "--json", pythonpath=site)
+    assert result.returncode == 0, result.stderr
+    listed = {(c["name"], c["plugin"], c["distribution"]) for c in json.loads(result.stdout)}
+    assert ("good_loss", "good", "good-dist") in listed
+    warnings = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(warnings) == 1, result.stderr
+    assert "'broken'" in warnings[0] and "broken on purpose" in warnings[0]
+    assert "'typo'" in warnings[0] and "segkit_register_backbone" in warnings[0]
+    assert "segkit_register_backbones" in warnings[0]  # the suggestion
+
+
+def test_plugins_command_reports_status_and_errors(site):
+    result = run_segkit("plugins", "--json", pythonpath=site)
+    assert result.returncode == 0, result.stderr
+    records = {r["name"]: r for r in json.loads(result.stdout)}
+    assert records["good"]["status"] == "active"
+    assert records["good"]["hooks"] == ["segkit_register_losses"]
+    assert records["good"]["distribution"] == "good-dist" and records["good"]["version"] == "1.0"
+    assert records["broken"]["status"] == "error"
+    assert "RuntimeError: this plugin is broken on purpose" in records["broken"]["error"]
+    assert records["typo"]["status"] == "error"
+    assert "unknown hook 'segkit_register_backbone'" in records["typo"]["error"]
+
+
+def test_strict_mode_makes_plugin_failures_fatal(site):
+    result = run_segkit("list", pythonpath=site, env={"SEGKIT_STRICT_PLUGINS": "1"})
+    assert result.returncode == 2
+    assert "broken on purpose" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_disabled_plugins_are_not_imported(site):
+    result = run_segkit("plugins", "--json", pythonpath=site,
+                        env={"SEGKIT_DISABLE_PLUGINS": "broken, typo"})
+    records = {r["name"]: r for r in json.loads(result.stdout)}
+    assert records["broken"]["status"] == "disabled" and records["broken"]["error"] is None
+    assert records["typo"]["status"] == "disabled"
+    assert result.stderr == ""
+
+
+def test_unknown_component_mentions_failed_plugins(site):
+    result = run_segkit("show", "loss", "good_los", pythonpath=site)
+    assert result.returncode == 2
+    assert "did you mean 'good_loss'" in result.stderr
+    assert "failed to load: broken, typo" in result.stderr
+
+
+class RaisesWhileRegistering:
+    @staticmethod
+    @segkit.hookimpl
+    def segkit_register_losses(register):
+        register("half_registered", lambda ignore_index: None)
+        raise KeyError("missing table")
+
+
+class BadName:
+    @staticmethod
+    @segkit.hookimpl
+    def segkit_register_heads(register):
+        register("Bad Name!", lambda in_channels, num_classes: None)
+
+
+def test_a_plugin_raising_while_registering_registers_nothing():
+    plugins = Plugins()
+    record = plugins.add(RaisesWhileRegistering, Provider("raiser"))
+    assert record.status == "error" and "KeyError" in record.error
+    assert plugins.registry.list("loss") == []
+    assert not plugins.manager.is_registered(RaisesWhileRegistering)
+
+
+def test_invalid_component_names_are_refused():
+    plugins = Plugins()
+    record = plugins.add(BadName, Provider("badname"))
+    assert record.status == "error" and "'Bad Name!' is not valid" in record.error
+
+
+def test_events_reach_active_plugins():
+    seen = []
+
+    class Listener:
+        @staticmethod
+        @segkit.hookimpl
+        def segkit_on_checkpoint(run, path):
+            seen.append(path)
+
+    plugins = Plugins()
+    plugins.add(Listener, Provider("listener"))
+    plugins.hook.segkit_on_checkpoint(run=None, path="last.pt")
+    assert seen == ["last.pt"]
