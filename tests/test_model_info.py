@@ -121,6 +121,39 @@ def test_flops_equal_a_layer_by_layer_count_and_skip_aux_heads():
     assert model_info({"model": without_aux}, (64, 80))["flops"] == info["flops"]
 
 
+class ValueReadingBackbone(nn.Module):
+    """A third-party backbone whose forward looks at tensor values (impossible on meta)."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.out_channels, self.strides = [4], [1]
+
+    def forward(self, x):
+        x = self.conv(x)
+        return [x if x.abs().max().item() >= 0 else -x]
+
+
+class ValueReading:
+    @segkit.hookimpl
+    def segkit_register_backbones(self, register):
+        register("value_reading", ValueReadingBackbone)
+
+
+def test_components_that_read_values_are_counted_on_the_cpu(use_plugins):
+    use_plugins({"value_reading": ValueReading()}, load_entry_points=True)
+    config = {
+        "model": {
+            "num_classes": 2,
+            "backbone": {"type": "value_reading"},
+            "head": {"type": "fcn", "channels": 8},
+        }
+    }
+    info = model_info(config, (8, 8))
+    conv, fcn, classifier = 3 * 9 * 4, 4 * 9 * 8, 8 * 2
+    assert info["flops"] == 2 * 64 * (conv + fcn + classifier)
+
+
 def test_resnet50_classifier_costs_the_published_4_1_gmacs():
     with torch.device("meta"):
         model = resnet50(num_classes=1000)

@@ -135,7 +135,7 @@ def pspnet18():
     return build({
         "num_classes": 5,
         "backbone": {"type": "resnet18", "stem": "deep", "output_stride": 8},
-        "head": {"type": "ppm"},
+        "head": {"type": "ppm", "fuse_channels": 64},
         "aux_heads": [{"type": "fcn", "channels": 32}],
     })
 
@@ -148,10 +148,10 @@ def test_aux_head_reads_stage_3_by_default(pspnet18):
 def test_aux_head_receives_gradient_in_training(pspnet18):
     pspnet18.train()
     pspnet18.zero_grad()
-    target = torch.randint(0, 5, (2, 48, 48))
-    outputs = pspnet18(torch.randn(2, 3, 48, 48))
+    target = torch.randint(0, 5, (2, 32, 32))
+    outputs = pspnet18(torch.randn(2, 3, 32, 32))
     assert set(outputs) == {"main", "aux0"}
-    assert all(o.shape == (2, 5, 48, 48) for o in outputs.values())
+    assert all(o.shape == (2, 5, 32, 32) for o in outputs.values())
     loss_fn = nn.CrossEntropyLoss()
     (loss_fn(outputs["main"], target) + 0.4 * loss_fn(outputs["aux0"], target)).backward()
     aux = pspnet18.aux_heads[0]
@@ -162,7 +162,7 @@ def test_aux_head_receives_gradient_in_training(pspnet18):
 def test_aux_loss_alone_reaches_the_stages_below_its_input(pspnet18):
     pspnet18.train()
     pspnet18.zero_grad(set_to_none=True)
-    outputs = pspnet18(torch.randn(2, 3, 48, 48))
+    outputs = pspnet18(torch.randn(2, 3, 32, 32))
     outputs["aux0"].square().mean().backward()
     backbone = pspnet18.backbone
     assert backbone.layer3[0].conv1.weight.grad.abs().sum() > 0

@@ -175,6 +175,7 @@ class DRN(_Backbone):
             raise ValueError(f"no DRN-{arch.upper()}-{depth}; the DRNs are: {known}")
         check_norm(norm, gn_groups)
         block, counts = LEVELS[(arch, depth)]
+        self.arch = arch
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
         c = LEVEL_CHANNELS
@@ -265,7 +266,7 @@ class DRN(_Backbone):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
-        if hasattr(self, "layer0"):
+        if self.arch == "d":
             x = self.layer0(x)
         else:
             x = self.relu(self.bn1(self.conv1(x)))
@@ -369,7 +370,7 @@ def _variant(cls: type[nn.Module], title: str, **fixed):
     hints = typing.get_type_hints(cls.__init__)
     factory.__annotations__ = {k: v for k, v in hints.items() if k not in fixed}
     factory.__name__ = factory.__qualname__ = title.lower().replace("-", "_")
-    factory.__doc__ = f"{title} backbone (Yu et al., 2017)."
+    factory.__doc__ = f"{title}, dilated residual network at output stride 8 (Yu et al., 2017)."
     return factory
 
 

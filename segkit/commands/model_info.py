@@ -127,7 +127,7 @@ def format_info(config_path: str, info: dict[str, Any]) -> str:
         format_table(("PART", "PARAMS", "SHARE"), rows),
         f"trainable parameters: {info['trainable_params']:,}",
         f"forward pass at 1x3x{height}x{width} (eval mode): {info['gflops']:.2f} GFLOPs "
-        f"= {info['gmacs']:.2f} GMACs (a multiply-add counts as 2 FLOPs; convolutions and "
-        "matrix products only)",
+        f"= {info['gmacs']:.2f} GMACs",
+        "(convolutions and matrix products; a multiply-add counts as 2 FLOPs)",
     ]
     return "\n".join(lines)
