@@ -14,6 +14,7 @@ torchvision's ``replace_stride_with_dilation`` does for bottleneck blocks.
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from typing import Literal, Optional
 
@@ -24,13 +25,12 @@ from segkit.layers import Norm, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 
 DEPTHS = (18, 34, 50, 101, 152)
-OUTPUT_STRIDES = (8, 16, 32)
 
-# output stride -> (stride, dilation) of layer1..layer4
+# output stride -> (strides, dilations) of layer1..layer4
 STAGE_PLANS = {
-    32: ((1, 1), (2, 1), (2, 1), (2, 1)),
-    16: ((1, 1), (2, 1), (2, 1), (1, 2)),
-    8: ((1, 1), (2, 1), (1, 2), (1, 4)),
+    32: ((1, 2, 2, 2), (1, 1, 1, 1)),
+    16: ((1, 2, 2, 1), (1, 1, 1, 2)),
+    8: ((1, 2, 1, 1), (1, 1, 2, 4)),
 }
 
 
@@ -169,21 +169,16 @@ class ResNet(nn.Module):
             self.inplanes = 128
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
 
-        plan = STAGE_PLANS[output_stride]
-        previous_dilation = 1
-        for number, (width, count, (stride, dilation)) in enumerate(
-            zip((64, 128, 256, 512), blocks, plan), start=1
-        ):
-            layer = self._make_layer(block, width, count, stride, dilation, previous_dilation)
-            setattr(self, f"layer{number}", layer)
-            previous_dilation = dilation
+        strides, dilations = STAGE_PLANS[output_stride]
+        # each stage's first block starts at the dilation of the stage before (see module doc)
+        d1, d2, d3, d4 = dilations
+        self.layer1 = self._make_layer(block, 64, blocks[0], strides[0], d1, 1)
+        self.layer2 = self._make_layer(block, 128, blocks[1], strides[1], d2, d1)
+        self.layer3 = self._make_layer(block, 256, blocks[2], strides[2], d3, d2)
+        self.layer4 = self._make_layer(block, 512, blocks[3], strides[3], d4, d3)
 
         self.out_channels = [w * block.expansion for w in (64, 128, 256, 512)]
-        self.strides = []
-        stride_so_far = 4
-        for stride, _ in plan:
-            stride_so_far *= stride
-            self.strides.append(stride_so_far)
+        self.strides = [4 * math.prod(strides[: i + 1]) for i in range(4)]
 
         if num_classes is None:
             self.avgpool = self.fc = None
