@@ -76,6 +76,7 @@ def _listing(component) -> dict[str, Any]:
 def run_show(args) -> int:
     kind = normalize_kind(args.kind)
     component = get_plugins().registry.get(kind, args.name)
+    component.load()  # a factory registered as a string: import it, so its docstring shows
     print(f"{kind} '{component.name}'  from {component.provider.describe()}")
     if component.aliases:
         print(f"aliases: {', '.join(component.aliases)}")

@@ -1,0 +1,74 @@
+"""Layers shared by model plugins: normalisation chosen by name, and conv-norm-ReLU.
+
+Every backbone and head with normalisation layers takes the same options, ``norm`` and
+``gn_groups``, so that one config line switches a whole model. ``"syncbn"`` builds ordinary
+``BatchNorm2d`` and marks the component with ``sync_bn = True``: the same config then runs on one
+CPU, where synchronising is meaningless, and on many GPUs, where the engine calls
+:func:`convert_sync_batchnorm` once the process group exists.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Literal
+
+from torch import nn
+
+Norm = Literal["bn", "syncbn", "gn"]
+NORMS = ("bn", "syncbn", "gn")
+
+
+def check_norm(norm: str, gn_groups: int) -> None:
+    """Fail early, before any layer is built, on a norm option the factory cannot honour."""
+    if norm not in NORMS:
+        raise ValueError(f"norm must be one of {', '.join(NORMS)}; got {norm!r}")
+    if norm == "gn" and gn_groups < 1:
+        raise ValueError(f"gn_groups must be a positive number of groups; got {gn_groups}")
+
+
+def norm_layer(norm: str, channels: int, gn_groups: int = 32) -> nn.Module:
+    """A normalisation layer over ``channels`` feature maps."""
+    check_norm(norm, gn_groups)
+    if norm == "gn":
+        if channels % gn_groups:
+            raise ValueError(
+                f"group norm cannot split {channels} channels into {gn_groups} groups; "
+                f"set gn_groups to a divisor of every layer's width (e.g. 16 or 8)"
+            )
+        return nn.GroupNorm(gn_groups, channels)
+    return nn.BatchNorm2d(channels)
+
+
+class ConvNormReLU(nn.Sequential):
+    """Conv (no bias: the norm has one), norm, ReLU; keys ``conv.*`` and ``norm.*``."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 1,
+        dilation: int = 1,
+        norm: str = "bn",
+        gn_groups: int = 32,
+    ):
+        padding = dilation * (kernel_size - 1) // 2
+        super().__init__(
+            OrderedDict(
+                conv=nn.Conv2d(
+                    in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
+                    bias=False,
+                ),
+                norm=norm_layer(norm, out_channels, gn_groups),
+                relu=nn.ReLU(inplace=True),
+            )
+        )
+
+
+def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
+    """Turn the batch norms of every component marked ``sync_bn`` into ``nn.SyncBatchNorm``, in
+    place; components built with another norm keep theirs. Call it only when training on more
+    than one process. A marked component is a container, never a norm layer itself, so torch's
+    conversion replaces its children and keeps the component object."""
+    for component in [m for m in model.modules() if getattr(m, "sync_bn", False)]:
+        nn.SyncBatchNorm.convert_sync_batchnorm(component)
+    return model
