@@ -11,9 +11,10 @@ Parameter names follow the official code, so its ImageNet checkpoints load witho
   conv-BN-ReLU layers (``layerN.0``, ``.1``, ``.3``, ``.4``, ...); levels 3-6 as DRN-C.
 
 Levels have 16, 32, 64, 128, 256, 512, 512, 512 channels (x4 in bottleneck levels 3-6); levels
-2, 3, 4 halve the resolution (output stride 8); levels 5, 6, 7, 8 use dilation 2, 4, 2, 1. The
-first block of level 5 and of level 6 (the levels whose stride became dilation) uses (d/2, d) in
-its two 3x3 convs; a bottleneck's one 3x3 conv uses d.
+2, 3, 4 halve the resolution (output stride 8); levels 5, 6, 7, 8 use dilation 2, 4, 2, 1 in
+every 3x3 conv, their first blocks included. (The official code can start a "new level" at
+(d/2, d), but builds levels 5 and 6 as continuations, so their first blocks use (d, d); matching
+that is what makes the official weights give the official outputs.)
 
 DRN-C-58 keeps the official code's 1x1 projection in level 7 (2048 -> 512), which the
 non-residual level never uses: it is there so that the official checkpoint loads strictly and the
@@ -199,8 +200,8 @@ class DRN(_Backbone):
             self.layer2 = self._make_layer(BasicBlock, c[1], counts[1], stride=2)
         self.layer3 = self._make_layer(block, c[2], counts[2], stride=2)
         self.layer4 = self._make_layer(block, c[3], counts[3], stride=2)
-        self.layer5 = self._make_layer(block, c[4], counts[4], dilation=2, new_level=True)
-        self.layer6 = self._make_layer(block, c[5], counts[5], dilation=4, new_level=True)
+        self.layer5 = self._make_layer(block, c[4], counts[4], dilation=2)
+        self.layer6 = self._make_layer(block, c[5], counts[5], dilation=4)
         if arch == "d":
             self.layer7 = self._make_conv_layers(c[6], counts[6], dilation=2)
             self.layer8 = self._make_conv_layers(c[7], counts[7], dilation=1)
@@ -232,7 +233,6 @@ class DRN(_Backbone):
         count: int,
         stride: int = 1,
         dilation: int = 1,
-        new_level: bool = False,
         residual: bool = True,
     ) -> nn.Sequential:
         out_channels = channels * block.expansion
@@ -245,7 +245,7 @@ class DRN(_Backbone):
         options = {"norm": self.norm, "gn_groups": self.gn_groups}
         if block is BasicBlock:
             options["residual"] = residual
-        first = (dilation // 2 if new_level else dilation, dilation)
+        first = (dilation, dilation)
         layers = [block(self.inplanes, channels, stride, first, downsample, **options)]
         self.inplanes = out_channels
         for _ in range(1, count):
