@@ -17,6 +17,9 @@ from segkit.errors import SegkitError
 CORE_COMMANDS = (
     "segkit.commands.catalog",
     "segkit.commands.config",
+    "segkit.commands.train",
+    "segkit.commands.eval",
+    "segkit.commands.predict",
 )
 
 
