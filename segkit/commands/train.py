@@ -43,7 +43,8 @@ def run_train(args) -> int:
     if args.resume is True:
         resume = work_dir / "checkpoints" / "last.pt"
     if resume is not None and not resume.is_file():
-        raise CheckpointError(f"{resume}: no checkpoint to resume from")
+        hint = " (write overrides before --resume, which takes an optional path)" if "=" in str(resume) else ""
+        raise CheckpointError(f"{resume}: no checkpoint to resume from{hint}")
     trainer = Trainer(config, work_dir, resume, args.overwrite, args.overrides, args.config)
     return trainer.fit()
 

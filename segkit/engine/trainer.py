@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from segkit.build import build_lr_scheduler, build_model, build_optimizer
+from segkit.build import build_lr_scheduler, build_model, build_optimizer, explaining, registry
 from segkit.data import build_dataset, collate
 from segkit.engine.checkpoint import capture_rng, load_for_resume, restore_rng
 from segkit.engine.evaluator import Evaluator, validation_loader
@@ -75,6 +75,9 @@ class Trainer:
         self.resume_path = Path(resume) if resume is not None else None
         self.overwrite = overwrite
         self.overrides = list(overrides)
+        # One process for now; with several (torchrun), each takes its share of the sample
+        # stream and only rank 0 writes files and calls the run-event hooks.
+        self.rank, self.world_size = 0, 1
         self.stop = StopRequest()
         self.best: dict[str, Any] | None = None
         self.saved_step: int | None = None
@@ -129,6 +132,7 @@ class Trainer:
             panels=eval_cfg["panels"],
         )
 
+        self.loggers = self._build_loggers()
         self.start_step, self.position = 0, 0
         resumed = self.resume_path is not None
         if resumed:
@@ -141,7 +145,7 @@ class Trainer:
             precision=self.precision.name,
             precision_reason=self.precision.reason,
             channels_last=self.channels_last,
-            world_size=1,
+            world_size=self.world_size,
             batch_size_per_process=self.data_cfg["batch_size"],
             accumulate=self.accumulate,
             resumed_from=str(self.resume_path) if resumed else None,
@@ -167,6 +171,8 @@ class Trainer:
             accumulate=self.accumulate,
             start_step=self.start_step,
             step=self.start_step,
+            rank=self.rank,
+            world_size=self.world_size,
         )
 
     def _check_classes(self) -> None:
@@ -185,7 +191,9 @@ class Trainer:
         return self.device.type == "cuda" if pin is None else bool(pin)
 
     def _train_loader(self, seed: int) -> DataLoader:
-        sampler = InfiniteSampler(len(self.train_set), seed=seed, start=self.position)
+        sampler = InfiniteSampler(
+            len(self.train_set), seed=seed, start=self.position, rank=self.rank, world_size=self.world_size
+        )
         self.sampler = sampler
         return DataLoader(
             self.train_set,
@@ -213,6 +221,10 @@ class Trainer:
         if checkpoint["scaler"] and self.scaler.is_enabled():
             self.scaler.load_state_dict(checkpoint["scaler"])
         restore_rng(checkpoint["rng"])
+        changed = config_changes(checkpoint.get("config") or {}, self.config)
+        if changed:
+            print(f"segkit: note: the config differs from the checkpoint's in {', '.join(changed)}",
+                  file=sys.stderr)
         self.start_step = int(checkpoint["step"])
         self.position = int(checkpoint["sampler"]["position"])
         self.best = checkpoint.get("best")
@@ -237,13 +249,17 @@ class Trainer:
             return 0
         self._announce()
         data = iter(self.train_loader)  # workers start before any logger thread does
-        loggers = self._register_loggers()
-        hook = get_plugins().hook
+        manager = get_plugins().manager
+        hook = manager.hook
         self.watch = NonFiniteWatch(self.device, self.start_step)
         self.window = LogWindow(self.device)
         self.model.train()
         status = 0
+        registered = []
         try:
+            for logger in self.loggers:
+                manager.register(logger)
+                registered.append(logger)
             hook.segkit_on_train_start(run=self.run)
             with self.stop.installed():
                 status = self._loop(data, hook)
@@ -251,8 +267,8 @@ class Trainer:
             try:
                 hook.segkit_on_train_end(run=self.run)
             finally:
-                for logger in loggers:
-                    get_plugins().manager.unregister(logger)
+                for logger in registered:
+                    manager.unregister(logger)
         return status
 
     def _loop(self, data: Iterator[dict], hook) -> int:
@@ -392,15 +408,12 @@ class Trainer:
 
     # ---- loggers and messages ------------------------------------------------------------------
 
-    def _register_loggers(self) -> list[object]:
-        from segkit.build import explaining, registry
-
+    def _build_loggers(self) -> list[object]:
+        """The objects of ``logging.loggers``; the trainer registers them for this run only."""
         loggers = []
         for number, spec in enumerate(self.config["logging"]["loggers"]):
             with explaining(f"logging.loggers.{number}"):
-                logger = registry().build("logger", spec)
-            get_plugins().manager.register(logger)
-            loggers.append(logger)
+                loggers.append(registry().build("logger", spec))
         return loggers
 
     def _announce(self) -> None:
@@ -496,6 +509,21 @@ class StopRequest:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, leaving out where the run lives and how it is watched."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
+        if path in ("train.work_dir", "logging"):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.extend(config_changes(a, b, path + "."))
+        elif a != b:
+            changes.append(path)
+    return changes
 
 
 def peak_memory_gb(device: torch.device) -> float:
