@@ -292,3 +292,24 @@ def test_loss_terms_and_aux_outputs_are_logged(toys, tmp_path):
     assert expected <= set(line)
     assert line["loss_main"] == pytest.approx(line["loss_main.cross_entropy"] + 0.5 * line["loss_main.dice"], rel=1e-5)
     assert all(math.isfinite(line[key]) for key in expected)
+
+
+def test_validation_of_images_of_different_sizes_with_sliding_windows(toys, tmp_path):
+    config = write(
+        tmp_path,
+        data="""
+data:
+  train: {type: toy_shapes, count: 8}
+  val: {type: toy_shapes, count: 5, seed: 1, sizes: [[32, 32], [24, 40], [36, 20]]}
+  batch_size: 4
+  val_batch_size: 3
+  workers: 0
+""",
+        train=NAN_TRAIN.replace("20", "2"),
+    )
+    config.write_text(config.read_text() + "eval: {mode: slide, crop: [16, 16], stride: [12, 12]}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run)]) == 0
+    val = lines(run, "val")
+    assert [line["step"] for line in val] == [2] and 0 <= val[0]["mIoU"] <= 1
+    assert len(list((run / "predictions").iterdir())) == 4

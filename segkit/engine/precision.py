@@ -79,6 +79,13 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """cuDNN autotuning (fast) unless deterministic results are asked for; CPUs need nothing."""
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+
+
 def _mps_available() -> bool:
     backend = getattr(torch.backends, "mps", None)
     return bool(backend and backend.is_available())

@@ -13,7 +13,7 @@ from torch import nn
 
 from segkit.build import build_model
 from segkit.engine.inference import InputNormalizer
-from segkit.engine.precision import Precision, resolve_device, resolve_precision
+from segkit.engine.precision import Precision, configure_backends, resolve_device, resolve_precision
 from segkit.engine.visualize import default_palette
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 
@@ -43,6 +43,7 @@ def load_trained(config: dict[str, Any], path: str | Path, device: str | None = 
     state = state_dict_of(checkpoint, path)
     resolved_device = resolve_device(device or config["train"]["device"])
     precision = resolve_precision(config["train"]["precision"], resolved_device)
+    configure_backends(resolved_device, config["train"]["deterministic"])
     channels_last = config["train"]["channels_last"] and resolved_device.type != "mps"
     # The checkpoint replaces every weight; initial weights need not be read.
     model = build_model({**config, "model": {**config["model"], "pretrained": None}})

@@ -31,7 +31,13 @@ from segkit.engine.checkpoint import capture_rng, load_for_resume, restore_rng
 from segkit.engine.evaluator import Evaluator, validation_loader
 from segkit.engine.inference import InferenceSettings, InputNormalizer
 from segkit.engine.losses import build_criterion
-from segkit.engine.precision import Precision, device_name, resolve_device, resolve_precision
+from segkit.engine.precision import (
+    Precision,
+    configure_backends,
+    device_name,
+    resolve_device,
+    resolve_precision,
+)
 from segkit.engine.run import Run
 from segkit.engine.rundir import RunDirectory, environment
 from segkit.engine.sampler import InfiniteSampler
@@ -80,7 +86,7 @@ class Trainer:
         self.rank, self.world_size = 0, 1
         self.stop = StopRequest()
         self.best: dict[str, Any] | None = None
-        self.saved_step: int | None = None
+        self.saved: tuple[Path, int] | None = None  # the newest good checkpoint and its step
         self._check_settings()
 
     def _check_settings(self) -> None:
@@ -104,9 +110,7 @@ class Trainer:
         self.device = resolve_device(self.train_cfg["device"])
         self.precision: Precision = resolve_precision(self.train_cfg["precision"], self.device)
         self.channels_last = self.train_cfg["channels_last"] and self.device.type != "mps"
-        if self.device.type == "cuda":
-            torch.backends.cudnn.benchmark = not self.train_cfg["deterministic"]
-            torch.backends.cudnn.deterministic = self.train_cfg["deterministic"]
+        configure_backends(self.device, self.train_cfg["deterministic"])
         seed = self.train_cfg["seed"]
         seed_everything(seed)
 
@@ -228,7 +232,7 @@ class Trainer:
         self.start_step = int(checkpoint["step"])
         self.position = int(checkpoint["sampler"]["position"])
         self.best = checkpoint.get("best")
-        self.saved_step = self.start_step
+        self.saved = (path, self.start_step)
         if checkpoint["sampler"].get("size") != len(self.train_set):
             print(
                 f"segkit: warning: the training set has {len(self.train_set)} samples, the "
@@ -352,8 +356,8 @@ class Trainer:
         bad = self.watch.first_bad_step()
         if bad is None:
             return
-        if self.saved_step is not None:
-            kept = f"the last good checkpoint is {self.rundir.checkpoints.last} (iteration {self.saved_step})"
+        if self.saved is not None:
+            kept = f"the last good checkpoint is {self.saved[0]} (iteration {self.saved[1]})"
         else:
             kept = "no checkpoint had been written yet"
         raise TrainingDiverged(
@@ -404,7 +408,7 @@ class Trainer:
         if numbered:
             hook.segkit_on_checkpoint(run=self.run, path=self.rundir.checkpoints.save_numbered(state))
         hook.segkit_on_checkpoint(run=self.run, path=self.rundir.checkpoints.save_last(state))
-        self.saved_step = step
+        self.saved = (self.rundir.checkpoints.last, step)
 
     # ---- loggers and messages ------------------------------------------------------------------
 
