@@ -16,7 +16,7 @@ from torch import nn
 
 
 class CrossEntropyLoss(nn.Module):
-    """Cross-entropy averaged over non-ignored pixels, with optional class weights and label smoothing."""
+    """Cross-entropy averaged over non-ignored pixels; optional class weights, label smoothing."""
 
     def __init__(
         self,

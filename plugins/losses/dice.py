@@ -18,7 +18,9 @@ class DiceLoss(nn.Module):
     def __init__(self, ignore_index: int, smooth: float = 1.0, exponent: int = 2):
         super().__init__()
         if smooth <= 0:
-            raise ValueError(f"smooth must be > 0 (it keeps classes absent from a batch defined), got {smooth}")
+            raise ValueError(
+                f"smooth must be > 0 (it keeps classes absent from a batch defined), got {smooth}"
+            )
         if exponent not in (1, 2):
             raise ValueError(f"exponent must be 1 or 2, got {exponent}")
         self.ignore_index = ignore_index
@@ -32,8 +34,9 @@ class DiceLoss(nn.Module):
         safe_target = target.masked_fill(target == self.ignore_index, 0).unsqueeze(1)
         true_probability = probabilities.gather(1, safe_target)
         flat_target = safe_target.flatten()
-        intersection = logits.new_zeros(num_classes).index_add(0, flat_target, true_probability.flatten())
-        label_area = logits.new_zeros(num_classes).index_add(0, flat_target, labelled.flatten())
+        zeros = logits.new_zeros(num_classes)
+        intersection = zeros.index_add(0, flat_target, true_probability.flatten())
+        label_area = zeros.index_add(0, flat_target, labelled.flatten())
         predicted_area = probabilities.pow(self.exponent).sum(dim=(0, 2, 3))
         dice = (2 * intersection + self.smooth) / (predicted_area + label_area + self.smooth)
         return 1 - dice.mean()

@@ -29,7 +29,9 @@ class IterationSchedule(LRScheduler):
         if min_lr < 0:
             raise ValueError(f"min_lr must be >= 0, got {min_lr}")
         if not 0 <= warmup_iters <= max_iters:
-            raise ValueError(f"warmup_iters must be in 0..max_iters ({max_iters}), got {warmup_iters}")
+            raise ValueError(
+                f"warmup_iters must be in 0..max_iters ({max_iters}), got {warmup_iters}"
+            )
         if not 0.0 < warmup_ratio <= 1.0:
             raise ValueError(f"warmup_ratio must be in (0, 1], got {warmup_ratio}")
         self.max_iters = max_iters

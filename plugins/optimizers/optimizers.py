@@ -19,7 +19,9 @@ def sgd(
         raise ValueError(f"lr must be positive, got {lr}")
     if nesterov and momentum <= 0:
         raise ValueError("nesterov needs momentum > 0")
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov)
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+    )
 
 
 def adamw(

@@ -46,7 +46,8 @@ def run_eval(args) -> int:
     classes = list(dataset.classes)
     if len(classes) != config["model"]["num_classes"]:
         raise ConfigError(
-            f"model.num_classes is {config['model']['num_classes']} but data.val has {len(classes)} classes"
+            f"model.num_classes is {config['model']['num_classes']} but data.val has "
+            f"{len(classes)} classes"
         )
     data = config["data"]
     loader = validation_loader(
@@ -85,6 +86,7 @@ def run_eval(args) -> int:
 
 
 def _default_output(checkpoint: Path, settings) -> Path:
-    run_dir = checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else checkpoint.parent
+    in_run = checkpoint.parent.name == "checkpoints"
+    run_dir = checkpoint.parent.parent if in_run else checkpoint.parent
     tta = "_tta" if len(settings.scales) > 1 or settings.flip else ""
     return run_dir / f"eval_{checkpoint.stem}_{settings.mode}{tta}.json"

@@ -1,4 +1,5 @@
-"""``segkit predict CONFIG --checkpoint PATH IMAGES_OR_DIRS... --out DIR [--overlay] [--merge MAP]``."""
+"""``segkit predict CONFIG --checkpoint PATH IMAGES_OR_DIRS... --out DIR [--overlay]
+[--merge LABEL_MAP]``: palette PNGs (and overlays) of a model's predictions."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ def add_commands(subparsers) -> None:
     parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files or folders")
     parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--overlay", action="store_true", help="also write the image with the colours blended in")
+    parser.add_argument(
+        "--overlay", action="store_true", help="also write the image with the colours blended in"
+    )
     parser.add_argument(
         "--merge", metavar="LABEL_MAP",
         help="CSV mapping the model's classes to coarser groups; group probabilities are summed",
     )
     parser.add_argument("--mode", choices=("whole", "slide"), help="override eval.mode")
-    parser.add_argument("--tta", action="store_true", help="multi-scale and flip test-time augmentation")
+    parser.add_argument(
+        "--tta", action="store_true", help="multi-scale and flip test-time augmentation"
+    )
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
     parser.set_defaults(handler=run_predict)
 
@@ -63,7 +68,10 @@ def run_predict(args) -> int:
             save_rgb(overlay(image, labels, palette), out / f"{path.stem}_overlay.png")
         bar.update(number)
     bar.close()
-    classes = [{"index": i, "name": n, "color": list(c)} for i, (n, c) in enumerate(zip(names, palette))]
+    classes = [
+        {"index": i, "name": name, "color": list(colour)}
+        for i, (name, colour) in enumerate(zip(names, palette))
+    ]
     (out / "classes.json").write_text(json.dumps(classes, indent=2) + "\n", encoding="utf-8")
     print(f"segkit: wrote {len(paths)} prediction(s) to {out}")
     return 0
@@ -78,7 +86,8 @@ def collect_images(inputs: list[str]) -> list[Path]:
         if path.is_dir():
             found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
             if not found:
-                raise DataError(f"{path}: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) in this folder")
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise DataError(f"{path}: no images ({suffixes}) in this folder")
             paths.extend(found)
         elif path.is_file():
             paths.append(path)

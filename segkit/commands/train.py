@@ -43,7 +43,9 @@ def run_train(args) -> int:
     if args.resume is True:
         resume = work_dir / "checkpoints" / "last.pt"
     if resume is not None and not resume.is_file():
-        hint = " (write overrides before --resume, which takes an optional path)" if "=" in str(resume) else ""
+        hint = ""
+        if "=" in str(resume):
+            hint = " (write overrides before --resume, which takes an optional path)"
         raise CheckpointError(f"{resume}: no checkpoint to resume from{hint}")
     trainer = Trainer(config, work_dir, resume, args.overwrite, args.overrides, args.config)
     return trainer.fit()

@@ -43,7 +43,9 @@ def atomic_save(obj: Any, path: str | os.PathLike) -> None:
         temporary.unlink(missing_ok=True)
         if isinstance(error, (OSError, RuntimeError)):
             previous = "the previous file is intact" if path.exists() else "nothing was written"
-            raise CheckpointError(f"{path}: could not write the checkpoint ({error}); {previous}") from error
+            raise CheckpointError(
+                f"{path}: could not write the checkpoint ({error}); {previous}"
+            ) from error
         raise
     _sync_directory(path.parent)
 
@@ -70,7 +72,11 @@ def capture_rng() -> dict[str, Any]:
     version, mt_state, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     state = {
-        "python": {"version": version, "state": torch.tensor(mt_state, dtype=torch.int64), "gauss": gauss},
+        "python": {
+            "version": version,
+            "state": torch.tensor(mt_state, dtype=torch.int64),
+            "gauss": gauss,
+        },
         "numpy": {
             "kind": kind,
             "keys": torch.from_numpy(keys.astype(np.int64)),
@@ -126,7 +132,11 @@ class CheckpointDirectory:
         """Numbered checkpoints, oldest first."""
         if not self.directory.is_dir():
             return []
-        found = [(int(m.group(1)), p) for p in self.directory.iterdir() if (m := NUMBERED.match(p.name))]
+        found = []
+        for path in self.directory.iterdir():
+            match = NUMBERED.match(path.name)
+            if match:
+                found.append((int(match.group(1)), path))
         return [path for _, path in sorted(found)]
 
     def save_last(self, state: dict[str, Any]) -> Path:
@@ -153,8 +163,8 @@ def load_for_resume(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path}: not a segkit checkpoint (expected a dict)")
     missing = [key for key in RESUME_KEYS if key not in checkpoint]
     if missing:
-        hint = " (best.pt holds only the model; resume from last.pt or a numbered one)" if "metric" in checkpoint else ""
-        raise CheckpointError(
-            f"{path}: cannot resume from it: it lacks {', '.join(missing)}{hint}"
-        )
+        hint = ""
+        if "metric" in checkpoint:
+            hint = " (best.pt holds only the model; resume from last.pt or a numbered one)"
+        raise CheckpointError(f"{path}: cannot resume from it: it lacks {', '.join(missing)}{hint}")
     return checkpoint

@@ -32,7 +32,8 @@ class InputNormalizer:
             raise ConfigError("data.mean and data.std need three values each (std > 0)")
         self.device = device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        self.inverse_std = 1.0 / torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.inverse_std = 1.0 / std
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
@@ -58,9 +59,14 @@ class InferenceSettings:
         stride = section.get("stride")
         if mode == "slide":
             if not crop:
-                raise ConfigError("eval.crop: sliding-window inference needs a window size [height, width]")
+                raise ConfigError(
+                    "eval.crop: sliding-window inference needs a window size [height, width]"
+                )
             crop = _pair(crop, "eval.crop")
-            stride = _pair(stride, "eval.stride") if stride else tuple(max(1, c * 2 // 3) for c in crop)
+            if stride:
+                stride = _pair(stride, "eval.stride")
+            else:
+                stride = tuple(max(1, size * 2 // 3) for size in crop)
         elif mode != "whole":
             raise ConfigError(f"eval.mode: '{mode}' is not 'whole' or 'slide'")
         scales = tuple(float(s) for s in section.get("scales") or (1.0,))
@@ -98,7 +104,9 @@ def _pair(value: Any, key: str) -> tuple[int, int]:
 class Predictor:
     """Class probabilities [N, C, H, W] (fp32) of normalised images [N, 3, H, W]."""
 
-    def __init__(self, model: nn.Module, settings: InferenceSettings, precision: Precision | None = None):
+    def __init__(
+        self, model: nn.Module, settings: InferenceSettings, precision: Precision | None = None
+    ):
         self.model = model
         self.settings = settings
         self.precision = precision
@@ -141,16 +149,18 @@ class Predictor:
         ]
         sums = None
         counts = images.new_zeros((1, 1, height, width))
+        memory_format = _memory_format(images)
         per_pass = max(1, self.settings.window_batch // batch)
         for first in range(0, len(windows), per_pass):
             chunk = windows[first : first + per_pass]
             crops = torch.cat([images[:, :, t : t + crop_h, l : l + crop_w] for t, l in chunk])
-            logits = self.forward(crops.contiguous(memory_format=_format_of(images)))
+            logits = self.forward(crops.contiguous(memory_format=memory_format))
             if sums is None:
                 sums = images.new_zeros((batch, logits.shape[1], height, width))
             for number, (top, left) in enumerate(chunk):
-                sums[:, :, top : top + crop_h, left : left + crop_w] += logits[number * batch : (number + 1) * batch]
-                counts[:, :, top : top + crop_h, left : left + crop_w] += 1
+                window = (slice(None), slice(None), slice(top, top + crop_h), slice(left, left + crop_w))
+                sums[window] += logits[number * batch : (number + 1) * batch]
+                counts[window] += 1
         return sums / counts
 
 
@@ -170,7 +180,10 @@ def _resize(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False)
 
 
-def _format_of(tensor: torch.Tensor) -> torch.memory_format:
-    if tensor.dim() == 4 and tensor.is_contiguous(memory_format=torch.channels_last) and not tensor.is_contiguous():
+def _memory_format(images: torch.Tensor) -> torch.memory_format:
+    """Keep the windows in the images' layout (channels-last when the model runs so)."""
+    if images.is_contiguous():
+        return torch.contiguous_format
+    if images.is_contiguous(memory_format=torch.channels_last):
         return torch.channels_last
     return torch.contiguous_format

@@ -29,7 +29,9 @@ class LabelMap:
     groups: list[int]  # per model class: its group, or -1 when dropped
 
     @classmethod
-    def read(cls, path: str | Path, classes: Sequence[str], palette: Sequence[Sequence[int]]) -> "LabelMap":
+    def read(
+        cls, path: str | Path, classes: Sequence[str], palette: Sequence[Sequence[int]]
+    ) -> "LabelMap":
         path = Path(path)
         try:
             with open(path, newline="", encoding="utf-8") as file:
@@ -46,9 +48,13 @@ class LabelMap:
                 source = int(row["index"]) if row.get("index", "") != "" else int(row["label"]) - 1
                 target = int(row["merged_id"]) if row["merged_id"].strip() else DROPPED
             except (KeyError, TypeError, ValueError):
-                raise DataError(f"{path}:{line}: expected integer class ids, got {dict(row)}") from None
+                raise DataError(
+                    f"{path}:{line}: expected integer class ids, got {dict(row)}"
+                ) from None
             if not 0 <= source < len(classes):
-                raise DataError(f"{path}:{line}: class {source} does not exist; the model has {len(classes)}")
+                raise DataError(
+                    f"{path}:{line}: class {source} does not exist; the model has {len(classes)}"
+                )
             if target == DROPPED:
                 continue
             groups[source] = target

@@ -86,8 +86,10 @@ class Criterion:
 
 
 def build_criterion(config: dict[str, Any]) -> Criterion:
-    specs = config["loss"] if isinstance(config["loss"], list) else [config["loss"]]
-    key_paths = [f"loss.{i}" for i in range(len(specs))] if isinstance(config["loss"], list) else ["loss"]
+    if isinstance(config["loss"], list):
+        specs, key_paths = config["loss"], [f"loss.{i}" for i in range(len(config["loss"]))]
+    else:
+        specs, key_paths = [config["loss"]], ["loss"]
     terms = []
     for spec, key_path in zip(specs, key_paths):
         loss_spec, extras = split_extras(spec, LossTerm)

@@ -70,10 +70,12 @@ class RunDirectory:
 
     def write_config(self, config: dict[str, Any], overrides: Iterable[str]) -> None:
         (self.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        (self.path / "overrides.txt").write_text("".join(f"{o}\n" for o in overrides), encoding="utf-8")
+        text = "".join(f"{override}\n" for override in overrides)
+        (self.path / "overrides.txt").write_text(text, encoding="utf-8")
 
     def write_environment(self, environment: dict[str, Any]) -> None:
-        (self.path / "env.json").write_text(json.dumps(environment, indent=2) + "\n", encoding="utf-8")
+        text = json.dumps(environment, indent=2) + "\n"
+        (self.path / "env.json").write_text(text, encoding="utf-8")
 
     def log_metrics(self, line: dict[str, Any]) -> None:
         with open(self.metrics_path, "a", encoding="utf-8") as file:

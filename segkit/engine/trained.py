@@ -57,7 +57,9 @@ def load_trained(config: dict[str, Any], path: str | Path, device: str | None = 
         model=model,
         device=resolved_device,
         precision=precision,
-        normalizer=InputNormalizer(config["data"]["mean"], config["data"]["std"], resolved_device, channels_last),
+        normalizer=InputNormalizer(
+            config["data"]["mean"], config["data"]["std"], resolved_device, channels_last
+        ),
         classes=list(meta["classes"]) if meta.get("classes") else None,
         palette=[tuple(c) for c in palette] if palette else None,
         step=meta.get("step") if isinstance(meta.get("step"), int) else None,

@@ -117,7 +117,8 @@ class Trainer:
         self.train_set = build_dataset(self.config, "train")
         self.val_set = build_dataset(self.config, "val") if self.data_cfg.get("val") else None
         self.classes = list(self.train_set.classes)
-        self.palette = list(getattr(self.train_set, "palette", None) or default_palette(len(self.classes)))
+        palette = getattr(self.train_set, "palette", None)
+        self.palette = list(palette or default_palette(len(self.classes)))
         self._check_classes()
 
         self.model = build_model(self.config).to(self.device)
@@ -196,7 +197,8 @@ class Trainer:
 
     def _train_loader(self, seed: int) -> DataLoader:
         sampler = InfiniteSampler(
-            len(self.train_set), seed=seed, start=self.position, rank=self.rank, world_size=self.world_size
+            len(self.train_set), seed=seed, start=self.position,
+            rank=self.rank, world_size=self.world_size,
         )
         self.sampler = sampler
         return DataLoader(
@@ -322,7 +324,9 @@ class Trainer:
             self.watch.observe(loss.detach())
         if self.train_cfg["grad_clip"] is not None:
             self.scaler.unscale_(self.optimizer)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_cfg["grad_clip"])
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.train_cfg["grad_clip"]
+            )
             self.window.add_value("grad_norm", norm.detach())
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -402,7 +406,9 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": capture_rng(),
-            "sampler": self.sampler.state_dict(self.position + (step - self.start_step) * self.run.images_per_step),
+            "sampler": self.sampler.state_dict(
+                self.position + (step - self.start_step) * self.run.images_per_step
+            ),
             "best": self.best,
         }
         if numbered:
