@@ -18,6 +18,9 @@ CORE_COMMANDS = (
     "segkit.commands.catalog",
     "segkit.commands.config",
     "segkit.commands.model_info",
+    "segkit.commands.train",
+    "segkit.commands.eval",
+    "segkit.commands.predict",
 )
 
 

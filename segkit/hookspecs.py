@@ -93,15 +93,19 @@ def segkit_on_train_start(run):
 
 @hookspec
 def segkit_on_train_iter_end(run, step, logs):
-    """Called after every optimizer step; ``logs`` maps names (``loss``, each loss term, ``lr``,
-    ``imgs_per_s``, ...) to floats. ``step`` counts from 1."""
+    """Called after every optimizer step; ``step`` counts from 1. On logging steps (every
+    ``train.log_interval`` and the last) ``logs`` maps names (``loss``, each loss term such as
+    ``loss_main`` and ``loss_aux0``, ``lr``, ``imgs_per_s``, ``peak_mem_gb``) to floats averaged
+    since the previous logging step; on other steps it is empty, so that the loop never waits
+    for the device just to report."""
 
 
 @hookspec
 def segkit_on_eval_end(run, step, metrics):
-    """Called after each validation; ``metrics`` holds ``mIoU``, ``mAcc``, ``aAcc`` (fractions)
-    and ``IoU`` (class name -> fraction), plus ``samples``: a few (image, label, prediction)
-    triples for visualisation."""
+    """Called after each validation; ``metrics`` holds ``mIoU``, ``mAcc``, ``aAcc`` (fractions),
+    ``IoU`` and ``Acc`` (class name -> fraction, ``None`` for a class absent from labels and
+    predictions), plus ``samples``: a few dicts with ``name``, ``image`` (uint8 3xHxW), ``label``
+    and ``prediction`` (HxW) for pictures; ``run.palette`` colours them."""
 
 
 @hookspec

@@ -112,6 +112,12 @@ class DataSection:
     on_bad_sample: Literal["error", "skip"] = setting(
         "error", "an unreadable or inconsistent sample stops the run, or is skipped with a warning"
     )
+    mean: list[float] = setting(
+        [123.675, 116.28, 103.53], "per-channel RGB mean subtracted from 0..255 images (ImageNet's)"
+    )
+    std: list[float] = setting(
+        [58.395, 57.12, 57.375], "per-channel RGB divisor applied after the mean (ImageNet's)"
+    )
 
 
 @dataclass
@@ -131,6 +137,9 @@ class TrainSection:
     grad_clip: Optional[float] = setting(None, "clip the gradient norm to this value")
     accumulate: int = setting(1, "accumulate gradients over N batches per optimizer step")
     seed: int = setting(0, "seed for python, numpy and torch, and for the data order")
+    deterministic: bool = setting(
+        False, "deterministic cuDNN algorithms (reproducible on GPUs, but slower); CPUs always are"
+    )
     work_dir: Optional[str] = setting(None, "run directory; default: runs/<config name>")
 
 
@@ -141,6 +150,10 @@ class EvalSection:
     stride: Optional[list[int]] = setting(None, "sliding-window stride [height, width]")
     scales: list[float] = setting([1.0], "test-time scales, relative to the image size")
     flip: bool = setting(False, "also predict the mirrored image and average")
+    window_batch: int = setting(4, "sliding windows per forward pass (slide mode)")
+    panels: int = setting(
+        4, "validation images saved as image | label | prediction panels (predictions/, TensorBoard)"
+    )
 
 
 @dataclass

@@ -1,0 +1,37 @@
+"""Optimizer factories. ``params`` are segkit's parameter groups (``name``, ``lr_mult`` and, for
+norms and biases without decay, ``weight_decay: 0``); the core scales each group's rate by its
+``lr_mult`` after construction."""
+
+from __future__ import annotations
+
+import torch
+
+
+def sgd(
+    params: list,
+    lr: float = 0.01,
+    momentum: float = 0.9,
+    weight_decay: float = 0.0005,
+    nesterov: bool = False,
+) -> torch.optim.SGD:
+    """SGD with momentum, the recipe of PSPNet, DeepLab and the CSAIL models."""
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    if nesterov and momentum <= 0:
+        raise ValueError("nesterov needs momentum > 0")
+    return torch.optim.SGD(
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+    )
+
+
+def adamw(
+    params: list,
+    lr: float = 0.0001,
+    betas: tuple[float, float] = (0.9, 0.999),
+    weight_decay: float = 0.01,
+    eps: float = 1e-8,
+) -> torch.optim.AdamW:
+    """AdamW (decoupled weight decay), the usual choice for transformer backbones."""
+    if lr <= 0:
+        raise ValueError(f"lr must be positive, got {lr}")
+    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps)

@@ -1,0 +1,66 @@
+"""Writes ``<work_dir>/tb`` (or ``log_dir``): ``train/<name>`` for every logged value (loss and
+each loss term, lr, imgs_per_s, peak_mem_gb), ``val/mIoU``, ``val/mAcc``, ``val/aAcc`` and
+``val/IoU/<class>``, ``val/panels/<n>`` images (image | ground truth | prediction in the dataset
+palette), and the resolved config as text under ``config``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import segkit
+from segkit.config import dump_config
+from segkit.engine.visualize import panel
+
+
+class TensorBoardLogger:
+    """Log scalars, prediction panels and the config to TensorBoard."""
+
+    def __init__(self, log_dir: Optional[str] = None, panels: bool = True, flush_secs: int = 30):
+        self.log_dir = log_dir
+        self.panels = panels
+        self.flush_secs = flush_secs
+        self.writer = None
+
+    @segkit.hookimpl
+    def segkit_on_train_start(self, run):
+        if not run.is_main:
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        log_dir = Path(self.log_dir) if self.log_dir else Path(run.work_dir) / "tb"
+        # A resumed run drops the events the interrupted one logged after its checkpoint.
+        self.writer = SummaryWriter(
+            str(log_dir), purge_step=run.start_step + 1 if run.start_step else None,
+            flush_secs=self.flush_secs,
+        )
+        self.writer.add_text("config", "```yaml\n" + dump_config(run.config) + "```", run.start_step)
+
+    @segkit.hookimpl
+    def segkit_on_train_iter_end(self, run, step, logs):
+        if self.writer is None:
+            return
+        for name, value in logs.items():
+            self.writer.add_scalar(f"train/{name}", value, step)
+
+    @segkit.hookimpl
+    def segkit_on_eval_end(self, run, step, metrics):
+        if self.writer is None:
+            return
+        for name in ("mIoU", "mAcc", "aAcc"):
+            if metrics.get(name) is not None:
+                self.writer.add_scalar(f"val/{name}", metrics[name], step)
+        for class_name, value in metrics.get("IoU", {}).items():
+            if value is not None:
+                self.writer.add_scalar(f"val/IoU/{class_name}", value, step)
+        if self.panels:
+            for number, sample in enumerate(metrics.get("samples", [])):
+                picture = panel(sample["image"], sample["label"], sample["prediction"], run.palette)
+                self.writer.add_image(f"val/panels/{number}", picture, step, dataformats="HWC")
+        self.writer.flush()
+
+    @segkit.hookimpl
+    def segkit_on_train_end(self, run):
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

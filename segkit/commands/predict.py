@@ -1,0 +1,120 @@
+"""``segkit predict CONFIG --checkpoint PATH IMAGES_OR_DIRS... --out DIR [--overlay]
+[--merge LABEL_MAP]``: palette PNGs (and overlays) of a model's predictions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+def add_commands(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment images with a checkpoint",
+        description="Segment images (files, or folders of images) and write, per image, "
+        "<name>.png: a palette PNG whose pixel values are the class indices; with --overlay "
+        "also <name>_overlay.png. classes.json lists the class names and colours.",
+    )
+    parser.add_argument("config", help="path to a YAML config")
+    parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files or folders")
+    parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--overlay", action="store_true", help="also write the image with the colours blended in"
+    )
+    parser.add_argument(
+        "--merge", metavar="LABEL_MAP",
+        help="CSV mapping the model's classes to coarser groups; group probabilities are summed",
+    )
+    parser.add_argument("--mode", choices=("whole", "slide"), help="override eval.mode")
+    parser.add_argument(
+        "--tta", action="store_true", help="multi-scale and flip test-time augmentation"
+    )
+    parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
+    parser.set_defaults(handler=run_predict)
+
+
+def run_predict(args) -> int:
+    from segkit.engine.inference import InferenceSettings, Predictor
+    from segkit.engine.label_map import LabelMap
+    from segkit.engine.progress import ProgressBar
+    from segkit.engine.trained import load_trained
+    from segkit.engine.visualize import overlay, save_label_png, save_rgb
+    from segkit.validation import load_config
+
+    config = load_config(args.config)
+    settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
+    paths = collect_images(args.inputs)
+    trained = load_trained(config, args.checkpoint, args.device)
+    num_classes = config["model"]["num_classes"]
+    names, palette = trained.class_names(num_classes), trained.colours(num_classes)
+    label_map = LabelMap.read(args.merge, names, palette) if args.merge else None
+    if label_map is not None:
+        names, palette = label_map.names, label_map.palette
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    predictor = Predictor(trained.model, settings, trained.precision)
+    bar = ProgressBar(len(paths), "predict")
+    for number, path in enumerate(paths, start=1):
+        image = read_image(path)
+        probabilities = predictor.probabilities(trained.normalizer(image.unsqueeze(0)))
+        if label_map is not None:
+            probabilities = label_map.merge(probabilities)
+        labels = probabilities.argmax(dim=1)[0].cpu()
+        save_label_png(labels, palette, out / f"{path.stem}.png")
+        if args.overlay:
+            save_rgb(overlay(image, labels, palette), out / f"{path.stem}_overlay.png")
+        bar.update(number)
+    bar.close()
+    classes = [
+        {"index": i, "name": name, "color": list(colour)}
+        for i, (name, colour) in enumerate(zip(names, palette))
+    ]
+    (out / "classes.json").write_text(json.dumps(classes, indent=2) + "\n", encoding="utf-8")
+    print(f"segkit: wrote {len(paths)} prediction(s) to {out}")
+    return 0
+
+
+def collect_images(inputs: list[str]) -> list[Path]:
+    from segkit.errors import DataError
+
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
+                raise DataError(f"{path}: no images ({suffixes}) in this folder")
+            paths.extend(found)
+        elif path.is_file():
+            paths.append(path)
+        else:
+            raise DataError(f"{path}: no such image file or folder")
+    by_name: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in by_name:
+            raise DataError(
+                f"{by_name[path.stem]} and {path} would both be written as {path.stem}.png; "
+                "predict them into different --out folders"
+            )
+        by_name[path.stem] = path
+    return paths
+
+
+def read_image(path: Path):
+    """An image file as a uint8 RGB tensor 3xHxW."""
+    import numpy as np
+    import torch
+    from PIL import Image, UnidentifiedImageError
+
+    from segkit.errors import DataError
+
+    try:
+        with Image.open(path) as picture:
+            array = np.asarray(picture.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as error:
+        raise DataError(f"{path}: cannot read the image: {error}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()

@@ -1,0 +1,67 @@
+"""A trained model ready for inference: the config's segmentor with a checkpoint's weights, on
+the config's device and precision (the ones validation during training used, so that
+``segkit eval`` reproduces its numbers), with the class names and palette it was trained with."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+from torch import nn
+
+from segkit.build import build_model
+from segkit.engine.inference import InputNormalizer
+from segkit.engine.precision import Precision, configure_backends, resolve_device, resolve_precision
+from segkit.engine.visualize import default_palette
+from segkit.weights import load_into, read_checkpoint, state_dict_of
+
+
+@dataclass
+class TrainedModel:
+    model: nn.Module
+    device: torch.device
+    precision: Precision
+    normalizer: InputNormalizer
+    classes: list[str] | None
+    palette: list[tuple[int, int, int]] | None
+    step: int | None
+    path: Path
+
+    def class_names(self, count: int) -> list[str]:
+        return list(self.classes) if self.classes else [f"class_{i}" for i in range(count)]
+
+    def colours(self, count: int) -> list[tuple[int, int, int]]:
+        return list(self.palette) if self.palette else default_palette(count)
+
+
+def load_trained(config: dict[str, Any], path: str | Path, device: str | None = None) -> TrainedModel:
+    """The model of ``config`` with the weights of ``path`` (a segkit checkpoint or a state dict)."""
+    path = Path(path)
+    checkpoint = read_checkpoint(path)
+    state = state_dict_of(checkpoint, path)
+    resolved_device = resolve_device(device or config["train"]["device"])
+    precision = resolve_precision(config["train"]["precision"], resolved_device)
+    configure_backends(resolved_device, config["train"]["deterministic"])
+    channels_last = config["train"]["channels_last"] and resolved_device.type != "mps"
+    # The checkpoint replaces every weight; initial weights need not be read.
+    model = build_model({**config, "model": {**config["model"], "pretrained": None}})
+    load_into(model, state, path)
+    model = model.to(resolved_device).eval()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    meta: Mapping[str, Any] = checkpoint if isinstance(checkpoint, Mapping) else {}
+    palette = meta.get("palette")
+    return TrainedModel(
+        model=model,
+        device=resolved_device,
+        precision=precision,
+        normalizer=InputNormalizer(
+            config["data"]["mean"], config["data"]["std"], resolved_device, channels_last
+        ),
+        classes=list(meta["classes"]) if meta.get("classes") else None,
+        palette=[tuple(c) for c in palette] if palette else None,
+        step=meta.get("step") if isinstance(meta.get("step"), int) else None,
+        path=path,
+    )

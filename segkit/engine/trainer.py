@@ -1,0 +1,548 @@
+"""The training loop: iteration-based, resumable exactly, safe to interrupt.
+
+The hot loop never waits for the device: loss terms are summed on the device and read only every
+``train.log_interval`` steps, and so is the check for a non-finite loss (the device remembers the
+first bad iteration, so the message still names it). Before any checkpoint is written the loss is
+checked, so a diverged state is never saved over a good one.
+
+SIGINT and SIGTERM set a flag; the loop finishes the step it is in, writes ``last.pt`` and
+returns 128 + the signal number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports a process
+ended by that signal. A second Ctrl-C stops at once.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import sys
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from segkit.build import build_lr_scheduler, build_model, build_optimizer, explaining, registry
+from segkit.data import build_dataset, collate
+from segkit.engine.checkpoint import capture_rng, load_for_resume, restore_rng
+from segkit.engine.evaluator import Evaluator, validation_loader
+from segkit.engine.inference import InferenceSettings, InputNormalizer
+from segkit.engine.losses import build_criterion
+from segkit.engine.precision import (
+    Precision,
+    configure_backends,
+    device_name,
+    resolve_device,
+    resolve_precision,
+)
+from segkit.engine.run import Run
+from segkit.engine.rundir import RunDirectory, environment
+from segkit.engine.sampler import InfiniteSampler
+from segkit.engine.visualize import default_palette
+from segkit.errors import CheckpointError, ConfigError, SegkitError
+from segkit.metrics import format_metrics
+from segkit.plugins import get_plugins
+from segkit.weights import load_into
+
+
+class TrainingDiverged(SegkitError):
+    """The loss became NaN or infinite; the run stopped without saving the broken state."""
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+class Trainer:
+    """Builds everything a config describes and trains it: ``Trainer(config, ...).fit()``
+    returns the process exit status (0 finished, 130/143 interrupted)."""
+
+    def __init__(
+        self,
+        config: dict[str, Any],
+        work_dir: str | Path,
+        resume: str | Path | None = None,
+        overwrite: bool = False,
+        overrides: Sequence[str] = (),
+        config_path: str | Path | None = None,
+    ):
+        self.config = config
+        self.config_path = config_path
+        self.train_cfg = config["train"]
+        self.data_cfg = config["data"]
+        self.max_iters = self.train_cfg["max_iters"]
+        self.accumulate = self.train_cfg["accumulate"]
+        self.rundir = RunDirectory(work_dir, self.train_cfg["keep_checkpoints"])
+        self.resume_path = Path(resume) if resume is not None else None
+        self.overwrite = overwrite
+        self.overrides = list(overrides)
+        # One process for now; with several (torchrun), each takes its share of the sample
+        # stream and only rank 0 writes files and calls the run-event hooks.
+        self.rank, self.world_size = 0, 1
+        self.stop = StopRequest()
+        self.best: dict[str, Any] | None = None
+        self.saved: tuple[Path, int] | None = None  # the newest good checkpoint and its step
+        self._check_settings()
+
+    def _check_settings(self) -> None:
+        problems = []
+        for key in ("max_iters", "accumulate", "log_interval", "keep_checkpoints"):
+            if self.train_cfg[key] < 1:
+                problems.append(f"train.{key}: must be at least 1, got {self.train_cfg[key]}")
+        for key in ("eval_interval", "checkpoint_interval"):
+            if self.train_cfg[key] < 0:
+                problems.append(f"train.{key}: must be 0 or more, got {self.train_cfg[key]}")
+        if self.data_cfg["batch_size"] < 1:
+            problems.append(f"data.batch_size: must be at least 1, got {self.data_cfg['batch_size']}")
+        if self.data_cfg["workers"] < 0:
+            problems.append(f"data.workers: must be 0 or more, got {self.data_cfg['workers']}")
+        if problems:
+            raise ConfigError(problems)
+
+    # ---- set-up ------------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        self.device = resolve_device(self.train_cfg["device"])
+        self.precision: Precision = resolve_precision(self.train_cfg["precision"], self.device)
+        self.channels_last = self.train_cfg["channels_last"] and self.device.type != "mps"
+        configure_backends(self.device, self.train_cfg["deterministic"])
+        seed = self.train_cfg["seed"]
+        seed_everything(seed)
+
+        self.train_set = build_dataset(self.config, "train")
+        self.val_set = build_dataset(self.config, "val") if self.data_cfg.get("val") else None
+        self.classes = list(self.train_set.classes)
+        palette = getattr(self.train_set, "palette", None)
+        self.palette = list(palette or default_palette(len(self.classes)))
+        self._check_classes()
+
+        self.model = build_model(self.config).to(self.device)
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.criterion = build_criterion(self.config).to(self.device)
+        self.optimizer = build_optimizer(self.config, self.model)
+        self.scheduler = build_lr_scheduler(self.config, self.optimizer)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision.needs_grad_scaler)
+        self.normalizer = InputNormalizer(
+            self.data_cfg["mean"], self.data_cfg["std"], self.device, self.channels_last
+        )
+        eval_cfg = self.config["eval"]
+        self.evaluator = Evaluator(
+            InferenceSettings.from_config(eval_cfg), self.classes, self.normalizer, self.precision,
+            panels=eval_cfg["panels"],
+        )
+
+        self.loggers = self._build_loggers()
+        self.start_step, self.position = 0, 0
+        resumed = self.resume_path is not None
+        if resumed:
+            self._resume(self.resume_path)
+        self.rundir.start(self.start_step if resumed else None, self.overwrite)
+        self.rundir.write_config(self.config, self.overrides)
+        self.rundir.write_environment(environment(
+            device=str(self.device),
+            device_name=device_name(self.device),
+            precision=self.precision.name,
+            precision_reason=self.precision.reason,
+            channels_last=self.channels_last,
+            world_size=self.world_size,
+            batch_size_per_process=self.data_cfg["batch_size"],
+            accumulate=self.accumulate,
+            resumed_from=str(self.resume_path) if resumed else None,
+            start_step=self.start_step,
+        ))
+        self.train_loader = self._train_loader(seed)
+        self.val_loader = None
+        if self.val_set is not None:
+            self.val_loader = validation_loader(
+                self.val_set, self.data_cfg["val_batch_size"], self.data_cfg["workers"],
+                self._pin_memory(), self.data_cfg["persistent_workers"], seed,
+            )
+        self.run = Run(
+            config=self.config,
+            work_dir=self.rundir.path,
+            model=self.model,
+            classes=self.classes,
+            palette=self.palette,
+            max_iters=self.max_iters,
+            device=self.device,
+            precision=self.precision.name,
+            batch_size=self.data_cfg["batch_size"],
+            accumulate=self.accumulate,
+            start_step=self.start_step,
+            step=self.start_step,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def _check_classes(self) -> None:
+        num_classes = self.config["model"]["num_classes"]
+        for split, dataset in (("train", self.train_set), ("val", self.val_set)):
+            if dataset is not None and len(dataset.classes) != num_classes:
+                raise ConfigError(
+                    f"model.num_classes is {num_classes} but data.{split} has "
+                    f"{len(dataset.classes)} classes"
+                )
+        if len(self.train_set) == 0:
+            raise ConfigError("data.train: the training dataset is empty")
+
+    def _pin_memory(self) -> bool:
+        pin = self.data_cfg["pin_memory"]
+        return self.device.type == "cuda" if pin is None else bool(pin)
+
+    def _train_loader(self, seed: int) -> DataLoader:
+        sampler = InfiniteSampler(
+            len(self.train_set), seed=seed, start=self.position,
+            rank=self.rank, world_size=self.world_size,
+        )
+        self.sampler = sampler
+        return DataLoader(
+            self.train_set,
+            batch_size=self.data_cfg["batch_size"],
+            sampler=sampler,
+            num_workers=self.data_cfg["workers"],
+            collate_fn=collate,
+            pin_memory=self._pin_memory(),
+            # The base seed of the workers comes from this generator, not from the global RNG,
+            # so that creating the loader does not shift the model's random stream.
+            generator=torch.Generator().manual_seed(seed),
+        )
+
+    def _resume(self, path: Path) -> None:
+        checkpoint = load_for_resume(path)
+        load_into(self.model, checkpoint["model"], path)
+        try:
+            self.optimizer.load_state_dict(checkpoint["optimizer"])
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        except (ValueError, KeyError, RuntimeError) as error:
+            raise CheckpointError(
+                f"{path}: the optimizer or LR-scheduler state does not fit this config "
+                f"(was optimizer, lr_mult or lr_scheduler changed?): {error}"
+            ) from None
+        if checkpoint["scaler"] and self.scaler.is_enabled():
+            self.scaler.load_state_dict(checkpoint["scaler"])
+        restore_rng(checkpoint["rng"])
+        changed = config_changes(checkpoint.get("config") or {}, self.config)
+        if changed:
+            print(f"segkit: note: the config differs from the checkpoint's in {', '.join(changed)}",
+                  file=sys.stderr)
+        self.start_step = int(checkpoint["step"])
+        self.position = int(checkpoint["sampler"]["position"])
+        self.best = checkpoint.get("best")
+        self.saved = (path, self.start_step)
+        if checkpoint["sampler"].get("size") != len(self.train_set):
+            print(
+                f"segkit: warning: the training set has {len(self.train_set)} samples, the "
+                f"checkpoint's had {checkpoint['sampler'].get('size')}: the data order differs "
+                "from the interrupted run's",
+                file=sys.stderr,
+            )
+
+    # ---- the loop ----------------------------------------------------------------------------
+
+    def fit(self) -> int:
+        self.setup()
+        if self.start_step >= self.max_iters:
+            print(
+                f"segkit: {self.rundir.path} finished already ({self.start_step} of "
+                f"{self.max_iters} iterations); raise train.max_iters to train longer"
+            )
+            return 0
+        self._announce()
+        data = iter(self.train_loader)  # workers start before any logger thread does
+        manager = get_plugins().manager
+        hook = manager.hook
+        self.watch = NonFiniteWatch(self.device, self.start_step)
+        self.window = LogWindow(self.device)
+        self.model.train()
+        status = 0
+        registered = []
+        try:
+            for logger in self.loggers:
+                manager.register(logger)
+                registered.append(logger)
+            hook.segkit_on_train_start(run=self.run)
+            with self.stop.installed():
+                status = self._loop(data, hook)
+        finally:
+            try:
+                hook.segkit_on_train_end(run=self.run)
+            finally:
+                for logger in registered:
+                    manager.unregister(logger)
+        return status
+
+    def _loop(self, data: Iterator[dict], hook) -> int:
+        eval_interval = self.train_cfg["eval_interval"]
+        checkpoint_interval = self.train_cfg["checkpoint_interval"]
+        log_interval = self.train_cfg["log_interval"]
+        step = self.start_step
+        while step < self.max_iters:
+            self._train_step(step, data)
+            step += 1
+            self.run.step = step
+            finished = step == self.max_iters
+            logs = self._logs(step) if step % log_interval == 0 or finished else {}
+            hook.segkit_on_train_iter_end(run=self.run, step=step, logs=logs)
+            validate = self.val_loader is not None and (
+                finished or (eval_interval > 0 and step % eval_interval == 0)
+            )
+            numbered = checkpoint_interval > 0 and step % checkpoint_interval == 0
+            if validate or numbered or finished or self.stop.signal is not None:
+                self._check_finite()
+            if validate:
+                self._validate(step, hook)
+            if validate or numbered or finished or self.stop.signal is not None:
+                self._save(step, numbered, hook)
+                self.window.restart_clock()  # validation and saving are not training speed
+            if self.stop.signal is not None and not finished:
+                name = signal.Signals(self.stop.signal).name
+                print(
+                    f"segkit: stopped by {name} after iteration {step}; saved "
+                    f"{self.rundir.checkpoints.last}. Resume with: segkit train "
+                    f"{self.config_path or 'CONFIG'} --resume --work-dir {self.rundir.path}",
+                    file=sys.stderr,
+                )
+                return 128 + self.stop.signal
+        return 0
+
+    def _train_step(self, step: int, data: Iterator[dict]) -> None:
+        for _ in range(self.accumulate):
+            batch = next(data)
+            images = self.normalizer(batch["image"])
+            target = batch["mask"].to(self.device, non_blocking=True)
+            with self.precision.autocast():
+                outputs = self.model(images)
+            loss, terms = self.criterion(outputs, target, step)
+            self.scaler.scale(loss / self.accumulate if self.accumulate > 1 else loss).backward()
+            self.window.add(loss.detach(), terms, len(images))
+            self.watch.observe(loss.detach())
+        if self.train_cfg["grad_clip"] is not None:
+            self.scaler.unscale_(self.optimizer)
+            norm = torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.train_cfg["grad_clip"]
+            )
+            self.window.add_value("grad_norm", norm.detach())
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scheduler.step()
+        self.watch.step_done()
+
+    def _logs(self, step: int) -> dict[str, float]:
+        """Read the window's sums (the one host sync of a logging step) and write the line."""
+        self._check_finite()
+        logs = self.window.read()
+        logs.update(self._learning_rates())
+        logs["peak_mem_gb"] = peak_memory_gb(self.device)
+        self.rundir.log_metrics({"split": "train", "step": step, **logs})
+        return logs
+
+    def _learning_rates(self) -> dict[str, float]:
+        """``lr``: the schedule's rate (for groups without a multiplier); ``lr_<name>`` for
+        groups with one."""
+        rates: dict[str, float] = {}
+        for group in self.optimizer.param_groups:
+            multiplier = group.get("lr_mult", 1.0)
+            if multiplier == 1.0:
+                rates.setdefault("lr", group["lr"])
+            else:
+                rates.setdefault(f"lr_{group.get('name', 'group')}", group["lr"])
+                rates.setdefault("lr", group["lr"] / multiplier)
+        return rates
+
+    def _check_finite(self) -> None:
+        bad = self.watch.first_bad_step()
+        if bad is None:
+            return
+        if self.saved is not None:
+            kept = f"the last good checkpoint is {self.saved[0]} (iteration {self.saved[1]})"
+        else:
+            kept = "no checkpoint had been written yet"
+        raise TrainingDiverged(
+            f"the loss became non-finite (NaN or infinite) at iteration {bad}; training stopped "
+            f"without saving the broken state; {kept}. Try a lower optimizer.lr, "
+            "train.grad_clip, or train.precision=fp32."
+        )
+
+    # ---- validation and checkpoints ------------------------------------------------------------
+
+    def _validate(self, step: int, hook) -> None:
+        metrics = self.evaluator.evaluate(self.model, self.val_loader)
+        samples = metrics.pop("samples")
+        self.rundir.log_metrics({"split": "val", "step": step, **metrics})
+        self.rundir.write_panels(samples, self.palette)
+        hook.segkit_on_eval_end(run=self.run, step=step, metrics={**metrics, "samples": samples})
+        print(f"validation at iteration {step}:\n{format_metrics(metrics)}", flush=True)
+        miou = metrics["mIoU"]
+        if miou is not None and (self.best is None or miou > self.best["mIoU"]):
+            self.best = {"mIoU": miou, "step": step}
+            best = {
+                **self._model_state(step),
+                "metric": {"name": "mIoU", "value": miou},
+                "metrics": metrics,
+            }
+            path = self.rundir.checkpoints.save_best(best)
+            hook.segkit_on_checkpoint(run=self.run, path=path)
+
+    def _model_state(self, step: int) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "step": step,
+            "config": self.config,
+            "classes": self.classes,
+            "palette": [list(colour) for colour in self.palette],
+        }
+
+    def _save(self, step: int, numbered: bool, hook) -> None:
+        state = {
+            **self._model_state(step),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng(),
+            "sampler": self.sampler.state_dict(
+                self.position + (step - self.start_step) * self.run.images_per_step
+            ),
+            "best": self.best,
+        }
+        if numbered:
+            hook.segkit_on_checkpoint(run=self.run, path=self.rundir.checkpoints.save_numbered(state))
+        hook.segkit_on_checkpoint(run=self.run, path=self.rundir.checkpoints.save_last(state))
+        self.saved = (self.rundir.checkpoints.last, step)
+
+    # ---- loggers and messages ------------------------------------------------------------------
+
+    def _build_loggers(self) -> list[object]:
+        """The objects of ``logging.loggers``; the trainer registers them for this run only."""
+        loggers = []
+        for number, spec in enumerate(self.config["logging"]["loggers"]):
+            with explaining(f"logging.loggers.{number}"):
+                loggers.append(registry().build("logger", spec))
+        return loggers
+
+    def _announce(self) -> None:
+        state = f"resuming at iteration {self.start_step}" if self.start_step else "starting"
+        print(
+            f"segkit: training {self.rundir.path} ({state}; {self.max_iters} iterations, "
+            f"batch {self.data_cfg['batch_size']} per process"
+            + (f" x {self.accumulate} accumulated" if self.accumulate > 1 else "")
+            + f")\nsegkit: device {self.device} ({device_name(self.device)}), precision "
+            f"{self.precision.describe()}" + (", channels-last" if self.channels_last else ""),
+            flush=True,
+        )
+
+
+class LogWindow:
+    """Sums of the loss terms since the last log line, kept on the device."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.restart()
+
+    def restart(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+        self.restart_clock()
+
+    def restart_clock(self) -> None:
+        self.images = 0
+        self.started = time.perf_counter()
+
+    def add(self, loss: torch.Tensor, terms: dict[str, torch.Tensor], images: int) -> None:
+        self.add_value("loss", loss)
+        for name, value in terms.items():
+            self.add_value(name, value)
+        self.images += images
+
+    def add_value(self, name: str, value: torch.Tensor) -> None:
+        if name in self.sums:
+            self.sums[name] = self.sums[name] + value
+            self.counts[name] += 1
+        else:
+            self.sums[name] = value.float()
+            self.counts[name] = 1
+
+    def read(self) -> dict[str, float]:
+        names = list(self.sums)
+        values = torch.stack([self.sums[n] for n in names]).tolist() if names else []
+        logs = {name: value / self.counts[name] for name, value in zip(names, values)}
+        elapsed = time.perf_counter() - self.started
+        logs["imgs_per_s"] = self.images / elapsed if elapsed > 0 else 0.0
+        self.restart()
+        return logs
+
+
+class NonFiniteWatch:
+    """Remembers, on the device, the first iteration whose loss was NaN or infinite."""
+
+    def __init__(self, device: torch.device, start_step: int):
+        self.first_bad = torch.full((), -1, dtype=torch.int64, device=device)
+        self.current = torch.full((), start_step + 1, dtype=torch.int64, device=device)
+
+    def observe(self, loss: torch.Tensor) -> None:
+        bad = ~torch.isfinite(loss) & (self.first_bad < 0)
+        self.first_bad = torch.where(bad, self.current, self.first_bad)
+
+    def step_done(self) -> None:
+        self.current += 1
+
+    def first_bad_step(self) -> int | None:
+        value = int(self.first_bad)
+        return None if value < 0 else value
+
+
+class StopRequest:
+    """SIGINT/SIGTERM -> a flag the loop checks after each step."""
+
+    def __init__(self):
+        self.signal: int | None = None
+
+    def _handle(self, signum, frame) -> None:
+        if self.signal == signal.SIGINT and signum == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop now
+        self.signal = signum
+
+    @contextmanager
+    def installed(self):
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, leaving out where the run lives and how it is watched."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
+        if path in ("train.work_dir", "logging"):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.extend(config_changes(a, b, path + "."))
+        elif a != b:
+            changes.append(path)
+    return changes
+
+
+def peak_memory_gb(device: torch.device) -> float:
+    """Peak device memory on CUDA; peak resident memory of the process elsewhere."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    try:
+        import resource
+    except ImportError:  # Windows
+        return 0.0
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**30 if sys.platform == "darwin" else peak / 2**20

@@ -1,0 +1,82 @@
+"""Label maps as pictures: palette colouring, image | label | prediction panels, overlays."""
+
+from __future__ import annotations
+
+import colorsys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+Palette = Sequence[Sequence[int]]
+IGNORE_COLOUR = (0, 0, 0)
+
+
+def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
+    """Distinct colours for datasets that bring none: hues spread by the golden ratio."""
+    colours = []
+    for index in range(num_classes):
+        hue = (index * 0.618033988749895) % 1.0
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.65 + 0.35 * (index % 2), 0.95 - 0.3 * (index % 3) / 2)
+        colours.append((int(r * 255), int(g * 255), int(b * 255)))
+    return colours
+
+
+def as_array(tensor_or_array) -> np.ndarray:
+    if isinstance(tensor_or_array, torch.Tensor):
+        return tensor_or_array.detach().cpu().numpy()
+    return np.asarray(tensor_or_array)
+
+
+def image_hwc(image) -> np.ndarray:
+    """An RGB image as HxWx3 uint8, from a 3xHxW tensor or an HxWx3 array."""
+    array = as_array(image)
+    if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+        array = array.transpose(1, 2, 0)
+    return np.ascontiguousarray(array.astype(np.uint8))
+
+
+def colorize(labels, palette: Palette) -> np.ndarray:
+    """HxW class indices -> HxWx3 colours; the ignore value and unknown indices are black."""
+    labels = as_array(labels).astype(np.int64)
+    table = np.zeros((max(256, len(palette)), 3), dtype=np.uint8)
+    table[: len(palette)] = np.asarray(palette, dtype=np.uint8).reshape(-1, 3)
+    table[255 if len(palette) <= 255 else len(table) - 1] = IGNORE_COLOUR
+    return table[np.clip(labels, 0, len(table) - 1)]
+
+
+def panel(image, label, prediction, palette: Palette, gap: int = 4) -> np.ndarray:
+    """image | ground truth | prediction, side by side on a white background."""
+    parts = [image_hwc(image), colorize(label, palette), colorize(prediction, palette)]
+    height = max(p.shape[0] for p in parts)
+    width = sum(p.shape[1] for p in parts) + gap * (len(parts) - 1)
+    canvas = np.full((height, width, 3), 255, dtype=np.uint8)
+    x = 0
+    for part in parts:
+        canvas[: part.shape[0], x : x + part.shape[1]] = part
+        x += part.shape[1] + gap
+    return canvas
+
+
+def overlay(image, labels, palette: Palette, alpha: float = 0.5) -> np.ndarray:
+    """The image with the coloured labels blended over it."""
+    picture = image_hwc(image).astype(np.float32)
+    colours = colorize(labels, palette).astype(np.float32)
+    return (picture * (1 - alpha) + colours * alpha).round().astype(np.uint8)
+
+
+def save_rgb(array: np.ndarray, path: str | Path) -> None:
+    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path)
+
+
+def save_label_png(labels, palette: Palette, path: str | Path) -> None:
+    """A palette PNG: the pixel values are the class indices, the palette shows the colours."""
+    labels = as_array(labels)
+    if labels.max(initial=0) > 255:
+        raise ValueError("a palette PNG holds at most 256 classes")
+    picture = Image.fromarray(labels.astype(np.uint8))  # mode L; the palette makes it P
+    flat = [channel for colour in list(palette)[:256] for channel in colour]
+    picture.putpalette(flat + [0] * (768 - len(flat)))
+    picture.save(path)
