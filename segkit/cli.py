@@ -17,6 +17,7 @@ from segkit.errors import SegkitError
 CORE_COMMANDS = (
     "segkit.commands.catalog",
     "segkit.commands.config",
+    "segkit.commands.data",
 )
 
 
