@@ -7,7 +7,8 @@ the original classes has its softmax probabilities summed into the merged groups
 A mapping lists every source value it knows: ``source -> target``, where target 255 means
 "dropped" (ignore in masks, probability discarded at inference). Source values it does not list
 are not silently dropped: :meth:`LabelMap.relabel` rejects them, so that a typo in a mapping
-or an unexpected value in a mask is noticed. The ignore value 255 always maps to itself.
+or an unexpected value in a mask is noticed. The value 255 maps to itself (ignore) unless the
+mapping lists it, as a mapping of masks that store a class as 255 (``{0: 0, 255: 1}``) does.
 
 Mappings come from a CSV file (columns ``source`` and ``target``, other columns ignored; an
 empty target means dropped), a YAML file, or a mapping written inline in a config, e.g.::
@@ -141,8 +142,6 @@ def _checked(mapping: Mapping[Any, Any], source: str) -> dict[int, int]:
             raise ValueError(f"{source}: source value {value} is outside 0..65535")
         if not 0 <= target <= IGNORE:
             raise ValueError(f"{source}: target {target} of {value} is outside 0..255")
-        if value == IGNORE and target != IGNORE:
-            raise ValueError(f"{source}: 255 is the ignore value and cannot be mapped to a class")
         checked[value] = target
     return checked
 

@@ -57,6 +57,16 @@ def test_label_map_and_ignore_value(user_data):
         ignore_zero[1]  # 255 is no longer "ignore", and not a class
     with pytest.raises(SegkitError, match="label_map maps to class 1 but there are only 1 classes"):
         folder(root, classes=["only"], label_map={0: 0, 1: 1})
+    with pytest.raises(SegkitError, match="label_map maps 255, which is also ignore_index"):
+        folder(root, classes=["a", "b"], label_map={0: 0, 255: 1})
+
+
+def test_binary_masks_stored_as_0_and_255(tmp_path):
+    write_jpeg(tmp_path / "img" / "a.jpg", photo(4, 4))
+    write_png(tmp_path / "ann" / "a.png", np.array([[0, 255, 255, 0]] * 4))
+    dataset = build("dataset", {"type": "folder", "images": str(tmp_path / "img"), "masks": str(tmp_path / "ann"),
+                                "classes": ["background", "object"], "label_map": {0: 0, 255: 1}, "ignore_index": None})
+    assert dataset[0]["mask"][0].tolist() == [0, 1, 1, 0]
 
 
 def test_values_beyond_the_class_list_are_named(user_data):

@@ -22,6 +22,11 @@ def test_inline_mapping_relabels_numpy_and_torch_masks():
     assert mapping.num_targets == 2
 
 
+def test_255_is_ignore_unless_the_mapping_lists_it():
+    assert LabelMap({0: 0}).relabel(np.array([0, 255])).tolist() == [0, 255]
+    assert LabelMap({0: 0, 255: 1}).relabel(np.array([0, 255])).tolist() == [0, 1]
+
+
 def test_values_missing_from_the_mapping_are_named():
     mapping = LabelMap({0: 0, 1: 1})
     with pytest.raises(ValueError, match=r"mask values 2, 7 are not in the mapping"):
@@ -30,7 +35,7 @@ def test_values_missing_from_the_mapping_are_named():
 
 @pytest.mark.parametrize(
     "bad, message",
-    [({1: 300}, "outside 0..255"), ({255: 3}, "ignore value"), ({"x": 1}, "must be an integer"), ({-2: 1}, "outside 0..65535")],
+    [({1: 300}, "outside 0..255"), ({"x": 1}, "must be an integer"), ({-2: 1}, "outside 0..65535")],
 )
 def test_bad_mappings_are_rejected(bad, message):
     with pytest.raises(ValueError, match=message):

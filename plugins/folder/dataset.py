@@ -32,14 +32,14 @@ class Folder(FileDataset):
         image_suffix: Union[str, list[str]] = (".jpg", ".jpeg", ".png"),
         mask_suffix: str = ".png",
         label_map: Optional[Union[str, dict[int, Optional[int]]]] = None,
-        ignore_index: int = 255,
+        ignore_index: Optional[int] = 255,
     ):
         """``images``, ``masks``: folders (relative to ``root`` when it is set), searched
         recursively. ``classes``: the class names, or a file of them (one per line, or a CSV
         with a ``name`` column and optional ``r``, ``g``, ``b``). ``palette``: an RGB colour per
         class (generated if absent). ``label_map``: mask value -> class, a file or a mapping;
         without it mask values are the class indices. ``ignore_index``: the mask value that
-        means "not labelled"."""
+        means "not labelled" (null: none does)."""
         base = Path(root) if root is not None else None
         image_dir, mask_dir = _folder(images, base, "images"), _folder(masks, base, "masks")
         suffixes = [image_suffix] if isinstance(image_suffix, str) else list(image_suffix)
@@ -135,10 +135,10 @@ def _read_class_file(path: Path):
     return names, None
 
 
-def _table(count: int, label_map, ignore_index: int, base: Optional[Path]) -> np.ndarray:
+def _table(count: int, label_map, ignore_index: Optional[int], base: Optional[Path]) -> np.ndarray:
     """Mask value -> class index (255 ignore, -1 not allowed)."""
-    if not 0 <= ignore_index <= 65535:
-        raise ValueError(f"ignore_index must be in 0..65535, got {ignore_index}")
+    if ignore_index is not None and not 0 <= ignore_index <= 65535:
+        raise ValueError(f"ignore_index must be in 0..65535 or null, got {ignore_index}")
     if label_map is None:
         table = np.full(256, -1, dtype=np.int16)
         table[:count] = np.arange(count)
@@ -148,7 +148,16 @@ def _table(count: int, label_map, ignore_index: int, base: Optional[Path]) -> np
             raise ValueError(
                 f"label_map maps to class {mapping.num_targets - 1} but there are only {count} classes"
             )
+        if ignore_index in mapping.mapping:
+            raise ValueError(
+                f"label_map maps {ignore_index}, which is also ignore_index; set ignore_index to "
+                "the value that means 'not labelled', or to null if no value does"
+            )
         table = mapping.lookup_table()
+        if IGNORE not in mapping.mapping:
+            table[IGNORE] = -1  # here only ignore_index means "ignore"
+    if ignore_index is None:
+        return table
     if ignore_index >= len(table):
         table = np.concatenate([table, np.full(ignore_index + 1 - len(table), -1, dtype=np.int16)])
     table[ignore_index] = IGNORE

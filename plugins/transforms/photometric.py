@@ -81,7 +81,7 @@ def apply_table(table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
     table = np.rint(table).astype(np.uint8)
     if np.array_equal(table, np.arange(256)):
         return pixels
-    return table[pixels]
+    return np.take(table, pixels)
 
 
 def contrast_table(table: np.ndarray, pixels: np.ndarray, factor: float) -> np.ndarray:
@@ -101,7 +101,7 @@ def _hue_weights() -> np.ndarray:
     for offset in (5, 3, 1):
         k = (offset + hue) % 6
         weights.append(np.clip(np.minimum(k, 4 - k), 0, 1))
-    return np.rint(np.stack(weights) * 256).astype(np.int32)
+    return np.rint(np.stack(weights) * 256).astype(np.uint16)
 
 
 HUE_WEIGHTS = _hue_weights()
@@ -114,24 +114,32 @@ def hsv_adjust(pixels: np.ndarray, saturation: float, hue_degrees: float) -> np.
     each channel equals V - C * w(h) with a fixed piecewise-linear w. Scaling saturation scales
     C (capped at V); rotating hue shifts h. Results match the float HSV round trip within 1.
     """
-    r, g, b = (pixels[c].astype(np.int32) for c in range(3))
+    r, g, b = (pixels[c].astype(np.int16) for c in range(3))
     value = np.maximum(np.maximum(r, g), b)
     chroma = value - np.minimum(np.minimum(r, g), b)
-    # Hue position times chroma, in [-C, 5C]: which channel is largest picks the sextant.
-    position = np.where(value == r, g - b, np.where(value == g, b - r + 2 * chroma, r - g + 4 * chroma))
-    position *= HUE_STEPS
-    position += chroma >> 1
-    position //= np.maximum(chroma, 1)
-    position += int(round(hue_degrees / 60 * HUE_STEPS)) % (6 * HUE_STEPS) + HUE_STEPS  # index of hue -1 is 0
+    # Hue position times chroma, in [-C, 5C]; the largest channel picks the sextant.
+    position = r - g
+    position += 4 * chroma
+    np.copyto(position, b - r + 2 * chroma, where=value == g)
+    np.copyto(position, g - b, where=value == r)
+    hue = position.astype(np.float32)
+    hue *= HUE_STEPS
+    hue /= np.maximum(chroma, 1)
+    # Table index 0 is hue -1; the shift is taken modulo one turn, so the index stays < 12 turns.
+    hue += int(round(hue_degrees / 60 * HUE_STEPS)) % (6 * HUE_STEPS) + HUE_STEPS + 0.5
+    index = hue.astype(np.int32)
     if saturation != 1.0:
-        chroma = np.minimum((chroma * int(round(saturation * 256)) + 128) >> 8, value)
+        chroma = np.minimum((chroma.astype(np.int32) * int(round(saturation * 256)) + 128) >> 8, value)
+    chroma = chroma.astype(np.uint16)
+    value = value.astype(np.uint16)
     out = np.empty(pixels.shape, dtype=np.uint8)
     for channel in range(3):
-        weight = HUE_WEIGHTS[channel].take(position)
-        weight *= chroma
-        weight += 128
-        weight >>= 8
-        out[channel] = value - weight
+        # weight <= 256 and chroma <= 255: the product fits 16 bits unsigned.
+        drop = HUE_WEIGHTS[channel].take(index)
+        drop *= chroma
+        drop += 128
+        drop >>= 8
+        np.subtract(value, drop, out=out[channel], casting="unsafe")
     return out
 
 
@@ -178,14 +186,13 @@ class Normalize:
             raise ValueError("mean and std need three values each, std positive")
         self.mean = tuple(mean)
         self.std = tuple(std)
-        # One float per possible uint8 value and channel: normalising is a table lookup.
-        values = torch.arange(256, dtype=torch.float64) / 255
-        self.tables = [((values - m) / s).float() for m, s in zip(self.mean, self.std)]
+        self.scale = torch.tensor([1 / (255 * s) for s in self.std]).view(3, 1, 1)
+        self.shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)]).view(3, 1, 1)
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
         require_uint8(image, "normalize")
         out = torch.empty(image.shape, dtype=torch.float32)
-        for channel, table in enumerate(self.tables):
-            out[channel] = table[image[channel].to(torch.int64)]
+        out.copy_(image)
+        out.mul_(self.scale).sub_(self.shift)
         return {**sample, "image": out}
