@@ -126,10 +126,16 @@ def build_raw_dataset(config: dict[str, Any], split: str) -> Dataset:
     dataset_spec, _ = split_extras(spec, DatasetExtras)
     with explaining(f"data.{split}"):
         factory = registry().get("dataset", dataset_spec["type"]).load()
-        takes_root = "root" in inspect.signature(factory).parameters
-        if takes_root and dataset_spec.get("root") is None and config["data"].get("root") is not None:
-            dataset_spec = {**dataset_spec, "root": config["data"]["root"]}
-        dataset = registry().build("dataset", dataset_spec)
+    takes_root = "root" in inspect.signature(factory).parameters
+    if takes_root and dataset_spec.get("root") is None and config["data"].get("root") is not None:
+        dataset_spec = {**dataset_spec, "root": config["data"]["root"]}
+    try:
+        with explaining(f"data.{split}"):
+            dataset = registry().build("dataset", dataset_spec)
+    except ConfigError as error:
+        if isinstance(error.__cause__, DataError):  # missing files stay a DataError
+            raise DataError(str(error)) from error.__cause__
+        raise
     if len(dataset) == 0:
         raise DataError(f"data.{split}: the dataset '{dataset_spec['type']}' has no samples")
     return dataset

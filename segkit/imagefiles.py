@@ -24,8 +24,6 @@ from torch.utils.data import Dataset
 
 from segkit.errors import DataError, SampleError
 
-IGNORE_INDEX = 255
-
 # What PIL raises for files it cannot parse: broken headers (SyntaxError, ValueError),
 # truncated or corrupt data (OSError), absurd sizes (DecompressionBombError is a subclass).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
@@ -72,12 +70,12 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as image:
-            if image.mode not in ("L", "P", "I", "I;16", "I;16B", "I;16L"):
+            if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise SampleError(
                     f"{path}: a mask must be a single-channel (8- or 16-bit) image of label "
                     f"values, got mode {image.mode}"
                 )
-            values = np.array(image)
+            values = np.array(image, dtype=np.uint8) if image.mode == "1" else np.array(image)
     except FileNotFoundError:
         raise SampleError(f"{path}: mask file not found") from None
     except _DECODE_ERRORS as error:

@@ -168,13 +168,27 @@ def test_a_bad_sample_in_a_worker_reaches_the_user_as_one_message(ade_config, ca
     assert "Traceback" not in message and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "damage, index, file",
+    [
+        (corrupt_first_image, 0, "ADE_train_00000001.jpg"),
+        (wrong_size_mask, 1, "ADE_train_00000002.png"),
+        (out_of_range_mask, 2, "ADE_train_00000003.png"),
+    ],
+)
+def test_skip_warns_naming_the_file_and_draws_another_sample(ade_config, damage, index, file):
+    config = ade_config(on_bad_sample="skip")
+    damage(ade_config.root)
+    dataset = build_dataset(config, "train")
+    with pytest.warns(BadSampleWarning, match=file):
+        replaced = dataset[(index, 5)]
+    assert replaced["name"] != f"ADE_train_{index + 1:08d}" and replaced["image"].shape == (3, 24, 24)
+
+
 def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade_config):
     config = ade_config(on_bad_sample="skip", batch_size=4)
     corrupt_first_image(ade_config.root)
     dataset = build_dataset(config, "train")
-    with pytest.warns(BadSampleWarning, match="ADE_train_00000001.jpg"):
-        replaced = dataset[(0, 5)]
-    assert replaced["name"] != "ADE_train_00000001" and replaced["image"].shape == (3, 24, 24)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadSampleWarning)
         batch = next(iter(build_loader(dataset, config, "train")))
@@ -186,6 +200,18 @@ def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade
         warnings.simplefilter("ignore", BadSampleWarning)
         names = [n for b in build_loader(validation, config, "val") for n in b["name"]]
     assert names == ["ADE_train_00000002", "ADE_train_00000003", "ADE_train_00000004"]
+
+
+def test_a_missing_root_stops_with_the_layout_and_how_to_set_it(ade_config, tmp_path, capsys):
+    config = ade_config()
+    config["data"]["root"] = str(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"(?s)data.train: ADE20K not found.*Expected layout.*data.root="):
+        build_dataset(config, "train")
+    path = ade_config.root.parent / "config.yaml"
+    assert main(["data", "check", str(path), f"data.root={tmp_path / 'elsewhere'}", "--split", "val"]) == 2
+    assert "data.val: ADE20K not found" in capsys.readouterr().out
+    assert main(["data", "check", str(path), "data.val=null", "--split", "val"]) == 2
+    assert "the config defines no val dataset" in capsys.readouterr().err
 
 
 def test_missing_pairs_stop_the_run_or_are_left_out_with_a_warning(ade_config):
@@ -209,3 +235,14 @@ def test_data_check_reports_every_problem_and_exits_2(ade_config, capsys):
     assert "ADE_train_00000002.png: mask is 5x5" in out
     assert "label values 151, 200" in out
     assert "data.val" not in out
+
+
+def test_data_check_progress_prints_a_line_per_tenth_when_not_on_a_terminal(capsys):
+    from segkit.commands.data import Progress
+
+    progress = Progress("checking data.train", 2000)
+    for _ in range(2000):
+        progress.step()
+    progress.done()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("checking data.train: 2000/2000 (")

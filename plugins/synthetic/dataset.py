@@ -90,7 +90,7 @@ class Scene:
         if rng.random() < 0.6:
             self.disc(BALL, in_sky=False)
         self.canvas *= rng.uniform(0.85, 1.15)
-        self.canvas += rng.normal(0, 6, self.canvas.shape).astype(np.float32)
+        self.canvas += rng.standard_normal(self.canvas.shape, dtype=np.float32) * 6
         return np.clip(self.canvas, 0, 255).astype(np.uint8), self.mask
 
     def paint(self, region: np.ndarray, label: int, colour) -> None:
@@ -101,12 +101,12 @@ class Scene:
 
     def grain(self, strength: float) -> np.ndarray:
         """Fine per-pixel texture, the same on all channels."""
-        return self.rng.normal(0, strength, (self.height, self.width, 1)).astype(np.float32)
+        return self.rng.standard_normal((self.height, self.width, 1), dtype=np.float32) * strength
 
     def blotches(self, cell: int, strength: float) -> np.ndarray:
         """Coarse texture: random values on a grid of ``cell``-pixel squares."""
         rows, cols = self.height // cell + 1, self.width // cell + 1
-        coarse = self.rng.normal(0, strength, (rows, cols, 1)).astype(np.float32)
+        coarse = self.rng.standard_normal((rows, cols, 1), dtype=np.float32) * strength
         return coarse.repeat(cell, 0).repeat(cell, 1)[: self.height, : self.width]
 
     # ---- the parts of a scene --------------------------------------------------------------

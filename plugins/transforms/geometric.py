@@ -16,9 +16,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segkit.imagefiles import EncodedImage
+from segkit.label_map import IGNORE
 from segkit_plugins.transforms.photometric import require_uint8
-
-IGNORE = 255
 
 
 def image_size(image: torch.Tensor | EncodedImage) -> tuple[int, int]:
