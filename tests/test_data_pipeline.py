@@ -246,3 +246,12 @@ def test_data_check_progress_prints_a_line_per_tenth_when_not_on_a_terminal(caps
     progress.done()
     lines = capsys.readouterr().err.splitlines()
     assert len(lines) == 10 and lines[-1].startswith("checking data.train: 2000/2000 (")
+
+
+def test_host_memory_is_pinned_for_cuda_unless_the_config_says_otherwise(ade_config):
+    config = ade_config()
+    dataset = build_dataset(config, "val")
+    assert build_loader(dataset, config, "val", device="cuda:0").loader.pin_memory is True
+    assert build_loader(dataset, config, "val", device="cpu").loader.pin_memory is False
+    config["data"]["pin_memory"] = False
+    assert build_loader(dataset, config, "val", device="cuda").loader.pin_memory is False

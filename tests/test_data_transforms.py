@@ -37,6 +37,8 @@ def test_resize_keeps_ratio_within_long_and_short_side():
     assert out["image"].shape == (3, 16, 21) and out["mask"].shape == (16, 21)
     exact = transform({"type": "resize", "size": [10, 40], "keep_ratio": False})(sample(24, 32), rng())
     assert exact["image"].shape == (3, 10, 40)
+    image_only = transform({"type": "resize", "size": [64, 16], "mask": False})(sample(24, 32), rng())
+    assert image_only["image"].shape == (3, 16, 21) and image_only["mask"].shape == (24, 32)
 
 
 def test_mask_resize_is_nearest_and_aligned_with_the_image():

@@ -67,19 +67,24 @@ class Resize:
 
     accepts_encoded_image = True
 
-    def __init__(self, size: tuple[int, int] = (2048, 512), keep_ratio: bool = True):
+    def __init__(self, size: tuple[int, int] = (2048, 512), keep_ratio: bool = True, mask: bool = True):
         """``size``: with ``keep_ratio``, the largest [long side, short side] the image may have
-        (one of them is reached); without it, the exact [height, width]."""
+        (one of them is reached); without it, the exact [height, width]. ``mask: false`` leaves
+        the mask at its original size, for evaluating at the original resolution (the model's
+        logits are resized to the label size); then do not ``pad`` afterwards."""
         if len(size) != 2 or min(size) <= 0:
             raise ValueError(f"size must be two positive numbers, got {list(size)}")
         self.size = tuple(size)
         self.keep_ratio = keep_ratio
+        self.mask = mask
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         if self.keep_ratio:
             size = fit_size(*image_size(sample["image"]), *self.size)
         else:
             size = (int(self.size[0]), int(self.size[1]))
+        if not self.mask:
+            return {**sample, "image": resize_image(sample["image"], size)}
         return _resized(sample, size)
 
 
@@ -209,6 +214,11 @@ class Pad:
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image, mask = sample["image"], sample["mask"]
         height, width = image.shape[-2:]
+        if tuple(mask.shape) != (height, width):
+            raise ValueError(
+                f"pad needs image and mask of one size, got {height}x{width} and "
+                f"{mask.shape[0]}x{mask.shape[1]} (HxW); is there a resize with mask: false before it?"
+            )
         target_h, target_w = height, width
         if self.size is not None:
             target_h, target_w = max(height, self.size[0]), max(width, self.size[1])
