@@ -21,6 +21,7 @@ CORE_COMMANDS = (
     "segkit.commands.train",
     "segkit.commands.eval",
     "segkit.commands.predict",
+    "segkit.commands.data",
 )
 
 

@@ -1,38 +1,72 @@
-"""From dataset specs to training samples: transforms, per-draw randomness, batching.
+"""From dataset specs to batches: transforms, per-draw randomness, bad samples, data loaders.
 
 A dataset item is a dict: ``image`` (uint8 tensor, 3xHxW), ``mask`` (int64 tensor, HxW, 255 =
-ignore) and ``name``. Transforms take the item and a ``numpy.random.Generator``. The generator of
-a training draw is seeded from (config seed, draw number), not from the worker that happens to
-load it, so augmentation is the same whatever the number of workers, and a resumed run draws
-exactly what the uninterrupted run would have drawn.
+ignore) and ``name``. Transforms take the item and a ``numpy.random.Generator`` and return it.
+
+Randomness. A training sample is addressed by ``(index, draw)``: ``draw`` counts the samples
+drawn since the start of training (over all processes), and the transforms' generator is seeded
+from (config seed, draw). Augmentation therefore depends neither on the number of data-loading
+workers nor on which worker loads a sample (a stronger guarantee than seeding per worker), and a
+resumed run draws exactly what the uninterrupted run would have drawn. :class:`DrawSampler`
+produces those keys. Validation samples are addressed by index alone.
+
+Bad samples. A dataset raises :class:`segkit.errors.SampleError` for a sample it cannot serve
+(unreadable file, mask of the wrong size, label values out of range) and lists in its
+``problems`` attribute what it found wrong while indexing (an image without a mask); it leaves
+those files out. ``data.on_bad_sample`` decides: ``error`` stops with that message; ``skip``
+warns and goes on, replacing a bad training sample by another one drawn from the same
+generator and dropping a bad validation sample from its batch.
+
+Speed. Datasets may offer ``load(index)``, which returns the image still encoded
+(:class:`segkit.imagefiles.EncodedImage`) and the mask as uint8. Transforms that set
+``accepts_encoded_image = True`` (resizes) decode it at the size they need; before any other
+transform it is decoded in full. Images stay uint8 until ``normalize``; masks become int64 at
+the end.
 """
 
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Sequence
+import warnings
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from segkit.build import explaining, registry, split_extras
-from segkit.errors import ConfigError
+from segkit.errors import ConfigError, DataError, SampleError
+from segkit.imagefiles import EncodedImage, decode_image
 from segkit.schema import DatasetExtras
 
 IGNORE_INDEX = 255
+# Consecutive bad samples after which skipping gives up: the dataset is broken, not a file.
+MAX_CONSECUTIVE_BAD = 10
 
 Transform = Callable[[dict, np.random.Generator], dict]
 
 
-class TransformedDataset(Dataset):
-    """A dataset with its transform pipeline. Index it with ``i`` (deterministic randomness
-    from the index; for validation) or with ``(i, draw)`` (randomness from the draw number)."""
+class BadSampleWarning(UserWarning):
+    """A sample was skipped because ``data.on_bad_sample`` is ``skip``."""
 
-    def __init__(self, dataset: Dataset, transforms: Sequence[Transform], seed: int = 0):
+
+class TransformedDataset(Dataset):
+    """A dataset with its transform pipeline. Index it with ``i`` (validation: deterministic,
+    randomness seeded from the index) or with ``(i, draw)`` (training: seeded from the draw)."""
+
+    def __init__(
+        self,
+        dataset: Dataset,
+        transforms: Sequence[Transform],
+        seed: int = 0,
+        on_bad_sample: str = "error",
+    ):
+        if on_bad_sample not in ("error", "skip"):
+            raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
         self.dataset = dataset
         self.transforms = list(transforms)
         self.seed = seed
+        self.on_bad_sample = on_bad_sample
 
     @property
     def classes(self) -> list[str]:
@@ -45,40 +79,200 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict:
-        index, draw = key if isinstance(key, tuple) else (key, key)
-        sample = self.dataset[index]
-        rng = np.random.default_rng([self.seed, draw])
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
+        """The transformed sample; ``None`` for a skipped validation sample."""
+        if isinstance(key, tuple):
+            index, draw = key
+            seed_key = [self.seed, draw]
+        else:
+            index, draw = key, None
+            seed_key = [self.seed, index]
+        for attempt in range(MAX_CONSECUTIVE_BAD):
+            try:
+                return self.transformed(index, np.random.default_rng(seed_key))
+            except SampleError as error:
+                if self.on_bad_sample == "error":
+                    raise
+                last_error = error
+                warnings.warn(f"skipped a bad sample: {error}", BadSampleWarning, stacklevel=2)
+                if draw is None:
+                    return None
+                index = int(np.random.default_rng([*seed_key, attempt]).integers(len(self)))
+        raise DataError(
+            f"{MAX_CONSECUTIVE_BAD} bad samples in a row (the last: {last_error}); "
+            "run `segkit data check CONFIG` to list every problem"
+        )
+
+    def transformed(self, index: int, rng: np.random.Generator) -> dict:
+        load = getattr(self.dataset, "load", None)
+        sample = dict(load(index) if load is not None else self.dataset[index])
         for transform in self.transforms:
+            if isinstance(sample["image"], EncodedImage) and not getattr(
+                transform, "accepts_encoded_image", False
+            ):
+                sample["image"] = sample["image"].decode()
             sample = transform(sample, rng)
+        sample["image"] = decode_image(sample["image"]).contiguous()
+        sample["mask"] = sample["mask"].long().contiguous()
         return sample
 
 
-def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
-    """The dataset of ``data.<split>`` with its transforms; ``data.root`` fills a missing root."""
+def build_raw_dataset(config: dict[str, Any], split: str) -> Dataset:
+    """The dataset component of ``data.<split>`` alone: no transforms, no bad-sample policy.
+    ``data.root`` fills a missing ``root``."""
     spec = config["data"].get(split)
     if not spec:
         raise ConfigError(f"data.{split}: no {split} dataset in the config")
-    dataset_spec, extras = split_extras(spec, DatasetExtras)
-    key_path = f"data.{split}"
-    with explaining(key_path):
-        component = registry().get("dataset", dataset_spec["type"])
-        factory = component.load()
-        if dataset_spec.get("root") is None and "root" in inspect.signature(factory).parameters:
-            if config["data"].get("root") is not None:
-                dataset_spec = {**dataset_spec, "root": config["data"]["root"]}
-        dataset = registry().build("dataset", dataset_spec)
+    dataset_spec, _ = split_extras(spec, DatasetExtras)
+    with explaining(f"data.{split}"):
+        factory = registry().get("dataset", dataset_spec["type"]).load()
+    takes_root = "root" in inspect.signature(factory).parameters
+    if takes_root and dataset_spec.get("root") is None and config["data"].get("root") is not None:
+        dataset_spec = {**dataset_spec, "root": config["data"]["root"]}
+    try:
+        with explaining(f"data.{split}"):
+            dataset = registry().build("dataset", dataset_spec)
+    except ConfigError as error:
+        if isinstance(error.__cause__, DataError):  # missing files stay a DataError
+            raise DataError(str(error)) from error.__cause__
+        raise
+    if len(dataset) == 0:
+        raise DataError(f"data.{split}: the dataset '{dataset_spec['type']}' has no samples")
+    return dataset
+
+
+def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
+    """The dataset of ``data.<split>`` with its transforms and ``data.on_bad_sample`` applied."""
+    dataset = build_raw_dataset(config, split)
+    policy = config["data"].get("on_bad_sample", "error")
+    problems = list(getattr(dataset, "problems", None) or ())
+    if problems:
+        listing = "\n  ".join(problems[:10])
+        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
+        if policy == "error":
+            raise DataError(
+                f"data.{split}: {len(problems)} problem(s) with the dataset's files:\n  "
+                f"{listing}{more}\n(`segkit data check CONFIG` lists them all; "
+                "data.on_bad_sample=skip leaves those files out)"
+            )
+        warnings.warn(
+            f"data.{split}: leaving out {len(problems)} file(s):\n  {listing}{more}",
+            BadSampleWarning,
+            stacklevel=2,
+        )
+    _, extras = split_extras(config["data"][split], DatasetExtras)
     transforms = []
     for number, transform_spec in enumerate(extras["transforms"]):
-        with explaining(f"{key_path}.transforms.{number}"):
+        with explaining(f"data.{split}.transforms.{number}"):
             transforms.append(registry().build("transform", transform_spec))
-    return TransformedDataset(dataset, transforms, seed=config["train"]["seed"])
+    return TransformedDataset(dataset, transforms, config["train"]["seed"], policy)
 
 
-def collate(samples: Sequence[dict]) -> dict:
-    """Stack images and masks of equal size; keep names as a list."""
+def collate(samples: Sequence[dict | None]) -> dict | None:
+    """Stack images and masks of equal size; keep names as a list. Skipped samples (``None``)
+    are dropped; a batch of only skipped samples is ``None``."""
+    samples = [s for s in samples if s is not None]
+    if not samples:
+        return None
+    sizes = {tuple(s["image"].shape[-2:]) for s in samples}
+    if len(sizes) > 1:
+        raise DataError(
+            f"images of one batch differ in size ({', '.join(f'{h}x{w}' for h, w in sorted(sizes))}, "
+            "HxW): use batch size 1 for them, or transforms that give every image the same size "
+            "(random_crop + pad for training; resize + pad for validation)"
+        )
     return {
         "image": torch.stack([s["image"] for s in samples]),
         "mask": torch.stack([s["mask"] for s in samples]),
         "name": [s["name"] for s in samples],
     }
+
+
+class DrawSampler(Sampler):
+    """Endless training batches of ``(index, draw)`` keys.
+
+    Draws are numbered globally: batch ``k`` of process ``rank`` holds draws
+    ``(k * world_size + rank) * batch_size`` onwards, and draw ``d`` reads sample
+    ``order(d // N)[d % N]`` where ``order(epoch)`` is a permutation seeded from (seed, epoch).
+    Every epoch visits each sample once over all processes, and starting at ``start_step``
+    (batches this process already consumed) continues exactly where a run stopped.
+    """
+
+    def __init__(
+        self,
+        size: int,
+        batch_size: int,
+        seed: int = 0,
+        start_step: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ):
+        if size <= 0:
+            raise ValueError("cannot draw from an empty dataset")
+        self.size = size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.start_step = start_step
+        self.rank = rank
+        self.world_size = world_size
+        self._orders: dict[int, np.ndarray] = {}
+
+    def index_of(self, draw: int) -> int:
+        epoch, position = divmod(draw, self.size)
+        if epoch not in self._orders:
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
+        return int(self._orders[epoch][position])
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        step = self.start_step
+        while True:
+            first = (step * self.world_size + self.rank) * self.batch_size
+            yield [(self.index_of(d), d) for d in range(first, first + self.batch_size)]
+            step += 1
+
+
+class Loader:
+    """A DataLoader that leaves out batches whose samples were all skipped."""
+
+    def __init__(self, loader: DataLoader):
+        self.loader = loader
+
+    def __iter__(self) -> Iterator[dict]:
+        return (batch for batch in self.loader if batch is not None)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+
+def build_loader(
+    dataset: TransformedDataset,
+    config: dict[str, Any],
+    split: str,
+    device: str | torch.device | None = None,
+    start_step: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
+) -> Loader:
+    """Batches of ``dataset`` with the config's workers and batch size: endless shuffled
+    ``(index, draw)`` batches for ``train`` (from ``start_step``), one ordered pass otherwise
+    (this process's share: indices ``rank, rank + world_size, ...``). Host memory is pinned
+    when the device is CUDA unless ``data.pin_memory`` says otherwise."""
+    data = config["data"]
+    workers = data["workers"]
+    pin_memory = data["pin_memory"]
+    if pin_memory is None:
+        pin_memory = torch.device(device).type == "cuda" if device is not None else False
+    options: dict[str, Any] = dict(
+        num_workers=workers,
+        collate_fn=collate,
+        pin_memory=pin_memory,
+        persistent_workers=bool(data["persistent_workers"]) and workers > 0,
+    )
+    if split == "train":
+        sampler = DrawSampler(
+            len(dataset), data["batch_size"], config["train"]["seed"], start_step, rank, world_size
+        )
+        return Loader(DataLoader(dataset, batch_sampler=sampler, **options))
+    indices = list(range(rank, len(dataset), world_size))
+    return Loader(DataLoader(dataset, batch_size=data["val_batch_size"], sampler=indices, **options))

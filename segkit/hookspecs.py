@@ -43,7 +43,10 @@ def segkit_register_heads(register):
 def segkit_register_datasets(register):
     """Register datasets: ``factory(**options)`` returns a map-style dataset whose items are
     dicts with ``image`` (uint8, 3xHxW), ``mask`` (int64, HxW, 255 = ignore) and ``name``, and
-    which has ``classes`` (names) and ``palette`` (RGB triples)."""
+    which has ``classes`` (names) and ``palette`` (RGB triples). A factory with a ``root``
+    argument receives ``data.root`` when the config sets none. For ``data.on_bad_sample`` to
+    apply, raise :class:`segkit.errors.SampleError` for a sample that cannot be served and list
+    files left out while indexing in a ``problems`` attribute (see docs/datasets.md)."""
 
 
 @hookspec
@@ -69,7 +72,7 @@ def segkit_register_optimizers(register):
 @hookspec
 def segkit_register_transforms(register):
     """Register data transforms: ``factory(**options)`` returns a callable that takes a sample
-    dict (``image``, ``mask``, ...) and a ``torch.Generator`` and returns the transformed
+    dict (``image``, ``mask``, ...) and a ``numpy.random.Generator`` and returns the transformed
     sample. Image and mask are transformed together; masks are filled with the ignore value."""
 
 

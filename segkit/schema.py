@@ -107,10 +107,12 @@ class DataSection:
     batch_size: int = setting(8, "training images per process and iteration")
     val_batch_size: int = setting(1, "validation images per process and batch")
     workers: int = setting(2, "data-loading worker processes per process")
-    pin_memory: Optional[bool] = setting(None, "pin host memory; default: on when using CUDA")
+    pin_memory: Optional[bool] = setting(None, "pin host memory of batches; default: on when training on CUDA")
     persistent_workers: bool = setting(True, "keep workers alive between validation rounds")
     on_bad_sample: Literal["error", "skip"] = setting(
-        "error", "an unreadable or inconsistent sample stops the run, or is skipped with a warning"
+        "error",
+        "a bad sample (unreadable file, mask of the wrong size, labels out of range, image "
+        "without mask) stops the run naming the file, or is skipped with a warning",
     )
     mean: list[float] = setting(
         [123.675, 116.28, 103.53], "per-channel RGB mean subtracted from 0..255 images (ImageNet's)"

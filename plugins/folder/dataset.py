@@ -1,0 +1,164 @@
+"""A user's own data without code: a folder of images, a folder of masks, a class list.
+
+An image ``IMAGES/a/b.jpg`` pairs with the mask ``MASKS/a/b.png`` (suffixes configurable, e.g.
+``_mask.png``). Mask values are class indices 0..N-1, or go through a ``label_map`` first; the
+value ``ignore_index`` marks pixels to ignore.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import csv
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from segkit.errors import DataError
+from segkit.imagefiles import FileDataset, pair_files
+from segkit.label_map import IGNORE, LabelMap
+
+
+class Folder(FileDataset):
+    """Images and masks in two folders with matching names, and a list of classes."""
+
+    def __init__(
+        self,
+        images: str,
+        masks: str,
+        classes: Union[list[str], str],
+        palette: Optional[list[tuple[int, int, int]]] = None,
+        root: Optional[str] = None,
+        image_suffix: Union[str, list[str]] = (".jpg", ".jpeg", ".png"),
+        mask_suffix: str = ".png",
+        label_map: Optional[Union[str, dict[int, Optional[int]]]] = None,
+        ignore_index: Optional[int] = 255,
+    ):
+        """``images``, ``masks``: folders (relative to ``root`` when it is set), searched
+        recursively. ``classes``: the class names, or a file of them (one per line, or a CSV
+        with a ``name`` column and optional ``r``, ``g``, ``b``). ``palette``: an RGB colour per
+        class (generated if absent). ``label_map``: mask value -> class, a file or a mapping;
+        without it mask values are the class indices. ``ignore_index``: the mask value that
+        means "not labelled" (null: none does)."""
+        base = Path(root) if root is not None else None
+        image_dir, mask_dir = _folder(images, base, "images"), _folder(masks, base, "masks")
+        suffixes = [image_suffix] if isinstance(image_suffix, str) else list(image_suffix)
+        names, file_palette = _classes(classes, base)
+        palette = palette if palette is not None else file_palette or default_palette(len(names))
+        if len(palette) != len(names):
+            raise ValueError(f"palette has {len(palette)} colours for {len(names)} classes")
+        image_files, duplicates = {}, []
+        for path in sorted(image_dir.rglob("*")):
+            suffix = next((x for x in suffixes if path.name.lower().endswith(x.lower())), None)
+            if suffix is None or not path.is_file():
+                continue
+            if image_dir == mask_dir and path.name.lower().endswith(mask_suffix.lower()):
+                continue
+            name = _name(path, image_dir, suffix)
+            if name in image_files:
+                duplicates.append(f"{path}: a second image named '{name}' (beside {image_files[name]})")
+            else:
+                image_files[name] = path
+        if not image_files:
+            raise DataError(
+                f"folder dataset: no images (*{', *'.join(suffixes)}) in '{image_dir}'; expected "
+                f"IMAGES/NAME{suffixes[0]} with masks MASKS/NAME{mask_suffix} (set images:, "
+                "masks:, image_suffix: and mask_suffix: to match your files)"
+            )
+        mask_files = {
+            _name(path, mask_dir, mask_suffix): path
+            for path in sorted(mask_dir.rglob("*"))
+            if path.name.lower().endswith(mask_suffix.lower()) and path.is_file()
+        }
+        pairs, problems = pair_files(image_files, mask_files, lambda name: mask_dir / f"{name}{mask_suffix}")
+        problems = duplicates + problems
+        table = _table(len(names), label_map, ignore_index, base)
+        super().__init__(pairs, names, palette, table, problems)
+
+
+def default_palette(count: int) -> list[tuple[int, int, int]]:
+    """Distinct colours: hues spaced by the golden ratio, alternating brightness."""
+    colours = []
+    for index in range(count):
+        hue = (index * 0.618033988749895) % 1.0
+        value = 0.95 if index % 2 == 0 else 0.7
+        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, value)
+        colours.append((int(r * 255), int(g * 255), int(b * 255)))
+    return colours
+
+
+def _folder(path: str, base: Optional[Path], what: str) -> Path:
+    folder = Path(path)
+    if not folder.is_absolute() and base is not None:
+        folder = base / folder
+    if not folder.is_dir():
+        hint = "" if base is not None else " (relative paths are relative to data.root when it is set)"
+        raise DataError(f"folder dataset: {what} folder '{folder}' not found{hint}")
+    return folder
+
+
+def _name(path: Path, folder: Path, suffix: str) -> str:
+    """The sample name: the path below the folder without the suffix, e.g. ``city/img_001``."""
+    relative = path.relative_to(folder).as_posix()
+    return relative[: -len(suffix)] if suffix else relative
+
+
+def _classes(classes: Union[list[str], str], base: Optional[Path]):
+    if isinstance(classes, str):
+        path = Path(classes)
+        if not path.is_absolute() and not path.exists() and base is not None:
+            path = base / path
+        if not path.is_file():
+            raise ValueError(f"classes file '{path}' not found")
+        names, palette = _read_class_file(path)
+    else:
+        names, palette = list(classes), None
+    if not names:
+        raise ValueError("classes is empty")
+    if len(set(names)) != len(names):
+        raise ValueError(f"class names must be unique: {names}")
+    if len(names) > IGNORE:
+        raise ValueError(f"at most {IGNORE} classes are supported (255 means ignore)")
+    return names, palette
+
+
+def _read_class_file(path: Path):
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() != ".csv":
+        return [line.strip() for line in text.splitlines() if line.strip()], None
+    rows = list(csv.DictReader(text.splitlines()))
+    if not rows or "name" not in rows[0]:
+        raise ValueError(f"classes file '{path}' needs a 'name' column")
+    names = [row["name"].strip() for row in rows]
+    if all(row.get(c) not in (None, "") for row in rows for c in "rgb"):
+        return names, [(int(row["r"]), int(row["g"]), int(row["b"])) for row in rows]
+    return names, None
+
+
+def _table(count: int, label_map, ignore_index: Optional[int], base: Optional[Path]) -> np.ndarray:
+    """Mask value -> class index (255 ignore, -1 not allowed)."""
+    if ignore_index is not None and not 0 <= ignore_index <= 65535:
+        raise ValueError(f"ignore_index must be in 0..65535 or null, got {ignore_index}")
+    if label_map is None:
+        table = np.full(256, -1, dtype=np.int16)
+        table[:count] = np.arange(count)
+    else:
+        mapping = LabelMap.from_spec(label_map, base)
+        if mapping.num_targets > count:
+            raise ValueError(
+                f"label_map maps to class {mapping.num_targets - 1} but there are only {count} classes"
+            )
+        if ignore_index in mapping.mapping:
+            raise ValueError(
+                f"label_map maps {ignore_index}, which is also ignore_index; set ignore_index to "
+                "the value that means 'not labelled', or to null if no value does"
+            )
+        table = mapping.lookup_table()
+        if IGNORE not in mapping.mapping:
+            table[IGNORE] = -1  # here only ignore_index means "ignore"
+    if ignore_index is None:
+        return table
+    if ignore_index >= len(table):
+        table = np.concatenate([table, np.full(ignore_index + 1 - len(table), -1, dtype=np.int16)])
+    table[ignore_index] = IGNORE
+    return table

@@ -1,0 +1,123 @@
+"""The folder dataset: a user's own images and masks, configured without code."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from segkit.build import build
+from segkit.cli import main
+from segkit.errors import SegkitError
+
+from test_data_fixtures import data_plugins, photo, write_data_config, write_jpeg, write_png  # noqa: F401
+
+
+@pytest.fixture
+def user_data(tmp_path):
+    """Two sub-folders of JPEGs, masks with a '_mask.png' suffix; values 0..2 and 255."""
+    root = tmp_path / "mydata"
+    masks = {
+        "street/a": np.array([[0, 1, 2, 255]] * 6),
+        "street/b": np.array([[2, 2, 1, 0]] * 6),
+        "park/c": np.array([[1, 1, 1, 1]] * 6),
+    }
+    for name, mask in masks.items():
+        write_jpeg(root / "img" / f"{name}.jpg", photo(6, 4))
+        write_png(root / "ann" / f"{name}_mask.png", mask)
+    return root, masks
+
+
+def folder(root, **options):
+    spec = {"type": "folder", "root": str(root), "images": "img", "masks": "ann",
+            "mask_suffix": "_mask.png", "classes": ["road", "car", "tree"], **options}
+    return build("dataset", spec)
+
+
+def test_pairs_by_relative_name_with_custom_suffixes(user_data):
+    root, masks = user_data
+    dataset = folder(root)
+    assert [dataset[i]["name"] for i in range(len(dataset))] == ["park/c", "street/a", "street/b"]
+    for index, name in enumerate(sorted(masks)):
+        assert np.array_equal(dataset[index]["mask"].numpy(), masks[name])
+    assert dataset.classes == ["road", "car", "tree"] and len(dataset.palette) == 3
+    assert len(set(dataset.palette)) == 3
+
+
+def test_label_map_and_ignore_value(user_data):
+    root, _ = user_data
+    inline = folder(root, classes=["ground", "thing"], label_map={0: 0, 1: 1, 2: 1}, ignore_index=255)
+    assert inline[2]["mask"][0].tolist() == [1, 1, 1, 0]  # street/b: 2, 2, 1, 0
+    (root / "map.csv").write_text("source,target\n0,1\n1,0\n2,\n", encoding="utf-8")
+    from_file = folder(root, classes=["a", "b"], label_map="map.csv")
+    assert from_file[1]["mask"][0].tolist() == [1, 0, 255, 255]
+    ignore_zero = folder(root, classes=["x", "y", "z"], ignore_index=0)
+    assert ignore_zero[2]["mask"][0].tolist() == [2, 2, 1, 255]
+    with pytest.raises(SegkitError, match="label values 255 are outside"):
+        ignore_zero[1]  # 255 is no longer "ignore", and not a class
+    with pytest.raises(SegkitError, match="label_map maps to class 1 but there are only 1 classes"):
+        folder(root, classes=["only"], label_map={0: 0, 1: 1})
+    with pytest.raises(SegkitError, match="label_map maps 255, which is also ignore_index"):
+        folder(root, classes=["a", "b"], label_map={0: 0, 255: 1})
+
+
+def test_binary_masks_stored_as_0_and_255(tmp_path):
+    write_jpeg(tmp_path / "img" / "a.jpg", photo(4, 4))
+    write_png(tmp_path / "ann" / "a.png", np.array([[0, 255, 255, 0]] * 4))
+    dataset = build("dataset", {"type": "folder", "images": str(tmp_path / "img"), "masks": str(tmp_path / "ann"),
+                                "classes": ["background", "object"], "label_map": {0: 0, 255: 1}, "ignore_index": None})
+    assert dataset[0]["mask"][0].tolist() == [0, 1, 1, 0]
+
+
+def test_values_beyond_the_class_list_are_named(user_data):
+    root, _ = user_data
+    dataset = folder(root, classes=["road", "car"])
+    with pytest.raises(SegkitError, match=r"street/a_mask.png: label values 2 are outside .*allowed: 0..1, 255"):
+        dataset[1]
+
+
+def test_classes_and_palette_from_a_csv_file(user_data):
+    root, _ = user_data
+    (root / "classes.csv").write_text("name,r,g,b\nroad,1,2,3\ncar,4,5,6\ntree,7,8,9\n", encoding="utf-8")
+    dataset = folder(root, classes="classes.csv")
+    assert dataset.classes == ["road", "car", "tree"] and dataset.palette[2] == (7, 8, 9)
+    (root / "names.txt").write_text("road\ncar\ntree\n", encoding="utf-8")
+    assert folder(root, classes="names.txt").classes == ["road", "car", "tree"]
+
+
+def test_images_and_masks_in_one_folder(tmp_path):
+    write_jpeg(tmp_path / "all" / "x.png", photo(4, 4))  # a PNG image ...
+    Image.fromarray(photo(4, 4)).save(tmp_path / "all" / "x.png")
+    write_png(tmp_path / "all" / "x_mask.png", np.zeros((4, 4)))  # ... beside its mask
+    dataset = build("dataset", {"type": "folder", "images": str(tmp_path / "all"), "masks": str(tmp_path / "all"),
+                                "mask_suffix": "_mask.png", "classes": ["a"]})
+    assert len(dataset) == 1 and dataset.problems == []
+
+
+def test_missing_folder_and_unmatched_files_are_reported(user_data):
+    root, _ = user_data
+    with pytest.raises(SegkitError, match="images folder .*nothere' not found"):
+        folder(root, images="nothere")
+    (root / "ann/park/c_mask.png").unlink()
+    write_png(root / "ann/extra_mask.png", np.zeros((6, 4)))
+    dataset = folder(root)
+    assert len(dataset) == 2
+    assert any("park/c.jpg: image without a mask" in p for p in dataset.problems)
+    assert any("extra_mask.png: mask without an image" in p for p in dataset.problems)
+
+
+def test_data_check_is_clean_on_a_folder_dataset(user_data, data_plugins, tmp_path, capsys):
+    root, _ = user_data
+    config = write_data_config(
+        tmp_path / "mine.yaml",
+        f"""
+        root: {root}
+        workers: 0
+        train: {{type: folder, images: img, masks: ann, mask_suffix: _mask.png, classes: [road, car, tree]}}
+        """,
+        num_classes=3,
+    )
+    assert main(["data", "check", str(config)]) == 0
+    out = capsys.readouterr().out
+    assert "data.train: folder, 3 samples, 3 classes" in out and "data.train: OK" in out
+    assert "(66 labelled pixels; 8.3% ignored)" in out

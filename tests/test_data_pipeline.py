@@ -1,0 +1,257 @@
+"""The data pipeline: datasets from configs, per-draw randomness, batching, and bad samples."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from segkit.cli import main
+from segkit.data import DrawSampler, BadSampleWarning, build_dataset, build_loader, collate
+from segkit.errors import DataError, SampleError
+from segkit.validation import load_config
+
+from test_data_fixtures import (  # noqa: F401  (data_plugins is a fixture)
+    data_plugins,
+    every_value_mask,
+    make_ade20k,
+    write_data_config,
+)
+
+@pytest.fixture
+def ade_config(tmp_path, data_plugins):
+    masks = [every_value_mask(list(range(151)), 30 + 2 * i, 40 - i) for i in range(4)]
+    root = make_ade20k(tmp_path / "data", {"training": masks, "validation": masks[:2]})
+
+    def write(on_bad_sample="error", workers=0, batch_size=2):
+        path = write_data_config(
+            tmp_path / "config.yaml",
+            f"""
+            root: {root}
+            workers: {workers}
+            batch_size: {batch_size}
+            on_bad_sample: {on_bad_sample}
+            train:
+              type: ade20k
+              split: training
+              transforms:
+                - {{type: random_resize, base_size: [64, 32], ratio_range: [0.5, 2.0]}}
+                - {{type: random_crop, size: [24, 24], cat_max_ratio: 0.75}}
+                - {{type: random_flip}}
+                - {{type: random_rotate, degrees: 10}}
+                - {{type: photometric_distortion}}
+                - {{type: gaussian_blur}}
+                - {{type: normalize}}
+                - {{type: pad, size: [24, 24]}}
+            val: {{type: ade20k, split: validation}}
+            """,
+            num_classes=150,
+        )
+        return load_config(path)
+
+    write.root = root
+    return write
+
+
+def test_training_samples_follow_the_contract_and_the_seed(ade_config):
+    dataset = build_dataset(ade_config(), "train")
+    first = dataset[(1, 7)]
+    assert first["image"].dtype == torch.float32 and first["image"].shape == (3, 24, 24)
+    assert first["mask"].dtype == torch.int64 and first["mask"].shape == (24, 24)
+    assert first["name"] == "ADE_train_00000002"
+    again = dataset[(1, 7)]
+    assert torch.equal(first["image"], again["image"]) and torch.equal(first["mask"], again["mask"])
+    other = dataset[(1, 8)]
+    assert not torch.equal(first["image"], other["image"])
+    values = set(torch.cat([dataset[(i, i)]["mask"].flatten() for i in range(4)]).tolist())
+    assert values <= set(range(150)) | {255} and 255 in values
+
+
+def test_augmentation_does_not_depend_on_the_number_of_workers(ade_config):
+    batches = {}
+    for workers in (0, 2):
+        config = ade_config(workers=workers)
+        loader = iter(build_loader(build_dataset(config, "train"), config, "train"))
+        batches[workers] = [next(loader) for _ in range(3)]
+    for serial, parallel in zip(batches[0], batches[2]):
+        assert serial["name"] == parallel["name"]
+        assert torch.equal(serial["image"], parallel["image"]) and torch.equal(serial["mask"], parallel["mask"])
+
+
+def test_validation_loader_keeps_each_image_at_its_size(ade_config):
+    config = ade_config()
+    batches = list(build_loader(build_dataset(config, "val"), config, "val"))
+    assert [tuple(b["image"].shape) for b in batches] == [(1, 3, 30, 40), (1, 3, 32, 39)]
+    assert batches[0]["image"].dtype == torch.uint8 and batches[0]["mask"].dtype == torch.int64
+
+
+def test_draw_sampler_visits_every_sample_once_per_epoch_and_resumes_exactly():
+    sampler = iter(DrawSampler(size=10, batch_size=4, seed=3))
+    keys = [key for _ in range(5) for key in next(sampler)]
+    assert [draw for _, draw in keys] == list(range(20))
+    assert sorted(i for i, _ in keys[:10]) == list(range(10)) and sorted(i for i, _ in keys[10:]) == list(range(10))
+    assert [i for i, _ in keys[:10]] != [i for i, _ in keys[10:]]
+    resumed = iter(DrawSampler(size=10, batch_size=4, seed=3, start_step=3))
+    assert next(resumed) == keys[12:16]
+    ranks = [iter(DrawSampler(size=10, batch_size=2, seed=3, rank=r, world_size=2)) for r in range(2)]
+    shared = [key for _ in range(5) for r in ranks for key in next(r)]
+    assert shared == keys  # two processes draw together what one draws alone
+
+
+def test_collate_drops_skipped_samples_and_explains_mixed_sizes():
+    a = {"image": torch.zeros(3, 4, 4), "mask": torch.zeros(4, 4, dtype=torch.long), "name": "a"}
+    b = {"image": torch.zeros(3, 5, 4), "mask": torch.zeros(5, 4, dtype=torch.long), "name": "b"}
+    assert collate([a, None, a])["name"] == ["a", "a"]
+    assert collate([None]) is None
+    with pytest.raises(DataError, match=r"differ in size \(4x4, 5x4, HxW\)"):
+        collate([a, b])
+
+
+# ---- bad samples ------------------------------------------------------------------------------
+
+
+def corrupt_first_image(root):
+    path = root / "ADEChallengeData2016/images/training/ADE_train_00000001.jpg"
+    path.write_bytes(b"not a picture")
+    return path
+
+
+def truncated_first_image(root):
+    path = root / "ADEChallengeData2016/images/training/ADE_train_00000001.jpg"
+    data = path.read_bytes()
+    pixels_start = data.index(b"\xff\xda")  # start of scan: headers before, pixels after
+    path.write_bytes(data[: pixels_start + 40])
+    return path
+
+
+def wrong_size_mask(root):
+    from test_data_fixtures import write_png
+
+    return write_png(root / "ADEChallengeData2016/annotations/training/ADE_train_00000002.png", np.zeros((5, 5)))
+
+
+def out_of_range_mask(root):
+    from test_data_fixtures import write_png
+
+    values = np.zeros((34, 38), dtype=np.uint8)
+    values[0, :3] = [151, 200, 7]
+    return write_png(root / "ADEChallengeData2016/annotations/training/ADE_train_00000003.png", values)
+
+
+@pytest.mark.parametrize(
+    "damage, index, message",
+    [
+        (corrupt_first_image, 0, "ADE_train_00000001.jpg: cannot read the image"),
+        (truncated_first_image, 0, "ADE_train_00000001.jpg: cannot decode the image"),
+        (wrong_size_mask, 1, "ADE_train_00000002.png: mask is 5x5 (WxH) but its image"),
+        (out_of_range_mask, 2, "ADE_train_00000003.png: label values 151, 200 are outside the dataset's range (allowed: 0..150)"),
+    ],
+)
+def test_a_bad_sample_is_an_error_naming_the_file(ade_config, damage, index, message):
+    config = ade_config()
+    damage(ade_config.root)
+    dataset = build_dataset(config, "train")
+    with pytest.raises(SampleError) as caught:
+        dataset[(index, 0)]
+    assert message in str(caught.value)
+
+
+def test_a_bad_sample_in_a_worker_reaches_the_user_as_one_message(ade_config, capsys):
+    config = ade_config(workers=1, batch_size=4)
+    out_of_range_mask(ade_config.root)
+    with pytest.raises(SampleError) as caught:
+        next(iter(build_loader(build_dataset(config, "train"), config, "train")))
+    message = str(caught.value)
+    assert message.startswith(str(ade_config.root)) and "label values 151, 200" in message
+    assert "Traceback" not in message and "\n" not in message
+
+
+@pytest.mark.parametrize(
+    "damage, index, file",
+    [
+        (corrupt_first_image, 0, "ADE_train_00000001.jpg"),
+        (wrong_size_mask, 1, "ADE_train_00000002.png"),
+        (out_of_range_mask, 2, "ADE_train_00000003.png"),
+    ],
+)
+def test_skip_warns_naming_the_file_and_draws_another_sample(ade_config, damage, index, file):
+    config = ade_config(on_bad_sample="skip")
+    damage(ade_config.root)
+    dataset = build_dataset(config, "train")
+    with pytest.warns(BadSampleWarning, match=file):
+        replaced = dataset[(index, 5)]
+    assert replaced["name"] != f"ADE_train_{index + 1:08d}" and replaced["image"].shape == (3, 24, 24)
+
+
+def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade_config):
+    config = ade_config(on_bad_sample="skip", batch_size=4)
+    corrupt_first_image(ade_config.root)
+    dataset = build_dataset(config, "train")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadSampleWarning)
+        batch = next(iter(build_loader(dataset, config, "train")))
+    assert len(batch["name"]) == 4 and "ADE_train_00000001" not in batch["name"]
+    validation = build_dataset({**config, "data": {**config["data"], "val": config["data"]["train"]}}, "val")
+    with pytest.warns(BadSampleWarning):
+        assert validation[0] is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", BadSampleWarning)
+        names = [n for b in build_loader(validation, config, "val") for n in b["name"]]
+    assert names == ["ADE_train_00000002", "ADE_train_00000003", "ADE_train_00000004"]
+
+
+def test_a_missing_root_stops_with_the_layout_and_how_to_set_it(ade_config, tmp_path, capsys):
+    config = ade_config()
+    config["data"]["root"] = str(tmp_path / "elsewhere")
+    with pytest.raises(DataError, match=r"(?s)data.train: ADE20K not found.*Expected layout.*data.root="):
+        build_dataset(config, "train")
+    path = ade_config.root.parent / "config.yaml"
+    assert main(["data", "check", str(path), f"data.root={tmp_path / 'elsewhere'}", "--split", "val"]) == 2
+    assert "data.val: ADE20K not found" in capsys.readouterr().out
+    assert main(["data", "check", str(path), "data.val=null", "--split", "val"]) == 2
+    assert "the config defines no val dataset" in capsys.readouterr().err
+
+
+def test_missing_pairs_stop_the_run_or_are_left_out_with_a_warning(ade_config):
+    (ade_config.root / "ADEChallengeData2016/annotations/training/ADE_train_00000004.png").unlink()
+    with pytest.raises(DataError, match=r"ADE_train_00000004.jpg: image without a mask \(expected .*ADE_train_00000004.png\)"):
+        build_dataset(ade_config(), "train")
+    with pytest.warns(BadSampleWarning, match="leaving out 1 file"):
+        assert len(build_dataset(ade_config(on_bad_sample="skip"), "train")) == 3
+
+
+def test_data_check_reports_every_problem_and_exits_2(ade_config, capsys):
+    ade_config()
+    truncated_first_image(ade_config.root)
+    wrong_size_mask(ade_config.root)
+    out_of_range_mask(ade_config.root)
+    config_path = ade_config.root.parent / "config.yaml"
+    assert main(["data", "check", str(config_path), "--split", "train"]) == 2
+    out = capsys.readouterr().out
+    assert "3 problem(s):" in out and "data.train: PROBLEMS" in out
+    assert "ADE_train_00000001.jpg: cannot decode the image" in out
+    assert "ADE_train_00000002.png: mask is 5x5" in out
+    assert "label values 151, 200" in out
+    assert "data.val" not in out
+
+
+def test_data_check_progress_prints_a_line_per_tenth_when_not_on_a_terminal(capsys):
+    from segkit.commands.data import Progress
+
+    progress = Progress("checking data.train", 2000)
+    for _ in range(2000):
+        progress.step()
+    progress.done()
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("checking data.train: 2000/2000 (")
+
+
+def test_host_memory_is_pinned_for_cuda_unless_the_config_says_otherwise(ade_config):
+    config = ade_config()
+    dataset = build_dataset(config, "val")
+    assert build_loader(dataset, config, "val", device="cuda:0").loader.pin_memory is True
+    assert build_loader(dataset, config, "val", device="cpu").loader.pin_memory is False
+    config["data"]["pin_memory"] = False
+    assert build_loader(dataset, config, "val", device="cuda").loader.pin_memory is False
