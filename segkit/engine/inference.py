@@ -24,7 +24,11 @@ DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 
 
 class InputNormalizer:
-    """uint8 RGB batches -> normalised float tensors on the device, channels-last if asked."""
+    """uint8 RGB batches -> normalised float tensors on the device, channels-last if asked.
+
+    Normalising here, not in the data workers, moves a quarter of the bytes to the device and
+    spares the workers a float pass. A batch that is already floating point went through a
+    ``normalize`` transform and is only moved."""
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device,
                  channels_last: bool = False):
@@ -37,8 +41,12 @@ class InputNormalizer:
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        images = images.to(self.device, non_blocking=True).float()
-        return ((images - self.mean) * self.inverse_std).contiguous(memory_format=self.memory_format)
+        images = images.to(self.device, non_blocking=True)
+        if images.is_floating_point():
+            return images.float().contiguous(memory_format=self.memory_format)
+        return ((images.float() - self.mean) * self.inverse_std).contiguous(
+            memory_format=self.memory_format
+        )
 
 
 @dataclass(frozen=True)
