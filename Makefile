@@ -21,7 +21,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 
 demo: install
-	$(BIN)/segkit list
+	$(BIN)/segkit train configs/quickstart.yaml --overwrite
 
 test: install
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
