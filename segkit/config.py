@@ -253,5 +253,43 @@ def apply_overrides(source: ConfigSource, overrides: Iterable[str], known_keys: 
 
 
 def dump_config(config: dict) -> str:
-    """YAML in the section order of the schema; loads back to the same config."""
-    return yaml.safe_dump(config, sort_keys=False, default_flow_style=None, width=100)
+    """YAML in the section order of the schema; loads back to the same config. Sections and
+    components are blocks; lists of plain values, and small specs (up to four keys) inside lists,
+    such as transforms and loggers, are written on one line."""
+    return yaml.dump(_styled(config), Dumper=_ConfigDumper, sort_keys=False, width=100)
+
+
+class _FlowList(list):
+    pass
+
+
+class _FlowDict(dict):
+    pass
+
+
+class _ConfigDumper(yaml.SafeDumper):
+    pass
+
+
+_ConfigDumper.add_representer(
+    _FlowList, lambda d, v: d.represent_sequence("tag:yaml.org,2002:seq", v, flow_style=True)
+)
+_ConfigDumper.add_representer(
+    _FlowDict, lambda d, v: d.represent_mapping("tag:yaml.org,2002:map", v, flow_style=True)
+)
+
+
+def _is_scalar(value: Any) -> bool:
+    return not isinstance(value, (dict, list, tuple))
+
+
+def _styled(value: Any, in_list: bool = False) -> Any:
+    if isinstance(value, dict):
+        styled = {k: _styled(v) for k, v in value.items()}
+        flat = all(_is_scalar(v) or isinstance(v, _FlowList) for v in styled.values())
+        return _FlowDict(styled) if in_list and flat and len(styled) <= 4 else styled
+    if isinstance(value, (list, tuple)):
+        if all(_is_scalar(v) for v in value):
+            return _FlowList(value)
+        return [_styled(v, in_list=True) for v in value]
+    return value
