@@ -32,6 +32,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_train(args) -> int:
+    from segkit.engine.summary import run_summary
     from segkit.engine.trainer import Trainer
     from segkit.validation import load_config
 
@@ -48,7 +49,10 @@ def run_train(args) -> int:
             hint = " (write overrides before --resume, which takes an optional path)"
         raise CheckpointError(f"{resume}: no checkpoint to resume from{hint}")
     trainer = Trainer(config, work_dir, resume, args.overwrite, args.overrides, args.config)
-    return trainer.fit()
+    status = trainer.fit()
+    if status == 0 and trainer.rank == 0:
+        print(run_summary(trainer.rundir.path, trainer.best), flush=True)
+    return status
 
 
 def _run_dir_of(checkpoint: Path | None) -> Path | None:
