@@ -56,3 +56,18 @@ def test_convert_comes_from_a_plugin_that_imports_no_torch_until_it_runs():
             "print('torch' in sys.modules, hasattr(segkit_plugins.converters, 'segkit_register_commands'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split() == ["False", "True"]
+
+
+def test_a_file_given_to_the_wrong_pretrained_option_says_where_it_belongs(tmp_path):
+    path, out = tmp_path / "resnet18.pth", tmp_path / "backbone.pt"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
+    assert main(["convert", "--from", "torchvision", str(path), "--backbone", "resnet18", "--out", str(out)]) == 0
+    config = {"model": {"backbone": {"type": "resnet18"}, "head": {"type": "fcn", "channels": 8},
+                        "num_classes": 3}}
+    for weights in (path, out):
+        with pytest.raises(segkit.SegkitError, match="model.backbone.pretrained"):
+            segkit.build_model({"model": {**config["model"], "pretrained": str(weights)}})
+    whole = tmp_path / "whole.pt"
+    torch.save({"model": segkit.build_model(config).state_dict()}, whole)
+    with pytest.raises(segkit.SegkitError, match="whole segkit model: give it to model.pretrained"):
+        segkit.build("backbone", {"type": "resnet18", "pretrained": str(whole)})

@@ -42,7 +42,7 @@ def run_convert(args) -> int:
         result = _backbone_file(files[0], states[0], args.config, args.backbone)
     result["converted_from"] = _provenance(args.source_format, files)
     atomic_save(result, out)
-    count = sum(v.numel() for k, v in result["model"].items() if not _is_counter(k))
+    count = sum(v.numel() for k, v in result["model"].items() if not _is_statistic(k))
     sources = " + ".join(path.name for path in files)
     if "config" in result:
         print(
@@ -218,5 +218,6 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _is_counter(key: str) -> bool:
+def _is_statistic(key: str) -> bool:
+    """Batch-norm statistics and counters: buffers, not weights."""
     return key.endswith(("num_batches_tracked", "running_mean", "running_var"))
