@@ -88,10 +88,10 @@ def build_model(config: dict[str, Any]):
         aux_indices.append(core["in_index"])
     segmentor = Segmentor(backbone, head, head_core["in_index"], aux_heads, aux_indices)
     if model.get("pretrained"):
-        from segkit.weights import load_into, read_checkpoint, state_dict_of
+        from segkit.weights import load_into, read_checkpoint, segmentor_state_dict
 
         path = model["pretrained"]
-        load_into(segmentor, state_dict_of(read_checkpoint(path), path), path)
+        load_into(segmentor, segmentor_state_dict(read_checkpoint(path), path), path)
     return segmentor
 
 

@@ -46,7 +46,10 @@ def segkit_register_datasets(register):
     which has ``classes`` (names) and ``palette`` (RGB triples). A factory with a ``root``
     argument receives ``data.root`` when the config sets none. For ``data.on_bad_sample`` to
     apply, raise :class:`segkit.errors.SampleError` for a sample that cannot be served and list
-    files left out while indexing in a ``problems`` attribute (see docs/datasets.md)."""
+    files left out while indexing in a ``problems`` attribute (see docs/datasets.md). A factory
+    may declare, without data, its fixed ``classes`` and ``palette`` and, for a dataset made by
+    merging another's classes, that merge as ``label_map`` (a :class:`segkit.label_map.LabelMap`),
+    which ``--merge NAME`` uses."""
 
 
 @hookspec

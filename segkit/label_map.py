@@ -10,8 +10,9 @@ are not silently dropped: :meth:`LabelMap.relabel` rejects them, so that a typo 
 or an unexpected value in a mask is noticed. The value 255 maps to itself (ignore) unless the
 mapping lists it, as a mapping of masks that store a class as 255 (``{0: 0, 255: 1}``) does.
 
-Mappings come from a CSV file (columns ``source`` and ``target``, other columns ignored; an
-empty target means dropped), a YAML file, or a mapping written inline in a config, e.g.::
+Mappings come from a CSV file (columns ``source`` and ``target``, optionally ``target_name``,
+other columns ignored; an empty target means dropped), a YAML file, or a mapping written inline
+in a config, e.g.::
 
     label_map: {0: 0, 1: 0, 2: 1, 3: 255}
 """
@@ -34,9 +35,15 @@ LabelMapSpec = Union[str, os.PathLike, Mapping[Any, Any]]
 class LabelMap:
     """A mapping of label values (0..65535) to targets (0..254, or 255 = dropped)."""
 
-    def __init__(self, mapping: Mapping[int, int], source: str = "inline label_map"):
+    def __init__(
+        self,
+        mapping: Mapping[int, int],
+        source: str = "inline label_map",
+        target_names: Mapping[int, str] | None = None,
+    ):
         self.source = source
         self.mapping = _checked(mapping, source)
+        self.target_names = dict(target_names or {})  # target -> name, where the file names it
         size = max(256, max(self.mapping, default=0) + 1)
         self.table = np.full(size, _UNMAPPED, dtype=np.int16)
         self.table[IGNORE] = IGNORE
@@ -71,7 +78,8 @@ class LabelMap:
             if not isinstance(data, dict):
                 raise ValueError(f"label_map file '{path}' must hold a mapping source: target")
             return cls(data, source=str(path))
-        return cls(_read_csv(path), source=str(path))
+        mapping, names = _read_csv(path)
+        return cls(mapping, source=str(path), target_names=names)
 
     # ---- what it maps to -------------------------------------------------------------------
 
@@ -156,18 +164,24 @@ def _as_int(value: Any, what: str) -> int:
     raise ValueError(f"{what} must be an integer")
 
 
-def _read_csv(path: Path) -> dict[str, str | None]:
+def _read_csv(path: Path) -> tuple[dict[str, str | None], dict[int, str]]:
+    """The mapping, and the target names of a ``target_name`` column (first name per target)."""
     with path.open(newline="", encoding="utf-8") as file:
         rows = list(csv.DictReader(file))
     if not rows or not {"source", "target"} <= set(rows[0]):
         raise ValueError(f"label_map file '{path}' needs the CSV columns 'source' and 'target'")
     mapping: dict[str, str | None] = {}
+    names: dict[int, str] = {}
     for number, row in enumerate(rows, start=2):
         source = (row["source"] or "").strip()
         if source in mapping:
             raise ValueError(f"{path}:{number}: source value {source} is listed twice")
-        mapping[source] = (row["target"] or "").strip() or None
-    return mapping
+        target = (row["target"] or "").strip() or None
+        mapping[source] = target
+        name = (row.get("target_name") or "").strip()
+        if name and target is not None and target.isdigit() and int(target) != IGNORE:
+            names.setdefault(int(target), name)
+    return mapping, names
 
 
 def _listing(values: np.ndarray, limit: int = 10) -> str:

@@ -2,12 +2,20 @@
 
 Every file is read with ``torch.load(weights_only=True)``: a checkpoint is data, and a file that
 would need to run pickled code to load is refused before any of that code can run.
+
+What other projects' training code adds around the weights is taken off on reading: the
+``module.`` prefix of ``DataParallel``/``DistributedDataParallel`` and the bookkeeping buffers of
+the synchronized batch norm in the CSAIL semantic-segmentation code (``_tmp_running_mean``,
+``_tmp_running_var``, ``_running_iter``), which are not weights of any network. Renaming one
+project's layers into another's is not done here; that is ``segkit convert`` (docs/weights.md).
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -16,6 +24,9 @@ from torch import nn
 
 from segkit.errors import CheckpointError
 
+WRAPPER_PREFIX = "module."
+FOREIGN_BUFFERS = ("_tmp_running_mean", "_tmp_running_var", "_running_iter")
+
 
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """The object stored in a weight file, loaded on the CPU without executing any code."""
@@ -23,12 +34,15 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     if not path.is_file():
         raise CheckpointError(f"{path}: weight file not found (pretrained weights are local files)")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on the pickle protocol of old files
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"{path}: refused: the file contains pickled code or objects that are not plain "
-            f"weights, and segkit does not run code from weight files ({_first_line(error)}). "
-            "If you trust it, re-save its state dict with torch.save(model.state_dict(), ...)."
+            f"{path}: refused: loading it would run code or build objects that are not plain "
+            f"weights ({_refusal_reason(error)}), and segkit never runs code from weight files. "
+            "If you trust the file, load it yourself and re-save the state dict: "
+            "torch.save(model.state_dict(), ...)."
         ) from None
     except (RuntimeError, EOFError, OSError, ValueError) as error:
         raise CheckpointError(
@@ -38,15 +52,61 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
 
 def state_dict_of(checkpoint: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The model state dict inside a checkpoint: a bare state dict or a dict with a ``model``,
-    ``state_dict`` or ``model_state_dict`` entry (segkit, most trainers, Lightning-like)."""
+    ``state_dict`` or ``model_state_dict`` entry (segkit, most trainers, Lightning-like), without
+    the ``module.`` prefix of a wrapped model and without foreign bookkeeping buffers."""
     if isinstance(checkpoint, Mapping):
         for key in ("model", "state_dict", "model_state_dict"):
             inner = checkpoint.get(key)
             if isinstance(inner, Mapping) and _is_state_dict(inner):
-                return dict(inner)
+                return _unwrapped(inner)
         if _is_state_dict(checkpoint):
-            return dict(checkpoint)
+            return _unwrapped(checkpoint)
     raise CheckpointError(f"{path}: holds no state dict (a mapping of names to tensors)")
+
+
+def segmentor_state_dict(checkpoint: Any, path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of a whole segkit segmentor (``backbone.*``, ``head.*``, ...), or an error
+    that says what the file is instead and what to do with it."""
+    state = state_dict_of(checkpoint, path)
+    if any(key.startswith("backbone.") for key in state):
+        return state
+    if isinstance(checkpoint, Mapping) and isinstance(checkpoint.get("backbone"), Mapping):
+        advice = "it is a backbone weight file: set model.backbone.pretrained to it"
+    else:
+        advice = original_layout(state) or (
+            "a backbone's weights go in model.backbone.pretrained, and other projects' "
+            "checkpoints need `segkit convert` first (docs/weights.md)"
+        )
+    raise CheckpointError(f"{path}: holds no segkit model (no 'backbone.*' weights); {advice}")
+
+
+def original_layout(state: Mapping[str, Any]) -> str | None:
+    """What a state dict in another project's layout is and how to use it, for error messages."""
+    if any(k.startswith("base.") for k in state) and "seg.weight" in state:
+        return (
+            "it looks like an official DRN segmentation (DRNSeg) checkpoint: convert it with "
+            "`segkit convert --from drn FILE --config CONFIG --out OUT.pt`"
+        )
+    if any(k.startswith(("conv_last.", "ppm.")) for k in state):
+        return (
+            "it looks like a CSAIL decoder: convert it with its encoder, `segkit convert --from "
+            "csail ENCODER DECODER --config CONFIG --out OUT.pt`"
+        )
+    if any(k.startswith("backbone.") for k in state) and any(k.startswith("head.") for k in state):
+        return "it is a whole segkit model: give it to model.pretrained, not to a backbone"
+    if "conv1.weight" in state or "layer0.0.weight" in state:
+        return (
+            "it looks like backbone weights (torchvision, DRN or CSAIL-encoder layout): "
+            "use it as model.backbone.pretrained"
+        )
+    return None
+
+
+def _unwrapped(mapping: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    state = dict(mapping)
+    if all(key.startswith(WRAPPER_PREFIX) for key in state):
+        state = {key[len(WRAPPER_PREFIX):]: value for key, value in state.items()}
+    return {k: v for k, v in state.items() if k.rpartition(".")[2] not in FOREIGN_BUFFERS}
 
 
 def _is_state_dict(mapping: Mapping) -> bool:
@@ -61,8 +121,18 @@ def load_into(
     source: str | os.PathLike,
     strict: bool = True,
 ) -> None:
-    """Load weights; on any mismatch name the missing, unexpected and wrongly shaped keys."""
+    """Load weights; on any mismatch name the missing, unexpected and wrongly shaped keys.
+
+    A file written before PyTorch 0.4.1 has no ``num_batches_tracked`` in its batch norms; as
+    PyTorch itself does for such files, those counters start at 0 instead of being missing."""
     own = module.state_dict()
+    foreign = not set(state_dict) & set(own)
+    state_dict = dict(state_dict)
+    for key, value in own.items():
+        norm, _, name = key.rpartition(".")
+        if name == "num_batches_tracked" and key not in state_dict \
+                and f"{norm}.running_mean" in state_dict:
+            state_dict[key] = torch.zeros_like(value)
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong_shape = [
@@ -79,6 +149,9 @@ def load_into(
         ):
             if keys:
                 parts.append(f"{label} ({len(keys)}): {_shorten(keys)}")
+        layout = original_layout(state_dict) if foreign else None
+        if layout:
+            parts.append(layout)
         raise CheckpointError("; ".join(parts))
     module.load_state_dict(state_dict, strict=strict)
 
@@ -91,3 +164,12 @@ def _shorten(keys: list[str], limit: int = 8) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _refusal_reason(error: BaseException) -> str:
+    """The line of torch's refusal that names what the file asked for, without its advice to
+    turn the protection off."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please|\n\n|$)", text, re.DOTALL)
+    reason = match.group(1) if match else _first_line(error)
+    return " ".join(reason.split())

@@ -16,13 +16,15 @@ from torch import nn
 
 
 class CsailBottleneck(nn.Module):
+    """``dilation``: of the 3x3 conv (the second number applies to basic blocks only)."""
+
     expansion = 4
 
-    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, dilation=(1, 1), downsample=None):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -37,13 +39,15 @@ class CsailBottleneck(nn.Module):
 
 
 class CsailBasicBlock(nn.Module):
+    """``dilation``: of the first 3x3 conv (the one that used to stride) and of the second."""
+
     expansion = 1
 
-    def __init__(self, inplanes, planes, stride=1, dilation=1, downsample=None):
+    def __init__(self, inplanes, planes, stride=1, dilation=(1, 1), downsample=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation, dilation=dilation, bias=False)
+        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation, dilation=dilation, bias=False)
+        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation[1], dilation=dilation[1], bias=False)
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
@@ -55,8 +59,10 @@ class CsailBasicBlock(nn.Module):
 
 
 class CsailDilatedResNet(nn.Module):
-    """The CSAIL encoder at output stride 8: deep stem, layer3 dilation 2 and layer4 dilation 4,
-    whose first blocks (the ones that used to stride) use half the dilation."""
+    """The CSAIL encoder at output stride 8: deep stem, layer3 dilation 2 and layer4 dilation 4.
+    The CSAIL code dilates a strided ResNet in place: the 3x3 conv that carried the stride gets
+    half the dilation, every other 3x3 conv the full one; in a basic block that is the first
+    block's first conv only."""
 
     def __init__(self, block, layers):
         super().__init__()
@@ -80,9 +86,9 @@ class CsailDilatedResNet(nn.Module):
                 nn.BatchNorm2d(planes * block.expansion),
             )
         first_dilation = max(dilation // 2, 1)
-        layers = [block(self.inplanes, planes, stride, first_dilation, downsample)]
+        layers = [block(self.inplanes, planes, stride, (first_dilation, dilation), downsample)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, 1, dilation) for _ in range(1, blocks)]
+        layers += [block(self.inplanes, planes, 1, (dilation, dilation)) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
     def forward(self, x):

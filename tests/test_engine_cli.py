@@ -131,7 +131,7 @@ def test_predict_merge_sums_class_probabilities_into_groups(trained, tmp_path):
     config, checkpoint = trained
     images = write_images(tmp_path / "images", [(32, 32)])
     label_map = tmp_path / "merge.csv"
-    label_map.write_text("index,merged_id,merged_name\n0,,\n1,0,coloured\n2,0,coloured\n")
+    label_map.write_text("source,target,target_name\n0,,\n1,0,coloured\n2,0,coloured\n")
     out = tmp_path / "out"
     assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
                  "--out", str(out), "--merge", str(label_map)]) == 0

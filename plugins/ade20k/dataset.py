@@ -59,6 +59,8 @@ def annotation_table() -> np.ndarray:
 class ADE20K(FileDataset):
     """ADE20K scene parsing, 150 classes: the ADEChallengeData2016 folders or a .odgt index."""
 
+    classes, palette = read_classes("ade20k150_classes.csv")  # known without the data
+
     def __init__(self, root: Optional[str] = None, split: str = "training", index: Optional[str] = None):
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; ADE20K has training and validation (or train, val)")
@@ -67,22 +69,26 @@ class ADE20K(FileDataset):
             pairs, problems = _pairs_from_index(Path(index), root)
         else:
             pairs, problems = _pairs_from_folders(root, split)
-        names, palette = read_classes("ade20k150_classes.csv")
-        super().__init__(pairs, names, palette, annotation_table(), problems)
+        super().__init__(pairs, self.classes, self.palette, annotation_table(), problems)
 
 
 class ADE20K25(FileDataset):
     """ADE20K merged into 25 classes (the seed project's merge, corrected); dropped classes are
-    ignored."""
+    ignored.
+
+    ``label_map`` (the 150 -> 25 merge on class indices) is declared on the class, so that
+    ``--merge ade20k25`` finds it to merge a 150-class model's predictions.
+    """
+
+    classes, palette = read_classes("ade20k25_classes.csv")
+    label_map = ade20k25_label_map()
 
     def __init__(self, root: Optional[str] = None, split: str = "training", index: Optional[str] = None):
         full = ADE20K(root, split, index)
-        self.label_map = ade20k25_label_map()
         table = annotation_table()
         merged = self.label_map.lookup_table()
         table = np.where(table >= 0, merged[np.clip(table, 0, None)], -1).astype(np.int16)
-        names, palette = read_classes("ade20k25_classes.csv")
-        super().__init__(full.pairs, names, palette, table, full.problems)
+        super().__init__(full.pairs, self.classes, self.palette, table, full.problems)
 
 
 def _layout_folder(root: Path) -> Path:

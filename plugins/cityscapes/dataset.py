@@ -62,6 +62,8 @@ def train_classes() -> tuple[list[str], list[tuple[int, int, int]]]:
 class Cityscapes(FileDataset):
     """Cityscapes, fine annotations, 19 classes (official layout; labelTrainIds or labelIds)."""
 
+    classes, palette = train_classes()  # known without the data (segkit convert)
+
     def __init__(self, root: Optional[str] = None, split: str = "train"):
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; Cityscapes has {', '.join(SPLITS)}")
@@ -80,8 +82,7 @@ class Cityscapes(FileDataset):
         )
         self.label_ids = label_id_table()
         self.train_ids = train_id_table()
-        names, palette = train_classes()
-        super().__init__(pairs, names, palette, self.label_ids, problems)
+        super().__init__(pairs, self.classes, self.palette, self.label_ids, problems)
 
     def table_for(self, path: Path) -> np.ndarray:
         return self.train_ids if path.name.endswith(TRAIN_IDS_SUFFIX) else self.label_ids

@@ -1,4 +1,11 @@
-"""``segkit eval CONFIG [overrides] --checkpoint PATH [--mode slide] [--tta] [--out FILE]``."""
+"""``segkit eval CONFIG [overrides] --checkpoint PATH [--mode slide] [--tta] [--merge LABEL_MAP]
+[--out FILE]``.
+
+With ``--merge``, CONFIG still describes the checkpoint's model (e.g. 150 ADE20K classes) while
+``data.val`` holds labels of the merged classes (e.g. ``ade20k25``): every image is predicted with
+the model's inference settings, its probabilities are merged into the groups, and the groups
+are scored against the labels.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +30,14 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
     parser.add_argument(
-        "--out", help="JSON file for the metrics (default: eval_<checkpoint>_<mode>[_tta].json in "
-        "the checkpoint's run directory)",
+        "--merge", metavar="LABEL_MAP",
+        help="score the model's classes merged into data.val's classes by summing probabilities: "
+        "a label-map file or a dataset that declares one (ade20k25); CONFIG's model stays the "
+        "checkpoint's",
+    )
+    parser.add_argument(
+        "--out", help="JSON file for the metrics (default: eval_<checkpoint>_<mode>[_tta][_<merge>].json "
+        "in the checkpoint's run directory)",
     )
     parser.set_defaults(handler=run_eval)
 
@@ -32,7 +45,8 @@ def add_commands(subparsers) -> None:
 def run_eval(args) -> int:
     from segkit.data import build_dataset
     from segkit.engine.evaluator import Evaluator, validation_loader
-    from segkit.engine.inference import InferenceSettings
+    from segkit.engine.inference import InferenceSettings, Predictor
+    from segkit.engine.merge import MergedModel, resolve_merge
     from segkit.engine.progress import ProgressBar
     from segkit.engine.trained import load_trained
     from segkit.errors import ConfigError
@@ -44,28 +58,39 @@ def run_eval(args) -> int:
     dataset = build_dataset(config, "val")
     trained = load_trained(config, args.checkpoint, args.device)
     classes = list(dataset.classes)
-    if len(classes) != config["model"]["num_classes"]:
+    num_classes = config["model"]["num_classes"]
+    model, evaluator_settings, precision = trained.model, settings, trained.precision
+    if args.merge:
+        merge = resolve_merge(
+            args.merge, trained.class_names(num_classes), trained.colours(num_classes)
+        )
+        _check_merged_classes(args.merge, merge.names, classes)
+        # the merged model predicts with the settings itself; the evaluator only scores
+        model = MergedModel(Predictor(trained.model, settings, trained.precision), merge)
+        evaluator_settings, precision = InferenceSettings(), None
+    elif len(classes) != num_classes:
+        hint = " (to score a model on merged classes, use --merge)" if len(classes) < num_classes else ""
         raise ConfigError(
-            f"model.num_classes is {config['model']['num_classes']} but data.val has "
-            f"{len(classes)} classes"
+            f"model.num_classes is {num_classes} but data.val has {len(classes)} classes{hint}"
         )
     data = config["data"]
     loader = validation_loader(
         dataset, data["val_batch_size"], data["workers"], trained.device.type == "cuda", False,
         config["train"]["seed"],
     )
-    evaluator = Evaluator(settings, classes, trained.normalizer, trained.precision, panels=0)
+    evaluator = Evaluator(evaluator_settings, classes, trained.normalizer, precision, panels=0)
+    merged = f", classes merged by {args.merge}" if args.merge else ""
     print(
         f"segkit: evaluating {trained.path} on {len(dataset)} images: {settings.describe()}; "
-        f"device {trained.device}, precision {trained.precision.describe()}",
+        f"device {trained.device}, precision {trained.precision.describe()}{merged}",
         flush=True,
     )
     bar = ProgressBar(len(dataset), "eval")
-    metrics = evaluator.evaluate(trained.model, loader, bar)
+    metrics = evaluator.evaluate(model, loader, bar)
     bar.close()
     metrics.pop("samples")
     print(format_metrics(metrics))
-    out = Path(args.out) if args.out else _default_output(trained.path, settings)
+    out = Path(args.out) if args.out else _default_output(trained.path, settings, args.merge)
     out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "checkpoint": str(trained.path),
@@ -77,6 +102,7 @@ def run_eval(args) -> int:
         "stride": settings.stride,
         "scales": list(settings.scales),
         "flip": settings.flip,
+        "merge": args.merge,
         "precision": trained.precision.name,
         **metrics,
     }
@@ -85,8 +111,23 @@ def run_eval(args) -> int:
     return 0
 
 
-def _default_output(checkpoint: Path, settings) -> Path:
+def _check_merged_classes(spec: str, groups: list[str], classes: list[str]) -> None:
+    """The groups of the merge must be data.val's classes (by name, where the map names them)."""
+    from segkit.errors import ConfigError
+
+    named = not all(name == f"group_{i}" for i, name in enumerate(groups))
+    if len(groups) != len(classes) or (named and groups != classes):
+        raise ConfigError(
+            f"--merge {spec} merges the model's classes into {len(groups)} groups "
+            f"({', '.join(groups[:3])}, ...), but data.val has {len(classes)} classes "
+            f"({', '.join(classes[:3])}, ...); set data.val to a dataset of the merged classes, "
+            f"e.g. data.val.type=ade20k25 for --merge ade20k25"
+        )
+
+
+def _default_output(checkpoint: Path, settings, merge: str | None) -> Path:
     in_run = checkpoint.parent.name == "checkpoints"
     run_dir = checkpoint.parent.parent if in_run else checkpoint.parent
     tta = "_tta" if len(settings.scales) > 1 or settings.flip else ""
-    return run_dir / f"eval_{checkpoint.stem}_{settings.mode}{tta}.json"
+    merged = f"_{Path(merge).stem}" if merge else ""
+    return run_dir / f"eval_{checkpoint.stem}_{settings.mode}{tta}{merged}.json"

@@ -26,7 +26,8 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument(
         "--merge", metavar="LABEL_MAP",
-        help="CSV mapping the model's classes to coarser groups; group probabilities are summed",
+        help="merge the model's classes into groups by summing their probabilities: a label-map "
+        "file (CSV source,target[,target_name] or YAML) or a dataset that declares one (ade20k25)",
     )
     parser.add_argument("--mode", choices=("whole", "slide"), help="override eval.mode")
     parser.add_argument(
@@ -38,7 +39,7 @@ def add_commands(subparsers) -> None:
 
 def run_predict(args) -> int:
     from segkit.engine.inference import InferenceSettings, Predictor
-    from segkit.engine.label_map import LabelMap
+    from segkit.engine.merge import resolve_merge
     from segkit.engine.progress import ProgressBar
     from segkit.engine.trained import load_trained
     from segkit.engine.visualize import overlay, save_label_png, save_rgb
@@ -50,9 +51,9 @@ def run_predict(args) -> int:
     trained = load_trained(config, args.checkpoint, args.device)
     num_classes = config["model"]["num_classes"]
     names, palette = trained.class_names(num_classes), trained.colours(num_classes)
-    label_map = LabelMap.read(args.merge, names, palette) if args.merge else None
-    if label_map is not None:
-        names, palette = label_map.names, label_map.palette
+    merge = resolve_merge(args.merge, names, palette) if args.merge else None
+    if merge is not None:
+        names, palette = merge.names, merge.palette
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     predictor = Predictor(trained.model, settings, trained.precision)
@@ -60,8 +61,8 @@ def run_predict(args) -> int:
     for number, path in enumerate(paths, start=1):
         image = read_image(path)
         probabilities = predictor.probabilities(trained.normalizer(image.unsqueeze(0)))
-        if label_map is not None:
-            probabilities = label_map.merge(probabilities)
+        if merge is not None:
+            probabilities = merge(probabilities)
         labels = probabilities.argmax(dim=1)[0].cpu()
         save_label_png(labels, palette, out / f"{path.stem}.png")
         if args.overlay:

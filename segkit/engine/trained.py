@@ -15,7 +15,7 @@ from segkit.build import build_model
 from segkit.engine.inference import InputNormalizer
 from segkit.engine.precision import Precision, configure_backends, resolve_device, resolve_precision
 from segkit.engine.visualize import default_palette
-from segkit.weights import load_into, read_checkpoint, state_dict_of
+from segkit.weights import load_into, read_checkpoint, segmentor_state_dict
 
 
 @dataclass
@@ -40,7 +40,7 @@ def load_trained(config: dict[str, Any], path: str | Path, device: str | None = 
     """The model of ``config`` with the weights of ``path`` (a segkit checkpoint or a state dict)."""
     path = Path(path)
     checkpoint = read_checkpoint(path)
-    state = state_dict_of(checkpoint, path)
+    state = segmentor_state_dict(checkpoint, path)
     resolved_device = resolve_device(device or config["train"]["device"])
     precision = resolve_precision(config["train"]["precision"], resolved_device)
     configure_backends(resolved_device, config["train"]["deterministic"])

@@ -1,0 +1,117 @@
+"""``segkit convert --from drn``: official DRN ImageNet checkpoints become backbone weight files,
+official DRNSeg checkpoints whole segkit models, with the original outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+import segkit
+from original_formats import OfficialDRNSeg, official_drn
+from segkit.cli import main
+from segkit.errors import SegkitError
+from segkit_plugins.cityscapes.dataset import Cityscapes
+from weights_helpers import randomise_norms, wrapped
+
+CONFIGS = Path(__file__).parent.parent / "configs" / "drn"
+IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+
+
+@pytest.fixture(scope="module")
+def drnseg_files(tmp_path_factory):
+    """DRNSeg D-22 as the official model zoo stores it (a bare state dict), and C-26 as the
+    official training script saves it (a dict with the DataParallel-wrapped state dict)."""
+    folder = tmp_path_factory.mktemp("drnseg")
+    models = {}
+    for seed, name in enumerate(("drn_d_22", "drn_c_26")):
+        torch.manual_seed(seed)
+        model = randomise_norms(OfficialDRNSeg(name, classes=19), seed).eval()
+        path = folder / f"{name}_cityscapes.pth"
+        if name == "drn_c_26":
+            torch.save({"epoch": 500, "arch": name, "state_dict": wrapped(model.state_dict()),
+                        "best_prec1": 68.0}, path)
+        else:
+            torch.save(model.state_dict(), path)
+        models[name] = (model, path)
+    return models
+
+
+@pytest.mark.parametrize("name", ["drn_d_22", "drn_c_26"])
+def test_converted_drnseg_gives_the_original_outputs(name, drnseg_files, tmp_path, capsys):
+    original, path = drnseg_files[name]
+    config = CONFIGS / f"drnseg_{name[4:]}_cityscapes.yaml"
+    out = tmp_path / "drnseg.pt"
+    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)]) == 0
+    assert "use it: segkit predict" in capsys.readouterr().out
+    model = segkit.build_model(segkit.load_config(config, [f"model.pretrained={out}"])).eval()
+    with torch.no_grad():
+        expected = original(IMAGES)
+        logits = model(IMAGES)["main"]
+    assert expected.shape == (2, 19, 64, 64) and expected.abs().max() > 0.05
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=1e-5)
+    saved = torch.load(out, weights_only=True)
+    assert saved["classes"] == Cityscapes.classes and saved["converted_from"]["format"] == "drn"
+
+
+def test_drnseg_with_interpolating_head_config_is_told_to_use_the_transposed_conv(drnseg_files, tmp_path, capsys):
+    _, path = drnseg_files["drn_d_22"]
+    config = tmp_path / "bilinear.yaml"
+    config.write_text(f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
+                      "model: {head: {upsample: bilinear}}\n", encoding="utf-8")
+    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(tmp_path / "o.pt")]) == 2
+    assert "set model.head.upsample: transposed_conv" in capsys.readouterr().err
+
+
+def test_drnseg_needs_the_config_of_its_model(drnseg_files, tmp_path, capsys):
+    _, path = drnseg_files["drn_d_22"]
+    assert main(["convert", "--from", "drn", str(path), "--backbone", "drn_d_22", "--out", str(tmp_path / "o.pt")]) == 2
+    assert "DRNSeg" in capsys.readouterr().err
+    other_arch = CONFIGS / "drnseg_c_26_cityscapes.yaml"
+    assert main(["convert", "--from", "drn", str(path), "--config", str(other_arch), "--out", str(tmp_path / "o.pt")]) == 2
+    assert "is a DRNSeg with a DRN-D backbone, but" in capsys.readouterr().err
+    other_depth = CONFIGS / "drnseg_d_38_cityscapes.yaml"
+    assert main(["convert", "--from", "drn", str(path), "--config", str(other_depth), "--out", str(tmp_path / "o.pt")]) == 2
+    err = capsys.readouterr().err
+    assert "the weights do not fit the model" in err and "missing (" in err and "backbone.layer3.2" in err
+
+
+def test_drnseg_file_given_to_model_pretrained_says_to_convert(drnseg_files):
+    _, path = drnseg_files["drn_d_22"]
+    config = segkit.load_config(CONFIGS / "drnseg_d_22_cityscapes.yaml", [f"model.pretrained={path}"])
+    with pytest.raises(SegkitError, match="DRNSeg.*segkit convert --from drn"):
+        segkit.build_model(config)
+
+
+@pytest.mark.parametrize("name", ["drn_d_22", "drn_c_26"])
+def test_imagenet_checkpoint_converts_to_a_backbone_file_with_the_same_outputs(name, tmp_path, capsys):
+    torch.manual_seed(1)
+    original = randomise_norms(official_drn(name), 1).eval()
+    path = tmp_path / f"{name}.pth"
+    torch.save(original.state_dict(), path)
+    out = tmp_path / "backbone.pt"
+    assert main(["convert", "--from", "drn", str(path), "--backbone", name, "--out", str(out)]) == 0
+    assert f"model.backbone.pretrained: {out}" in capsys.readouterr().out
+    saved = torch.load(out, weights_only=True)
+    assert saved["backbone"] == {"type": name} and "fc.weight" in saved["model"]
+
+    features = segkit.build("backbone", {"type": name, "pretrained": str(out)}).eval()
+    classifier = segkit.build("backbone", {"type": name, "num_classes": 1000, "pretrained": str(out)}).eval()
+    direct = segkit.build("backbone", {"type": name, "pretrained": str(path)}).eval()  # no conversion
+    with torch.no_grad():
+        expected = original.features(IMAGES)
+        # the official 28x28 pool is global at 224x224; at 64x64 pool globally by hand
+        expected_logits = original.fc(expected.mean(dim=(2, 3), keepdim=True)).flatten(1)
+        torch.testing.assert_close(features(IMAGES)[-1], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(direct(IMAGES)[-1], expected, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(classifier(IMAGES), expected_logits, atol=1e-5, rtol=1e-5)
+
+
+def test_imagenet_checkpoint_needs_to_know_its_backbone(tmp_path, capsys):
+    path = tmp_path / "drn.pth"
+    torch.save(official_drn("drn_d_22").state_dict(), path)
+    assert main(["convert", "--from", "drn", str(path), "--out", str(tmp_path / "o.pt")]) == 2
+    assert "--backbone NAME" in capsys.readouterr().err
+    assert main(["convert", "--from", "drn", str(path), "--backbone", "drn_d_38", "--out", str(tmp_path / "o.pt")]) == 2
+    assert "missing (" in capsys.readouterr().err

@@ -1,0 +1,95 @@
+"""Weight files are data: a file that would run pickled code when loaded is refused, by every
+command and option that reads weights, and its code never runs."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+import segkit
+from segkit.cli import main
+
+CONFIGS = Path(__file__).parent.parent / "configs"
+
+
+class Payload:
+    """Unpickling this object runs ``code``: what a malicious checkpoint does."""
+
+    def __init__(self, code: str):
+        self.code = code
+
+    def __reduce__(self):
+        return (exec, (self.code,))
+
+
+@pytest.fixture
+def malicious(tmp_path):
+    """Two files that look like state dicts and create ``marker`` when unpickled: one in
+    torch.save's zip format, one a plain (legacy) pickle."""
+    marker = tmp_path / "payload_ran"
+    state = {"conv1.weight": torch.zeros(64, 3, 7, 7),
+             "bn1.weight": Payload(f"open({str(marker)!r}, 'w').write('pwned')")}
+    zipped, legacy = tmp_path / "evil.pth", tmp_path / "evil_legacy.pth"
+    torch.save(state, zipped)
+    with open(legacy, "wb") as file:
+        pickle.dump(state, file)
+    return marker, [zipped, legacy]
+
+
+def refused(status: int, err: str, path: Path) -> bool:
+    return status == 2 and f"{path}: refused" in err and "never runs code" in err and "Traceback" not in err
+
+
+def test_every_way_of_reading_weights_refuses_pickled_code(malicious, tmp_path, capsys):
+    marker, files = malicious
+    config = CONFIGS / "csail/ppm_deepsup_r18_ade20k.yaml"
+    out = tmp_path / "out.pt"
+    image = tmp_path / "image.png"
+    Image.new("RGB", (32, 32)).save(image)
+    for path in files:
+        for command in (
+            ["convert", "--from", "torchvision", str(path), "--backbone", "resnet18", "--out", str(out)],
+            ["convert", "--from", "drn", str(path), "--backbone", "drn_d_22", "--out", str(out)],
+            ["convert", "--from", "csail", str(path), str(path), "--config", str(config), "--out", str(out)],
+            ["predict", str(config), "--checkpoint", str(path), str(image), "--out", str(tmp_path / "p")],
+            ["model-info", str(config), f"model.backbone.pretrained={path}"],
+            ["model-info", str(config), f"model.pretrained={path}"],
+        ):
+            status = main(command)
+            assert refused(status, capsys.readouterr().err, path), command
+        with pytest.raises(segkit.SegkitError, match="refused: loading it would run code"):
+            segkit.build("backbone", {"type": "resnet18", "pretrained": str(path)})
+    assert not out.exists()
+    assert not marker.exists()
+
+    # the files are really malicious: loading them the unsafe way runs the payload
+    torch.load(files[0], weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+def test_refusal_names_what_the_file_asked_for(malicious, capsys):
+    _, (zipped, _) = malicious
+    assert main(["convert", "--from", "torchvision", str(zipped), "--backbone", "resnet18", "--out", "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "exec" in err and "\x1b[" not in err
+
+
+def test_eval_refuses_a_malicious_checkpoint(malicious, tmp_path, capsys, write_config):
+    marker, files = malicious
+    config = write_config("synthetic.yaml", """
+        model:
+          backbone: {type: resnet18}
+          head: {type: fcn, channels: 8}
+          num_classes: 4
+        data:
+          val: {type: synthetic, length: 1, size: [32, 32], split: val}
+          workers: 0
+        train: {device: cpu, precision: fp32}
+    """)
+    for path in files:
+        assert refused(main(["eval", str(config), "--checkpoint", str(path)]), capsys.readouterr().err, path)
+    assert not marker.exists()
