@@ -43,7 +43,7 @@ REPO = Path(__file__).resolve().parents[1]
 # model -> (config, input size, batch) at full and at --quick scale
 MODELS = {
     "quickstart": ("configs/quickstart.yaml", (128, 8), (64, 2)),
-    "pspnet_r50d8": ("configs/pspnet_r50_ade20k.yaml", (256, 2), (64, 1)),
+    "pspnet_r50d8": ("configs/pspnet_r50_ade20k.yaml", (256, 2), (64, 2)),
 }
 
 
