@@ -79,10 +79,12 @@ def _cell(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_results(name: str, results: dict[str, Any], out: str | None = None) -> Path:
-    """Write ``results`` (with the machine and the command) as JSON; return the path."""
+def write_results(name: str, results: dict[str, Any], tables: str, out: str | None = None) -> Path:
+    """Write ``results`` (with the machine and the command) as JSON, and ``tables`` as Markdown
+    beside it (same name, .md); return the JSON path."""
     path = Path(out) if out else RESULTS / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"benchmark": name, "command": sys.argv, "machine": machine(), **results}
     path.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    path.with_suffix(".md").write_text(tables.strip() + "\n", encoding="utf-8")
     return path

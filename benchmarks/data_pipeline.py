@@ -17,9 +17,6 @@ DataLoader worker is; ``--workers N`` also measures N DataLoader workers togethe
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -33,8 +30,11 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from segkit.build import build
-from segkit.data import DrawSampler, TransformedDataset, collate
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import format_table, write_results  # noqa: E402
+
+from segkit.build import build  # noqa: E402
+from segkit.data import DrawSampler, TransformedDataset, collate  # noqa: E402
 
 # Typical ADE20K image sizes (height, width): most are about 512 on the short side.
 ADE_SIZES = [(512, 683), (683, 512), (512, 512), (384, 512), (375, 500), (300, 400), (768, 1024), (480, 640)]
@@ -183,26 +183,6 @@ def agreement(segkit, reference, count: int) -> dict:
     return {"samples": count, "equal_masks": equal_masks, "mean_abs_image_difference": float(np.mean(differences))}
 
 
-def machine() -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "cpu": cpu,
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torchvision": torchvision.__version__,
-        "pillow": PIL.__version__,
-        "numpy": np.__version__,
-    }
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few seconds: fewer images, shorter rounds")
@@ -210,7 +190,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=None, help="seconds per round (default 8; quick 0.5)")
     parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per pipeline (default 3; quick 1)")
     parser.add_argument("--workers", type=int, default=None, help="also time N DataLoader workers (default 2; quick 0 = skip)")
-    parser.add_argument("--out", default="benchmarks/results/data_pipeline.json", help="where to write the JSON results")
+    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/data_pipeline.json)")
     args = parser.parse_args(argv)
     images = args.images or (8 if args.quick else 48)
     seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 8.0)
@@ -242,28 +222,26 @@ def main(argv=None) -> int:
     }
     reference_rate, segkit_rate = (results[name]["images_per_s_per_worker"] for name in pipelines)
     report = {
-        "benchmark": "data_pipeline",
-        "machine": machine(),
         "settings": {"images": images, "sizes": ADE_SIZES, "seconds_per_round": seconds, "rounds": rounds,
                      "workers": workers, "recipe": RECIPE},
+        "versions": {"torchvision": torchvision.__version__, "pillow": PIL.__version__,
+                     "numpy": np.__version__},
         "results": results,
         "speedup": segkit_rate / reference_rate,
         "agreement": agree,
     }
-    print(f"{'pipeline':32s} {'images/s per worker':>20s}" + (f" {f'images/s, {workers} workers':>22s}" if loader else ""))
-    for name, result in results.items():
-        line = f"{name:32s} {result['images_per_s_per_worker']:20.1f}"
-        if loader:
-            line += f" {result[f'images_per_s_{workers}_workers']:22.1f}"
-        print(line)
-    print(f"speed-up per worker: {report['speedup']:.2f}x")
-    print(
+    header = ["pipeline", "images/s per worker"] + ([f"images/s, {workers} workers"] if loader else [])
+    rows = [[name, result["images_per_s_per_worker"]]
+            + ([result[f"images_per_s_{workers}_workers"]] if loader else [])
+            for name, result in results.items()]
+    tables = "\n".join([
+        format_table(header, rows),
+        f"\nspeed-up per worker: {report['speedup']:.2f}x",
         f"same draws, same results: {agree['equal_masks']}/{agree['samples']} masks equal, mean image "
-        f"difference {agree['mean_abs_image_difference']:.3f} (normalised units)"
-    )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        f"difference {agree['mean_abs_image_difference']:.3f} (normalised units)",
+    ])
+    print(tables)
+    out = write_results("data_pipeline", report, tables, args.out)
     print(f"wrote {out}")
     return 0
 

@@ -7,8 +7,9 @@ weights and precision; the trainer runs exactly as ``segkit train`` does (data l
 device normalisation, loss terms, schedule, logging, TensorBoard and progress bar). Rounds
 alternate between the two, and each step's time is taken in steady state.
 
-Each cell of the matrix runs in its own process, so that its peak memory (resident memory on
-the CPU, allocated memory on CUDA) is its own and compiled code does not carry over.
+Each cell of the matrix runs in its own process, so that its peak memory is its own and compiled
+code does not carry over. On the CPU that is the process's peak resident memory (about 0.5 GB of
+it is the Python and PyTorch runtime); on CUDA, the peak memory allocated on the GPU.
 
     python benchmarks/training.py                       # a few minutes on a 2-core CPU
     python benchmarks/training.py --quick               # seconds: tiny inputs, no compile
@@ -197,14 +198,13 @@ def matrix_cell(model: str, size: int, batch: int, steps: int, warmup: int, prec
     """One setting of the matrix; meant to run in a process of its own."""
     config = load(model, size, batch, steps)
     device = resolve_device(config["train"]["device"])
-    baseline = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     times = hand_written_steps(config, warmup, precision, channels_last, compile_model)
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
-    else:
-        peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - baseline) / 1024
+    else:  # the process's peak resident memory, the Python and torch runtime included
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return {"imgs_per_s": batch / median(times), "peak_mb": peak_mb}
 
 
@@ -255,20 +255,23 @@ def main(argv: list[str] | None = None) -> int:
         overheads.append(overhead(model, size, batch, steps, warmup, rounds))
         matrix += run_matrix(model, size, batch, steps, warmup,
                              compile_too=not (args.quick or args.no_compile))
-    print("Trainer overhead (segkit's trainer vs a hand-written loop, same model and batches)")
-    print(format_table(
-        ("model", "input", "precision", "segkit s/step", "hand-written s/step", "overhead"),
-        [(o["model"], "x".join(map(str, o["input"])), o["precision"], o["segkit_s_per_step"],
-          o["hand_s_per_step"], f"{o['overhead']:+.1%}") for o in overheads],
-    ))
-    print("\nPrecision x memory format x torch.compile (hand-written loop)")
-    print(format_table(
-        ("model", "precision", "memory format", "compile", "images/s", "peak MB", "vs fp32 NCHW"),
-        [(r["model"], r["precision"], r["memory_format"], r["compile"], r["imgs_per_s"],
-          r["peak_mb"], f"{r['speedup_vs_fp32_nchw']:.2f}x") for r in matrix],
-    ))
+    tables = "\n".join([
+        "Trainer overhead (segkit's trainer vs a hand-written loop, same model and batches)\n",
+        format_table(
+            ("model", "input", "precision", "segkit s/step", "hand-written s/step", "overhead"),
+            [(o["model"], "x".join(map(str, o["input"])), o["precision"], o["segkit_s_per_step"],
+              o["hand_s_per_step"], f"{o['overhead']:+.1%}") for o in overheads],
+        ),
+        "\nPrecision x memory format x torch.compile (hand-written loop)\n",
+        format_table(
+            ("model", "precision", "memory format", "compile", "images/s", "peak MB", "vs fp32 NCHW"),
+            [(r["model"], r["precision"], r["memory_format"], r["compile"], r["imgs_per_s"],
+              r["peak_mb"], f"{r['speedup_vs_fp32_nchw']:.2f}x") for r in matrix],
+        ),
+    ])
+    print(tables)
     path = write_results("training", {"quick": args.quick, "overhead": overheads, "matrix": matrix},
-                         args.out)
+                         tables, args.out)
     print(f"\nwrote {path}")
     return 0
 

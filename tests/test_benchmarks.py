@@ -1,0 +1,29 @@
+"""Every benchmark script runs in its quick mode and writes its JSON and Markdown table (that
+they run, not how fast: speed is measured by `make bench`, not by tests)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.mark.slow
+def test_every_benchmark_runs_in_quick_mode(tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--results", str(tmp_path)],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    for name in ("data_pipeline", "training", "evaluation", "precision"):
+        result = json.loads((tmp_path / f"{name}.json").read_text())
+        assert result["benchmark"] == name and result["machine"]["torch"]
+        assert "|" in (tmp_path / f"{name}.md").read_text()
+    training = json.loads((tmp_path / "training.json").read_text())
+    assert {row["precision"] for row in training["matrix"]} == {"fp32", "bf16"}
+    assert all(row["segkit_s_per_step"] > 0 for row in training["overhead"])
+    summary = (tmp_path / "summary.md").read_text()
+    assert "## training" in summary and "## evaluation" in summary
