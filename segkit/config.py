@@ -203,8 +203,14 @@ def apply_override(source: ConfigSource, text: str, known_keys: KnownKeys) -> No
         container = child
     last = key_path[-1]
     if isinstance(container, list):
-        if not isinstance(last, int) or last >= len(container):
-            source.problems.append(f"{where}: {dotted(key_path)}: no such list item")
+        if adds and last == len(container):  # `+list.N=value` appends
+            container.append(None)
+        elif not isinstance(last, int) or last >= len(container):
+            source.problems.append(
+                f"{where}: {dotted(key_path)}: no such list item"
+                + (f"; write +{dotted(key_path[:-1])}.{len(container)}=VALUE to append"
+                   if isinstance(last, int) else "")
+            )
             return
     elif not isinstance(container, dict):
         source.problems.append(f"{where}: {dotted(key_path[:-1])}: is not a mapping")

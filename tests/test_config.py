@@ -235,3 +235,10 @@ def test_cli_reports_config_errors_without_traceback(write_config, tmp_path):
     assert result.returncode == 2
     assert "c.yaml:2: model.backbone.depth: backbone 'toy' expects int, got str 'deep'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_plus_override_appends_to_a_list(write_config):
+    path = write_config("c.yaml", BASE + "eval:\n  scales: [1.0]\n")
+    assert segkit.load_config(path, ["+eval.scales.1=1.5"])["eval"]["scales"] == [1.0, 1.5]
+    with pytest.raises(segkit.ConfigError, match=r"no such list item; write \+eval\.scales\.1=VALUE"):
+        segkit.load_config(path, ["eval.scales.3=2.0"])
