@@ -1,4 +1,8 @@
-"""``segkit eval CONFIG [overrides] --checkpoint PATH [--mode slide] [--tta] [--out FILE]``."""
+"""``segkit eval CONFIG [overrides] --checkpoint PATH [--mode slide] [--tta] [--out FILE]``.
+
+Under torchrun every process evaluates its own block of the images and the confusion matrices
+are summed, so the metrics are exactly those of one process.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,17 @@ def add_commands(subparsers) -> None:
 
 
 def run_eval(args) -> int:
+    """Under torchrun every process evaluates its share of the images; rank 0 reports."""
+    from segkit.engine.distributed import World
+
+    world = World.from_environment()
+    try:
+        return _evaluate(args, world)
+    finally:
+        world.close()
+
+
+def _evaluate(args, world) -> int:
     from segkit.data import build_dataset
     from segkit.engine.evaluator import Evaluator, validation_loader
     from segkit.engine.inference import InferenceSettings
@@ -41,8 +56,10 @@ def run_eval(args) -> int:
 
     config = load_config(args.config, args.overrides)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
+    process_device = world.resolve_device(args.device or config["train"]["device"])
+    world.start(process_device)
     dataset = build_dataset(config, "val")
-    trained = load_trained(config, args.checkpoint, args.device)
+    trained = load_trained(config, args.checkpoint, str(process_device))
     classes = list(dataset.classes)
     if len(classes) != config["model"]["num_classes"]:
         raise ConfigError(
@@ -52,18 +69,25 @@ def run_eval(args) -> int:
     data = config["data"]
     loader = validation_loader(
         dataset, data["val_batch_size"], data["workers"], trained.device.type == "cuda", False,
-        config["train"]["seed"],
+        config["train"]["seed"], world.rank, world.size,
     )
-    evaluator = Evaluator(settings, classes, trained.normalizer, trained.precision, panels=0)
-    print(
-        f"segkit: evaluating {trained.path} on {len(dataset)} images: {settings.describe()}; "
-        f"device {trained.device}, precision {trained.precision.describe()}",
-        flush=True,
-    )
-    bar = ProgressBar(len(dataset), "eval")
+    evaluator = Evaluator(settings, classes, trained.normalizer, trained.precision, panels=0,
+                          world=world)
+    if world.is_main:
+        processes = f" on {world.size} processes" if world.size > 1 else ""
+        print(
+            f"segkit: evaluating {trained.path} on {len(dataset)} images{processes}: "
+            f"{settings.describe()}; device {trained.device}, precision "
+            f"{trained.precision.describe()}",
+            flush=True,
+        )
+    bar = ProgressBar(len(loader.sampler), "eval") if world.is_main else None
     metrics = evaluator.evaluate(trained.model, loader, bar)
-    bar.close()
+    if bar is not None:
+        bar.close()
     metrics.pop("samples")
+    if not world.is_main:
+        return 0
     print(format_metrics(metrics))
     out = Path(args.out) if args.out else _default_output(trained.path, settings)
     out.parent.mkdir(parents=True, exist_ok=True)
