@@ -191,7 +191,7 @@ def test_a_process_that_dies_fails_the_run_and_leaves_the_last_checkpoint(tmp_pa
         env=env, nproc=2,
     )
     assert result.returncode != 0
-    assert ("segkit: error: process 0 of 2 lost contact with the others during iteration 7"
+    assert ("segkit: error: process 0 of 2 lost contact with the others in iteration 7"
             in result.stderr), result.stderr
     assert f"the last good checkpoint is {run / 'checkpoints/last.pt'} (iteration 6)" in result.stderr
     assert load_for_resume(run / "checkpoints/last.pt")["step"] == 6

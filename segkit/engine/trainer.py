@@ -119,6 +119,53 @@ class Trainer:
     def setup(self) -> None:
         self.device = self.world.resolve_device(self.train_cfg["device"])
         self.world.start(self.device)
+        hosts = self.world.all_gather(socket.gethostname())
+        resumed = self.resume_path is not None
+        # Whatever fails here on one process (a dataset missing on one machine, rank 0 finding
+        # an earlier run) stops all of them with its message.
+        with self.world.together("preparing the run"):
+            self._build()
+            if resumed:
+                self._resume(self.resume_path)
+            if self.world.is_main:
+                self.rundir.start(self.start_step if resumed else None, self.overwrite)
+                self.rundir.write_config(self.config, self.overrides)
+                self.rundir.write_environment(self._environment(resumed, hosts))
+        if resumed:
+            self.world.agree_ints(
+                [self.start_step, self.position], "the checkpoint to resume from (iteration, "
+                "data position); is every machine reading the same file?"
+            )
+        self.train_model = self._distributed_model()
+        seed = self.train_cfg["seed"]
+        self.train_loader = self._train_loader(seed)
+        self.val_loader = None
+        if self.val_set is not None:
+            self.val_loader = validation_loader(
+                self.val_set, self.data_cfg["val_batch_size"], self.data_cfg["workers"],
+                self._pin_memory(), self.data_cfg["persistent_workers"], seed,
+                self.rank, self.world_size,
+            )
+        self.run = Run(
+            config=self.config,
+            work_dir=self.rundir.path,
+            model=self.model,
+            classes=self.classes,
+            palette=self.palette,
+            max_iters=self.max_iters,
+            device=self.device,
+            precision=self.precision.name,
+            batch_size=self.data_cfg["batch_size"],
+            accumulate=self.accumulate,
+            start_step=self.start_step,
+            step=self.start_step,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+
+    def _build(self) -> None:
+        """Datasets, model, loss, optimizer, schedule, evaluator and loggers: this process's
+        own work, no communication."""
         self.precision: Precision = resolve_precision(self.train_cfg["precision"], self.device)
         self.channels_last = self.train_cfg["channels_last"] and self.device.type != "mps"
         configure_backends(self.device, self.train_cfg["deterministic"])
@@ -151,48 +198,8 @@ class Trainer:
             InferenceSettings.from_config(eval_cfg), self.classes, self.normalizer, self.precision,
             panels=eval_cfg["panels"], world=self.world,
         )
-
         self.loggers = self._build_loggers()
         self.start_step, self.position = 0, 0
-        resumed = self.resume_path is not None
-        hosts = self.world.all_gather(socket.gethostname())
-        with self.world.together("preparing the run"):
-            if resumed:
-                self._resume(self.resume_path)
-            if self.world.is_main:
-                self.rundir.start(self.start_step if resumed else None, self.overwrite)
-                self.rundir.write_config(self.config, self.overrides)
-                self.rundir.write_environment(self._environment(resumed, hosts))
-        if resumed:
-            self.world.agree_ints(
-                [self.start_step, self.position], "the checkpoint to resume from (iteration, "
-                "data position); is every machine reading the same file?"
-            )
-        self.train_model = self._distributed_model()
-        self.train_loader = self._train_loader(seed)
-        self.val_loader = None
-        if self.val_set is not None:
-            self.val_loader = validation_loader(
-                self.val_set, self.data_cfg["val_batch_size"], self.data_cfg["workers"],
-                self._pin_memory(), self.data_cfg["persistent_workers"], seed,
-                self.rank, self.world_size,
-            )
-        self.run = Run(
-            config=self.config,
-            work_dir=self.rundir.path,
-            model=self.model,
-            classes=self.classes,
-            palette=self.palette,
-            max_iters=self.max_iters,
-            device=self.device,
-            precision=self.precision.name,
-            batch_size=self.data_cfg["batch_size"],
-            accumulate=self.accumulate,
-            start_step=self.start_step,
-            step=self.start_step,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
 
     def _environment(self, resumed: bool, hosts: list[str]) -> dict[str, Any]:
         per_process = self.data_cfg["batch_size"]
@@ -359,7 +366,7 @@ class Trainer:
                     self.world.close()
 
     def _fit(self) -> int:
-        self.phase = "preparing the run"
+        self.phase = "while preparing the run"
         self.setup()
         if self.start_step >= self.max_iters:
             if self.world.is_main:
@@ -398,7 +405,7 @@ class Trainer:
         vote = StopVote(self.world)
         step = self.start_step
         while step < self.max_iters:
-            self.phase = f"iteration {step + 1}"
+            self.phase = f"in iteration {step + 1}"
             self._train_step(step, data)
             step += 1
             self.run.step = step
@@ -424,7 +431,8 @@ class Trainer:
                         f"segkit: stopped by {signal.Signals(stop).name} after iteration {step}; "
                         f"saved {self.rundir.checkpoints.last}. Resume with: segkit train "
                         f"{self.config_path or 'CONFIG'} --resume --work-dir {self.rundir.path}"
-                        + (" (under torchrun, as this run)" if self.world.size > 1 else ""),
+                        + (", started as this run was (torchrun or --nproc)"
+                           if self.world.size > 1 else ""),
                         file=sys.stderr,
                     )
                 return 128 + stop
@@ -504,7 +512,7 @@ class Trainer:
     def _lost_contact(self, error: BaseException) -> LostContact:
         lines = str(error).strip().splitlines()
         return LostContact(
-            f"process {self.rank} of {self.world_size} lost contact with the others during "
+            f"process {self.rank} of {self.world_size} lost contact with the others "
             f"{self.phase}: another process died, was stopped or cannot be reached (torchrun's "
             f"report names the one that failed first); {self._kept()}. "
             f"[{type(error).__name__}: {lines[0][:300] if lines else ''}]"
@@ -514,7 +522,7 @@ class Trainer:
 
     def _validate(self, step: int, hook) -> None:
         """Every process evaluates its share; all get the same metrics, rank 0 records them."""
-        self.phase = f"the validation after iteration {step}"
+        self.phase = f"in the validation after iteration {step}"
         metrics = self.evaluator.evaluate(self.model, self.val_loader)
         samples = metrics.pop("samples")
         miou = metrics["mIoU"]
@@ -548,7 +556,7 @@ class Trainer:
 
     def _save(self, step: int, numbered: bool, hook) -> None:
         """Rank 0 writes the checkpoint, with every process's random-number state."""
-        self.phase = f"saving the checkpoint of iteration {step}"
+        self.phase = f"while saving the checkpoint of iteration {step}"
         rng = self.world.gather(capture_rng())
         with self.world.together("writing the checkpoint"):
             if self.world.is_main:
