@@ -228,3 +228,22 @@ def test_sigterm_to_one_process_stops_all_after_the_same_iteration_and_resumes_e
     uninterrupted = weights(tmp_path / "straight/checkpoints/last.pt")["model"]
     different = [k for k in uninterrupted if not torch.equal(after_resume[k], uninterrupted[k])]
     assert not different, f"the resumed run differs in {different}"
+
+
+@pytest.mark.slow
+def test_gradient_accumulation_on_two_processes_equals_one_process(tmp_path):
+    """2 processes x 2 images x 2 batches per step against 1 process x 4 images x 2 batches."""
+    env = plugin_environment(tmp_path)
+    config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
+    two = segkit("train", str(config), "train.accumulate=2", "--work-dir", str(tmp_path / "two"),
+                 env=env, nproc=2)
+    assert two.returncode == 0, two.stderr
+    one = segkit("train", str(config), "train.accumulate=2", "data.batch_size=4",
+                 "--work-dir", str(tmp_path / "one"), env=env)
+    assert one.returncode == 0, one.stderr
+    assert json.loads((tmp_path / "two/env.json").read_text())["global_batch_size"] == 8
+    two_weights = weights(tmp_path / "two/checkpoints/last.pt")["model"]
+    one_weights = weights(tmp_path / "one/checkpoints/last.pt")["model"]
+    for key in one_weights:
+        difference = (two_weights[key].double() - one_weights[key].double()).abs().max().item()
+        assert difference <= TOLERANCE, f"{key} differs by {difference}"

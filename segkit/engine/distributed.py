@@ -14,6 +14,7 @@ has left.
 
 from __future__ import annotations
 
+import gc
 import os
 import signal
 from contextlib import contextmanager
@@ -22,6 +23,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 import torch
+import torch.distributed as dist
 
 from segkit.engine.precision import resolve_device
 from segkit.errors import ConfigError, SegkitError
@@ -111,8 +113,6 @@ class World:
         self.device = device
         if self.size == 1 or self.started:
             return
-        import torch.distributed as dist
-
         if not dist.is_available():
             raise SegkitError("this PyTorch build has no torch.distributed; run one process")
         if device.type == "cuda":
@@ -127,10 +127,6 @@ class World:
         dropped before: a group left alive until the interpreter exits can abort the process
         at exit."""
         if self.started:
-            import gc
-
-            import torch.distributed as dist
-
             gc.collect()  # DDP's reference cycles hold the group
             dist.destroy_process_group()
             self.started = False
@@ -149,8 +145,6 @@ class World:
 
     def _reduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
         if self.started:
-            import torch.distributed as dist
-
             dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
         return tensor
 
@@ -158,8 +152,6 @@ class World:
         """Every process's ``obj`` (picklable), in rank order, on rank 0; ``None`` elsewhere."""
         if not self.started:
             return [obj]
-        import torch.distributed as dist
-
         gathered = [None] * self.size if self.is_main else None
         dist.gather_object(obj, gathered, dst=0)
         return gathered
@@ -168,8 +160,6 @@ class World:
         """Every process's ``obj`` (picklable), in rank order, on every process."""
         if not self.started:
             return [obj]
-        import torch.distributed as dist
-
         gathered: list[Any] = [None] * self.size
         dist.all_gather_object(gathered, obj)
         return gathered
@@ -209,8 +199,6 @@ class World:
         """Whether ``error`` says that another process died or stopped answering."""
         if not self.started:
             return False
-        import torch.distributed as dist
-
         if isinstance(error, getattr(dist, "DistError", ())):
             return True
         text = str(error)
@@ -235,8 +223,6 @@ class StopVote:
         """The signal all processes act on now (``None``: carry on)."""
         if not self.world.started:
             return received
-        import torch.distributed as dist
-
         agreed = self.settle()
         mine = torch.tensor([received or 0], dtype=torch.int32)
         self.pending = (dist.all_reduce(mine, op=dist.ReduceOp.MAX, async_op=True), mine)
