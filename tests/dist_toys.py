@@ -4,7 +4,7 @@ engine_toys, whose dataset and flip transform they use).
 Every process of a torchrun run builds these, unlike the run-event hooks, which only rank 0
 calls: so a component is where a test can look at (or break) what rank 1 does. The backbone and
 head save their weights whenever the model is put in evaluation mode (each validation), one file
-per rank; the loss can end its process or send it a signal on a chosen rank and call.
+per rank; the loss can end its process, send it a signal or turn NaN on a chosen rank and call.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ class DumpHead(_SavesOnEval, ToyHead):
 
 class FaultAt:
     """Cross-entropy that, on process ``rank``, at its ``call``-th use, ends the process at
-    once (``exit``: as a crash would) or sends the process a SIGTERM (``sigterm``)."""
+    once (``exit``: as a crash would), sends the process a SIGTERM (``sigterm``), or returns NaN
+    from then on (``nan``)."""
 
     def __init__(self, ignore_index: int, call: int = 5, rank: int = 1, action: str = "exit"):
         self.ignore_index = ignore_index
@@ -74,11 +75,16 @@ class FaultAt:
 
     def __call__(self, logits, target):
         self.calls += 1
-        if self.calls == self.call and _rank() == self.rank:
+        loss = F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+        if _rank() != self.rank or self.calls < self.call:
+            return loss
+        if self.action == "nan":
+            return loss * float("nan")
+        if self.calls == self.call:
             if self.action == "exit":
                 os._exit(1)
             os.kill(os.getpid(), signal.SIGTERM)
-        return F.cross_entropy(logits, target, ignore_index=self.ignore_index)
+        return loss
 
 
 @segkit.hookimpl

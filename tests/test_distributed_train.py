@@ -201,6 +201,25 @@ def test_a_process_that_dies_fails_the_run_and_leaves_the_last_checkpoint(tmp_pa
     assert max(line["step"] for line in metric_lines(run, "train")) == 6
 
 
+def test_a_loss_gone_nan_on_one_process_stops_all_at_the_same_iteration(tmp_path):
+    env = plugin_environment(tmp_path)
+    config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
+    run = tmp_path / "run"
+    result = segkit(
+        "train", str(config), "train.max_iters=10", "train.checkpoint_interval=2",
+        "loss={type: toy_fault_at, call: 5, rank: 1, action: nan}", "--work-dir", str(run),
+        env=env, nproc=2,
+    )
+    assert result.returncode != 0
+    # Rank 0's own loss turns NaN one iteration later, through the averaged gradients; both
+    # report the earliest bad iteration of either.
+    message = (f"the loss became non-finite (NaN or infinite) at iteration 5; training stopped "
+               f"without saving the broken state; the last good checkpoint is "
+               f"{run / 'checkpoints/last.pt'} (iteration 4)")
+    assert result.stderr.count(message) == 2, result.stderr
+    assert load_for_resume(run / "checkpoints/last.pt")["step"] == 4
+
+
 @pytest.mark.slow
 def test_sigterm_to_one_process_stops_all_after_the_same_iteration_and_resumes_exactly(tmp_path):
     env = plugin_environment(tmp_path)
