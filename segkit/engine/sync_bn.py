@@ -14,7 +14,7 @@ communication.
 
 from __future__ import annotations
 
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 import torch.distributed as dist
@@ -33,17 +33,18 @@ def synchronize_batch_norms(model: nn.Module, scope: Scope, device: torch.device
     else:
         roots = [module for module in model.modules() if getattr(module, "sync_bn", False)]
     kind = nn.SyncBatchNorm if device.type == "cuda" else CPUSyncBatchNorm
-    return sum(_replace_batch_norms(root, lambda bn: _like(kind, bn)) for root in roots)
+    return sum(_replace_batch_norms(root, kind) for root in roots)
 
 
-def _replace_batch_norms(module: nn.Module, replacement: Callable[[_BatchNorm], nn.Module]) -> int:
+def _replace_batch_norms(module: nn.Module, kind: type) -> int:
     count = 0
     for name, child in module.named_children():
-        if isinstance(child, _BatchNorm) and not isinstance(child, (nn.SyncBatchNorm, CPUSyncBatchNorm)):
-            setattr(module, name, replacement(child))
+        synchronised = isinstance(child, (nn.SyncBatchNorm, CPUSyncBatchNorm))
+        if isinstance(child, _BatchNorm) and not synchronised:
+            setattr(module, name, _like(kind, child))
             count += 1
         else:
-            count += _replace_batch_norms(child, replacement)
+            count += _replace_batch_norms(child, kind)
     return count
 
 

@@ -30,6 +30,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
+from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from segkit.build import build_lr_scheduler, build_model, build_optimizer, explaining, registry
@@ -235,15 +236,14 @@ class Trainer:
         setting = self.train_cfg["sync_bn"]
         if self.world.size == 1 or setting is False:
             return 0
-        count = synchronize_batch_norms(self.model, "all" if setting is True else "marked",
-                                        self.device)
-        local = sum(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in self.model.modules()
-                    ) - count
-        if local and self.world.is_main:
+        scope = "all" if setting is True else "marked"
+        count = synchronize_batch_norms(self.model, scope, self.device)
+        norms = sum(isinstance(module, _BatchNorm) for module in self.model.modules())
+        if norms > count and self.world.is_main:
             print(
-                f"segkit: note: {local} batch norm layer(s) normalise over each process's own "
-                "images (built with norm: bn); norm: syncbn or train.sync_bn=true uses the "
-                "global batch", file=sys.stderr,
+                f"segkit: note: {norms - count} batch norm layer(s) normalise over each "
+                "process's own images (built with norm: bn); norm: syncbn or "
+                "train.sync_bn=true uses the global batch", file=sys.stderr,
             )
         return count
 
@@ -448,7 +448,8 @@ class Trainer:
                 with self.precision.autocast():
                     outputs = self.train_model(images)
                 loss, terms = self.criterion(outputs, target, step)
-                self.scaler.scale(loss / self.accumulate if self.accumulate > 1 else loss).backward()
+                scaled = loss / self.accumulate if self.accumulate > 1 else loss
+                self.scaler.scale(scaled).backward()
             self.window.add(loss.detach(), terms, len(images))
             self.watch.observe(loss.detach())
         if self.train_cfg["grad_clip"] is not None:
@@ -534,7 +535,9 @@ class Trainer:
                 return
             self.rundir.log_metrics({"split": "val", "step": step, **metrics})
             self.rundir.write_panels(samples, self.palette)
-            hook.segkit_on_eval_end(run=self.run, step=step, metrics={**metrics, "samples": samples})
+            hook.segkit_on_eval_end(
+                run=self.run, step=step, metrics={**metrics, "samples": samples}
+            )
             print(f"validation at iteration {step}:\n{format_metrics(metrics)}", flush=True)
             if improved:
                 best = {
@@ -576,7 +579,8 @@ class Trainer:
                 if numbered:
                     path = self.rundir.checkpoints.save_numbered(state)
                     hook.segkit_on_checkpoint(run=self.run, path=path)
-                hook.segkit_on_checkpoint(run=self.run, path=self.rundir.checkpoints.save_last(state))
+                path = self.rundir.checkpoints.save_last(state)
+                hook.segkit_on_checkpoint(run=self.run, path=path)
         self.saved = (self.rundir.checkpoints.last, step)
 
     # ---- loggers and messages ------------------------------------------------------------------
