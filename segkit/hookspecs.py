@@ -13,7 +13,7 @@ imported only when the component is built or shown, so that ``segkit list`` stay
 factory's signature is the component's config schema: its parameters, defaults and type hints are
 what a config may set, and its docstring's first line is the help text.
 
-Run-event hooks are called by the trainer on every rank-0 process; ``run`` is the
+Run-event hooks are called by the trainer in the rank-0 process only; ``run`` is the
 :class:`segkit.engine.run.Run` of the current training (config, work_dir, model, dataset classes,
 max_iters, ...). They must not change the training; they observe it.
 """

@@ -13,7 +13,7 @@ from the labels has no accuracy and is left out of mAcc. All metrics are fractio
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import torch
 
@@ -47,6 +47,15 @@ class ConfusionMatrix:
         counts = torch.zeros(n * n + 1, dtype=torch.int64, device=pairs.device)
         counts.scatter_add_(0, pairs, torch.ones_like(pairs))
         self.matrix += counts[: n * n].view(n, n)
+
+    def combine(self, sum_over_processes: Callable[[torch.Tensor], Any]) -> None:
+        """Add up the counts of several processes; ``sum_over_processes`` replaces a tensor, in
+        place, by its sum over them (an all-reduce). One collective for all the counts."""
+        n = self.num_classes
+        packed = torch.cat([self.matrix.flatten(), self._bad_labels.view(1)])
+        sum_over_processes(packed)
+        self.matrix = packed[: n * n].view(n, n)
+        self._bad_labels = packed[n * n]
 
     def check_labels(self, source: str = "the validation data") -> None:
         """Raise if some label values were neither a class nor the ignore value (a sync point)."""

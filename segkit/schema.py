@@ -142,6 +142,11 @@ class TrainSection:
     deterministic: bool = setting(
         False, "deterministic cuDNN algorithms (reproducible on GPUs, but slower); CPUs always are"
     )
+    sync_bn: Union[bool, Literal["auto"]] = setting(
+        "auto",
+        "with several processes, batch norm over the global batch: auto = in the components "
+        "built with norm: syncbn, true = every batch norm, false = none (one process: never)",
+    )
     work_dir: Optional[str] = setting(None, "run directory; default: runs/<config name>")
 
 

@@ -5,6 +5,9 @@ With ``--merge``, CONFIG still describes the checkpoint's model (e.g. 150 ADE20K
 ``data.val`` holds labels of the merged classes (e.g. ``ade20k25``): every image is predicted with
 the model's inference settings, its probabilities are merged into the groups, and the groups
 are scored against the labels.
+
+Under torchrun every process evaluates its own block of the images and the confusion matrices
+are summed, so the metrics are exactly those of one process.
 """
 
 from __future__ import annotations
@@ -43,6 +46,17 @@ def add_commands(subparsers) -> None:
 
 
 def run_eval(args) -> int:
+    """Under torchrun every process evaluates its share of the images; rank 0 reports."""
+    from segkit.engine.distributed import World
+
+    world = World.from_environment()
+    try:
+        return _evaluate(args, world)
+    finally:
+        world.close()
+
+
+def _evaluate(args, world) -> int:
     from segkit.data import build_dataset
     from segkit.engine.evaluator import Evaluator, validation_loader
     from segkit.engine.inference import InferenceSettings, Predictor
@@ -55,8 +69,10 @@ def run_eval(args) -> int:
 
     config = load_config(args.config, args.overrides)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
+    process_device = world.resolve_device(args.device or config["train"]["device"])
+    world.start(process_device)
     dataset = build_dataset(config, "val")
-    trained = load_trained(config, args.checkpoint, args.device)
+    trained = load_trained(config, args.checkpoint, str(process_device))
     classes = list(dataset.classes)
     num_classes = config["model"]["num_classes"]
     model, evaluator_settings, precision = trained.model, settings, trained.precision
@@ -76,19 +92,26 @@ def run_eval(args) -> int:
     data = config["data"]
     loader = validation_loader(
         dataset, data["val_batch_size"], data["workers"], trained.device.type == "cuda", False,
-        config["train"]["seed"],
+        config["train"]["seed"], world.rank, world.size,
     )
-    evaluator = Evaluator(evaluator_settings, classes, trained.normalizer, precision, panels=0)
-    merged = f", classes merged by {args.merge}" if args.merge else ""
-    print(
-        f"segkit: evaluating {trained.path} on {len(dataset)} images: {settings.describe()}; "
-        f"device {trained.device}, precision {trained.precision.describe()}{merged}",
-        flush=True,
-    )
-    bar = ProgressBar(len(dataset), "eval")
+    evaluator = Evaluator(evaluator_settings, classes, trained.normalizer, precision, panels=0,
+                          world=world)
+    if world.is_main:
+        processes = f" on {world.size} processes" if world.size > 1 else ""
+        merged = f", classes merged by {args.merge}" if args.merge else ""
+        print(
+            f"segkit: evaluating {trained.path} on {len(dataset)} images{processes}: "
+            f"{settings.describe()}; device {trained.device}, precision "
+            f"{trained.precision.describe()}{merged}",
+            flush=True,
+        )
+    bar = ProgressBar(len(loader.sampler), "eval") if world.is_main else None
     metrics = evaluator.evaluate(model, loader, bar)
-    bar.close()
+    if bar is not None:
+        bar.close()
     metrics.pop("samples")
+    if not world.is_main:
+        return 0
     print(format_metrics(metrics))
     out = Path(args.out) if args.out else _default_output(trained.path, settings, args.merge)
     out.parent.mkdir(parents=True, exist_ok=True)

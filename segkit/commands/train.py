@@ -1,10 +1,17 @@
-"""``segkit train CONFIG [overrides] [--resume [PATH]] [--work-dir DIR] [--overwrite]``."""
+"""``segkit train CONFIG [overrides] [--resume [PATH]] [--work-dir DIR] [--overwrite] [--nproc N]``.
+
+Under torchrun the very same command runs in every process; ``--nproc N`` starts torchrun on this
+machine for you.
+"""
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import NoReturn
 
-from segkit.errors import CheckpointError
+from segkit.errors import CheckpointError, SegkitError
 
 
 def add_commands(subparsers) -> None:
@@ -28,6 +35,12 @@ def add_commands(subparsers) -> None:
         "--overwrite", action="store_true",
         help="start over in a run directory that already holds a run, deleting its files",
     )
+    parser.add_argument(
+        "--nproc", type=int, metavar="N",
+        help="train with N processes on this machine (one per GPU; or N CPU processes): runs "
+        "python -m torch.distributed.run --standalone --nproc_per_node N -m segkit train ... "
+        "(for several machines, start torchrun yourself; see docs/distributed.md)",
+    )
     parser.set_defaults(handler=run_train)
 
 
@@ -36,7 +49,9 @@ def run_train(args) -> int:
     from segkit.engine.trainer import Trainer
     from segkit.validation import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides)  # a bad config fails here, once
+    if args.nproc is not None and args.nproc != 1:
+        return launch_torchrun(args)
     resume = None if args.resume in (None, True) else Path(args.resume)
     work_dir = Path(args.work_dir or _run_dir_of(resume) or config["train"]["work_dir"]
                     or Path("runs") / Path(args.config).stem)
@@ -60,3 +75,30 @@ def _run_dir_of(checkpoint: Path | None) -> Path | None:
     if checkpoint is None or checkpoint.parent.name != "checkpoints":
         return None
     return checkpoint.parent.parent
+
+
+def launch_torchrun(args) -> NoReturn:
+    """Replace this process by torchrun running ``segkit train`` (without ``--nproc``) in
+    ``args.nproc`` processes; its exit status becomes this command's."""
+    if args.nproc < 1:
+        raise SegkitError(f"--nproc: needs at least 1 process, got {args.nproc}")
+    if "WORLD_SIZE" in os.environ:
+        raise SegkitError("--nproc starts torchrun itself; leave it out under torchrun")
+    command = [str(args.config), *args.overrides]
+    if args.resume is True:
+        command.append("--resume")
+    elif args.resume is not None:
+        command += ["--resume", str(args.resume)]
+    if args.work_dir:
+        command += ["--work-dir", str(args.work_dir)]
+    if args.overwrite:
+        command.append("--overwrite")
+    # torchrun would give every process one thread; share this machine's cores instead.
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
+    launcher = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone",
+        f"--nproc_per_node={args.nproc}", "-m", "segkit", "train", *command,
+    ]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, launcher)

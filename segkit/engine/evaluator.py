@@ -3,6 +3,9 @@
 The same code serves validation during training and ``segkit eval``, so that a checkpoint
 evaluated later reproduces the number recorded when it was saved. Images of different sizes may
 come in one run: a batch is split into runs of equal size, and each run is predicted at once.
+
+With several processes each evaluates its own block of the set (:class:`ShardSampler`) and the
+confusion matrices are summed, so the metrics are those of one process evaluating everything.
 """
 
 from __future__ import annotations
@@ -14,9 +17,11 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from segkit.data import IGNORE_INDEX
+from segkit.engine.distributed import World
 from segkit.engine.inference import InferenceSettings, InputNormalizer, Predictor
 from segkit.engine.precision import Precision
 from segkit.engine.progress import ProgressBar
+from segkit.engine.sampler import ShardSampler
 from segkit.metrics import ConfusionMatrix, segmentation_metrics
 
 
@@ -28,18 +33,20 @@ class Evaluator:
         normalizer: InputNormalizer,
         precision: Precision | None = None,
         panels: int = 4,
+        world: World | None = None,
     ):
         self.settings = settings
         self.classes = list(classes)
         self.normalizer = normalizer
         self.precision = precision
         self.panels = panels
+        self.world = world
 
     def confusion(
         self, model: nn.Module, batches: Iterable[list[dict]], progress: ProgressBar | None = None
     ) -> tuple[ConfusionMatrix, list[dict[str, Any]]]:
-        """The confusion matrix over all batches (lists of samples), and the first few samples
-        with their predictions, for pictures."""
+        """The confusion matrix over all batches (lists of samples) of every process, and the
+        first few samples of this process with their predictions, for pictures."""
         device = self.normalizer.device
         matrix = ConfusionMatrix(len(self.classes), device, IGNORE_INDEX)
         predictor = Predictor(model, self.settings, self.precision)
@@ -67,6 +74,8 @@ class Evaluator:
                     progress.update(seen)
         finally:
             model.train(was_training)
+        if self.world is not None:
+            matrix.combine(self.world.sum_)
         matrix.check_labels()
         return matrix, samples
 
@@ -93,13 +102,14 @@ def _equal_size_runs(samples: list[dict]) -> list[list[dict]]:
 
 def validation_loader(
     dataset: Dataset, batch_size: int, workers: int, pin_memory: bool, persistent_workers: bool,
-    seed: int = 0,
+    seed: int = 0, rank: int = 0, world_size: int = 1,
 ) -> DataLoader:
-    """Batches as lists of samples, in dataset order; sizes may differ between samples."""
+    """Batches as lists of samples, in dataset order; sizes may differ between samples. Process
+    ``rank`` of ``world_size`` gets its own block of the dataset."""
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        shuffle=False,
+        sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=workers,
         collate_fn=list,
         pin_memory=pin_memory,
