@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, write_results  # noqa: E402
 
 from segkit.build import build  # noqa: E402
-from segkit.data import DrawSampler, TransformedDataset, collate  # noqa: E402
+from segkit.data import TransformedDataset, collate  # noqa: E402
+from segkit.engine.sampler import InfiniteSampler  # noqa: E402
 
 # Typical ADE20K image sizes (height, width): most are about 512 on the short side.
 ADE_SIZES = [(512, 683), (683, 512), (512, 512), (384, 512), (375, 500), (300, 400), (768, 1024), (480, 640)]
@@ -161,8 +162,9 @@ per_worker_rate.draw = 0
 
 def loader_rate(dataset, workers: int, batches: int, batch_size: int = 8) -> float:
     """Samples per second through a DataLoader with ``workers`` processes (after warm-up)."""
-    sampler = DrawSampler(len(dataset), batch_size, seed=0)
-    loader = iter(DataLoader(dataset, batch_sampler=sampler, num_workers=workers, collate_fn=collate))
+    sampler = InfiniteSampler(len(dataset), seed=0)
+    loader = iter(DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                             collate_fn=collate))
     for _ in range(max(1, workers)):
         next(loader)
     start = time.perf_counter()

@@ -7,15 +7,16 @@ Randomness. A training sample is addressed by ``(index, draw)``: ``draw`` counts
 drawn since the start of training (over all processes), and the transforms' generator is seeded
 from (config seed, draw). Augmentation therefore depends neither on the number of data-loading
 workers nor on which worker loads a sample (a stronger guarantee than seeding per worker), and a
-resumed run draws exactly what the uninterrupted run would have drawn. :class:`DrawSampler`
-produces those keys. Validation samples are addressed by index alone.
+resumed run draws exactly what the uninterrupted run would have drawn.
+:class:`segkit.engine.sampler.InfiniteSampler` produces those keys. Validation samples are
+addressed by index alone.
 
 Bad samples. A dataset raises :class:`segkit.errors.SampleError` for a sample it cannot serve
 (unreadable file, mask of the wrong size, label values out of range) and lists in its
 ``problems`` attribute what it found wrong while indexing (an image without a mask); it leaves
 those files out. ``data.on_bad_sample`` decides: ``error`` stops with that message; ``skip``
 warns and goes on, replacing a bad training sample by another one drawn from the same
-generator and dropping a bad validation sample from its batch.
+generator; a bad validation sample becomes ``None``, which the evaluator passes over.
 
 Speed. Datasets may offer ``load(index)``, which returns the image still encoded
 (:class:`segkit.imagefiles.EncodedImage`) and the mask as uint8. Transforms that set
@@ -28,11 +29,11 @@ from __future__ import annotations
 
 import inspect
 import warnings
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import Dataset
 
 from segkit.build import explaining, registry, split_extras
 from segkit.errors import ConfigError, DataError, SampleError
@@ -168,12 +169,8 @@ def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
     return TransformedDataset(dataset, transforms, config["train"]["seed"], policy)
 
 
-def collate(samples: Sequence[dict | None]) -> dict | None:
-    """Stack images and masks of equal size; keep names as a list. Skipped samples (``None``)
-    are dropped; a batch of only skipped samples is ``None``."""
-    samples = [s for s in samples if s is not None]
-    if not samples:
-        return None
+def collate(samples: Sequence[dict]) -> dict:
+    """Stack images and masks of equal size; keep names as a list."""
     sizes = {tuple(s["image"].shape[-2:]) for s in samples}
     if len(sizes) > 1:
         raise DataError(
@@ -186,93 +183,3 @@ def collate(samples: Sequence[dict | None]) -> dict | None:
         "mask": torch.stack([s["mask"] for s in samples]),
         "name": [s["name"] for s in samples],
     }
-
-
-class DrawSampler(Sampler):
-    """Endless training batches of ``(index, draw)`` keys.
-
-    Draws are numbered globally: batch ``k`` of process ``rank`` holds draws
-    ``(k * world_size + rank) * batch_size`` onwards, and draw ``d`` reads sample
-    ``order(d // N)[d % N]`` where ``order(epoch)`` is a permutation seeded from (seed, epoch).
-    Every epoch visits each sample once over all processes, and starting at ``start_step``
-    (batches this process already consumed) continues exactly where a run stopped.
-    """
-
-    def __init__(
-        self,
-        size: int,
-        batch_size: int,
-        seed: int = 0,
-        start_step: int = 0,
-        rank: int = 0,
-        world_size: int = 1,
-    ):
-        if size <= 0:
-            raise ValueError("cannot draw from an empty dataset")
-        self.size = size
-        self.batch_size = batch_size
-        self.seed = seed
-        self.start_step = start_step
-        self.rank = rank
-        self.world_size = world_size
-        self._orders: dict[int, np.ndarray] = {}
-
-    def index_of(self, draw: int) -> int:
-        epoch, position = divmod(draw, self.size)
-        if epoch not in self._orders:
-            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
-            self._orders[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.size)
-        return int(self._orders[epoch][position])
-
-    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        step = self.start_step
-        while True:
-            first = (step * self.world_size + self.rank) * self.batch_size
-            yield [(self.index_of(d), d) for d in range(first, first + self.batch_size)]
-            step += 1
-
-
-class Loader:
-    """A DataLoader that leaves out batches whose samples were all skipped."""
-
-    def __init__(self, loader: DataLoader):
-        self.loader = loader
-
-    def __iter__(self) -> Iterator[dict]:
-        return (batch for batch in self.loader if batch is not None)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-
-def build_loader(
-    dataset: TransformedDataset,
-    config: dict[str, Any],
-    split: str,
-    device: str | torch.device | None = None,
-    start_step: int = 0,
-    rank: int = 0,
-    world_size: int = 1,
-) -> Loader:
-    """Batches of ``dataset`` with the config's workers and batch size: endless shuffled
-    ``(index, draw)`` batches for ``train`` (from ``start_step``), one ordered pass otherwise
-    (this process's share: indices ``rank, rank + world_size, ...``). Host memory is pinned
-    when the device is CUDA unless ``data.pin_memory`` says otherwise."""
-    data = config["data"]
-    workers = data["workers"]
-    pin_memory = data["pin_memory"]
-    if pin_memory is None:
-        pin_memory = torch.device(device).type == "cuda" if device is not None else False
-    options: dict[str, Any] = dict(
-        num_workers=workers,
-        collate_fn=collate,
-        pin_memory=pin_memory,
-        persistent_workers=bool(data["persistent_workers"]) and workers > 0,
-    )
-    if split == "train":
-        sampler = DrawSampler(
-            len(dataset), data["batch_size"], config["train"]["seed"], start_step, rank, world_size
-        )
-        return Loader(DataLoader(dataset, batch_sampler=sampler, **options))
-    indices = list(range(rank, len(dataset), world_size))
-    return Loader(DataLoader(dataset, batch_size=data["val_batch_size"], sampler=indices, **options))

@@ -7,9 +7,13 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 from segkit.cli import main
-from segkit.data import DrawSampler, BadSampleWarning, build_dataset, build_loader, collate
+from segkit.data import BadSampleWarning, build_dataset, collate
+from segkit.engine.evaluator import validation_loader
+from segkit.engine.sampler import InfiniteSampler
+from segkit.engine.trainer import pin_memory
 from segkit.errors import DataError, SampleError
 from segkit.validation import load_config
 
@@ -69,11 +73,23 @@ def test_training_samples_follow_the_contract_and_the_seed(ade_config):
     assert values <= set(range(150)) | {255} and 255 in values
 
 
+def training_batches(dataset, config):
+    """Batches as the trainer draws them."""
+    data = config["data"]
+    return iter(DataLoader(dataset, batch_size=data["batch_size"], sampler=InfiniteSampler(len(dataset), seed=0),
+                           num_workers=data["workers"], collate_fn=collate))
+
+
+def validation_batches(dataset, config):
+    """Validation batches as the evaluator reads them: lists of samples, skipped ones None."""
+    return validation_loader(dataset, config["data"]["val_batch_size"], config["data"]["workers"], False, False)
+
+
 def test_augmentation_does_not_depend_on_the_number_of_workers(ade_config):
     batches = {}
     for workers in (0, 2):
         config = ade_config(workers=workers)
-        loader = iter(build_loader(build_dataset(config, "train"), config, "train"))
+        loader = training_batches(build_dataset(config, "train"), config)
         batches[workers] = [next(loader) for _ in range(3)]
     for serial, parallel in zip(batches[0], batches[2]):
         assert serial["name"] == parallel["name"]
@@ -82,29 +98,15 @@ def test_augmentation_does_not_depend_on_the_number_of_workers(ade_config):
 
 def test_validation_loader_keeps_each_image_at_its_size(ade_config):
     config = ade_config()
-    batches = list(build_loader(build_dataset(config, "val"), config, "val"))
-    assert [tuple(b["image"].shape) for b in batches] == [(1, 3, 30, 40), (1, 3, 32, 39)]
-    assert batches[0]["image"].dtype == torch.uint8 and batches[0]["mask"].dtype == torch.int64
+    samples = [s for batch in validation_batches(build_dataset(config, "val"), config) for s in batch]
+    assert [tuple(s["image"].shape) for s in samples] == [(3, 30, 40), (3, 32, 39)]
+    assert samples[0]["image"].dtype == torch.uint8 and samples[0]["mask"].dtype == torch.int64
 
 
-def test_draw_sampler_visits_every_sample_once_per_epoch_and_resumes_exactly():
-    sampler = iter(DrawSampler(size=10, batch_size=4, seed=3))
-    keys = [key for _ in range(5) for key in next(sampler)]
-    assert [draw for _, draw in keys] == list(range(20))
-    assert sorted(i for i, _ in keys[:10]) == list(range(10)) and sorted(i for i, _ in keys[10:]) == list(range(10))
-    assert [i for i, _ in keys[:10]] != [i for i, _ in keys[10:]]
-    resumed = iter(DrawSampler(size=10, batch_size=4, seed=3, start_step=3))
-    assert next(resumed) == keys[12:16]
-    ranks = [iter(DrawSampler(size=10, batch_size=2, seed=3, rank=r, world_size=2)) for r in range(2)]
-    shared = [key for _ in range(5) for r in ranks for key in next(r)]
-    assert shared == keys  # two processes draw together what one draws alone
-
-
-def test_collate_drops_skipped_samples_and_explains_mixed_sizes():
+def test_collate_explains_mixed_sizes():
     a = {"image": torch.zeros(3, 4, 4), "mask": torch.zeros(4, 4, dtype=torch.long), "name": "a"}
     b = {"image": torch.zeros(3, 5, 4), "mask": torch.zeros(5, 4, dtype=torch.long), "name": "b"}
-    assert collate([a, None, a])["name"] == ["a", "a"]
-    assert collate([None]) is None
+    assert collate([a, a])["name"] == ["a", "a"]
     with pytest.raises(DataError, match=r"differ in size \(4x4, 5x4, HxW\)"):
         collate([a, b])
 
@@ -162,7 +164,7 @@ def test_a_bad_sample_in_a_worker_reaches_the_user_as_one_message(ade_config, ca
     config = ade_config(workers=1, batch_size=4)
     out_of_range_mask(ade_config.root)
     with pytest.raises(SampleError) as caught:
-        next(iter(build_loader(build_dataset(config, "train"), config, "train")))
+        next(training_batches(build_dataset(config, "train"), config))
     message = str(caught.value)
     assert message.startswith(str(ade_config.root)) and "label values 151, 200" in message
     assert "Traceback" not in message and "\n" not in message
@@ -191,14 +193,14 @@ def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade
     dataset = build_dataset(config, "train")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadSampleWarning)
-        batch = next(iter(build_loader(dataset, config, "train")))
+        batch = next(training_batches(dataset, config))
     assert len(batch["name"]) == 4 and "ADE_train_00000001" not in batch["name"]
     validation = build_dataset({**config, "data": {**config["data"], "val": config["data"]["train"]}}, "val")
     with pytest.warns(BadSampleWarning):
         assert validation[0] is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadSampleWarning)
-        names = [n for b in build_loader(validation, config, "val") for n in b["name"]]
+        names = [s["name"] for b in validation_batches(validation, config) for s in b if s is not None]
     assert names == ["ADE_train_00000002", "ADE_train_00000003", "ADE_train_00000004"]
 
 
@@ -248,10 +250,24 @@ def test_data_check_progress_prints_a_line_per_tenth_when_not_on_a_terminal(caps
     assert len(lines) == 10 and lines[-1].startswith("checking data.train: 2000/2000 (")
 
 
-def test_host_memory_is_pinned_for_cuda_unless_the_config_says_otherwise(ade_config):
-    config = ade_config()
-    dataset = build_dataset(config, "val")
-    assert build_loader(dataset, config, "val", device="cuda:0").loader.pin_memory is True
-    assert build_loader(dataset, config, "val", device="cpu").loader.pin_memory is False
-    config["data"]["pin_memory"] = False
-    assert build_loader(dataset, config, "val", device="cuda").loader.pin_memory is False
+def test_host_memory_is_pinned_for_cuda_unless_the_config_says_otherwise():
+    assert pin_memory(None, torch.device("cuda", 0)) is True
+    assert pin_memory(None, torch.device("cpu")) is False
+    assert pin_memory(False, torch.device("cuda")) is False
+
+
+def test_the_evaluator_passes_over_skipped_validation_samples():
+    from segkit.engine.evaluator import Evaluator
+    from segkit.engine.inference import InferenceSettings, InputNormalizer
+
+    class Constant(torch.nn.Module):
+        def forward(self, images):
+            logits = torch.zeros(images.shape[0], 2, *images.shape[-2:])
+            logits[:, 1] = 1.0
+            return {"main": logits}
+
+    sample = {"image": torch.zeros(3, 4, 4, dtype=torch.uint8), "mask": torch.ones(4, 4, dtype=torch.long), "name": "a"}
+    normalizer = InputNormalizer([0, 0, 0], [1, 1, 1], torch.device("cpu"))
+    evaluator = Evaluator(InferenceSettings(), ["zero", "one"], normalizer, panels=0)
+    matrix, _ = evaluator.confusion(Constant(), [[sample, None], [None]])
+    assert matrix.matrix.tolist() == [[0, 0], [0, 16]]

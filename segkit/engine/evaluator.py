@@ -89,9 +89,13 @@ class Evaluator:
         return metrics
 
 
-def _equal_size_runs(samples: list[dict]) -> list[list[dict]]:
+def _equal_size_runs(samples: list[dict | None]) -> list[list[dict]]:
+    """Consecutive samples of one size; skipped samples (``None``, data.on_bad_sample: skip)
+    are left out."""
     runs: list[list[dict]] = []
     for sample in samples:
+        if sample is None:
+            continue
         if runs and runs[-1][0]["image"].shape == sample["image"].shape \
                 and runs[-1][0]["mask"].shape == sample["mask"].shape:
             runs[-1].append(sample)

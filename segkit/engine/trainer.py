@@ -272,8 +272,7 @@ class Trainer:
             raise ConfigError("data.train: the training dataset is empty")
 
     def _pin_memory(self) -> bool:
-        pin = self.data_cfg["pin_memory"]
-        return self.device.type == "cuda" if pin is None else bool(pin)
+        return pin_memory(self.data_cfg["pin_memory"], self.device)
 
     def _train_loader(self, seed: int) -> DataLoader:
         sampler = InfiniteSampler(
@@ -711,6 +710,11 @@ class StopRequest:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+
+
+def pin_memory(setting: bool | None, device: torch.device) -> bool:
+    """``data.pin_memory``: pinned host memory speeds copies to a CUDA device and nothing else."""
+    return device.type == "cuda" if setting is None else bool(setting)
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
