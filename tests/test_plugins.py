@@ -133,3 +133,15 @@ def test_events_reach_active_plugins():
     plugins.add(Listener, Provider("listener"))
     plugins.hook.segkit_on_checkpoint(run=None, path="last.pt")
     assert seen == ["last.pt"]
+
+
+def test_listing_imports_no_model_code():
+    """`segkit list` stays fast because no built-in plugin imports torch to register."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from segkit.cli import main; main(['list']); "
+            "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "[]"
