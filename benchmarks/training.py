@@ -2,17 +2,18 @@
 and the matrix fp32/bf16 x NCHW/channels-last x torch.compile off/on (images/s, peak memory).
 
 Both loops train the same model of a shipped config on the same in-memory batches (random
-images and labels, so that decoding plays no part), with the same optimizer, schedule, loss
-weights and precision; the trainer runs exactly as ``segkit train`` does (data loader, sampler,
-device normalisation, loss terms, schedule, logging, TensorBoard and progress bar). Rounds
-alternate between the two, and each step's time is taken in steady state.
+images and labels, so that decoding plays no part), with the same optimizer (the fused
+implementation, which segkit picks), schedule, loss weights and precision; the trainer runs
+exactly as ``segkit train`` does (data loader, sampler, device normalisation, loss terms,
+schedule, logging, TensorBoard and progress bar). Rounds alternate which loop runs first, and
+each step's time is taken in steady state.
 
 Each cell of the matrix runs in its own process, so that its peak memory is its own and compiled
 code does not carry over. On the CPU that is the process's peak resident memory (about 0.5 GB of
 it is the Python and PyTorch runtime); on CUDA, the peak memory allocated on the GPU.
 
-    python benchmarks/training.py                       # a few minutes on a 2-core CPU
-    python benchmarks/training.py --quick               # seconds: tiny inputs, no compile
+    python benchmarks/training.py                       # about 15 minutes on a 2-core CPU
+    python benchmarks/training.py --quick               # a minute: tiny inputs, no compile
 """
 
 from __future__ import annotations
@@ -41,10 +42,12 @@ from segkit.registry import Provider  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 
-# model -> (config, input size, batch) at full and at --quick scale
+# model -> (config, (input size, batch, steps, compile in the matrix) at full scale, the same
+# at --quick scale). PSPNet's cells leave torch.compile out by default: compiling it takes
+# minutes per cell on a 2-core CPU (--compile-all puts it in).
 MODELS = {
-    "quickstart": ("configs/quickstart.yaml", (128, 8), (64, 2)),
-    "pspnet_r50d8": ("configs/pspnet_r50_ade20k.yaml", (256, 2), (64, 2)),
+    "quickstart": ("configs/quickstart.yaml", (128, 8, 24, True), (64, 2, 4, False)),
+    "pspnet_r50d8": ("configs/pspnet_r50_ade20k.yaml", (192, 2, 10, False), (64, 2, 4, False)),
 }
 
 
@@ -135,12 +138,13 @@ def hand_written_steps(config: dict[str, Any], warmup: int, precision: str, chan
     model = segkit.build_model(config).to(device, memory_format=memory_format).train()
     forward = torch.compile(model) if compile_model else model
     spec = config["optimizer"]
+    fused = device.type in ("cpu", "cuda")  # the implementation segkit's optimizers pick
     if spec["type"] == "sgd":
         optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"],
-                                    weight_decay=spec["weight_decay"])
+                                    weight_decay=spec["weight_decay"], fused=fused)
     else:
         optimizer = torch.optim.AdamW(model.parameters(), lr=spec["lr"],
-                                      weight_decay=spec["weight_decay"])
+                                      weight_decay=spec["weight_decay"], fused=fused)
     steps = config["train"]["max_iters"]
     schedule = torch.optim.lr_scheduler.PolynomialLR(optimizer, steps, power=0.9)
     aux_weights = [aux["loss_weight"] for aux in config["model"]["aux_heads"]]
@@ -175,21 +179,31 @@ def hand_written_steps(config: dict[str, Any], warmup: int, precision: str, chan
 
 
 def overhead(model: str, size: int, batch: int, steps: int, warmup: int, rounds: int) -> dict:
+    """The trainer's time per step over the hand-written loop's, as the median of the per-round
+    ratios; rounds alternate which loop runs first, so that neither always finds the machine
+    warmer."""
     config = load(model, size, batch, steps)
     device = resolve_device(config["train"]["device"])
     precision = resolve_precision(config["train"]["precision"], device).name
     channels_last = config["train"]["channels_last"]
     segkit_times: list[float] = []
     hand_times: list[float] = []
-    for _ in range(rounds):
-        segkit_times += segkit_steps(config, warmup)
-        hand_times += hand_written_steps(config, warmup, precision, channels_last)
-    segkit_step, hand_step = median(segkit_times), median(hand_times)
+    ratios = []
+    for number in range(rounds):
+        runs = {
+            "segkit": lambda: segkit_steps(config, warmup),
+            "hand": lambda: hand_written_steps(config, warmup, precision, channels_last),
+        }
+        order = ("segkit", "hand") if number % 2 == 0 else ("hand", "segkit")
+        measured = {name: runs[name]() for name in order}
+        segkit_times += measured["segkit"]
+        hand_times += measured["hand"]
+        ratios.append(median(measured["segkit"]) / median(measured["hand"]))
     return {
         "model": model, "input": [batch, 3, size, size], "precision": precision,
-        "channels_last": channels_last, "steps_timed": len(segkit_times),
-        "segkit_s_per_step": segkit_step, "hand_s_per_step": hand_step,
-        "overhead": segkit_step / hand_step - 1.0,
+        "channels_last": channels_last, "rounds": rounds, "steps_timed": len(segkit_times),
+        "segkit_s_per_step": median(segkit_times), "hand_s_per_step": median(hand_times),
+        "round_ratios": ratios, "overhead": median(ratios) - 1.0,
     }
 
 
@@ -235,9 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: tiny inputs, no compile")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--steps", type=int, default=None, help="steps per run (default 24; quick 4)")
-    parser.add_argument("--rounds", type=int, default=None, help="overhead rounds (default 3; quick 1)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: per model)")
+    parser.add_argument("--rounds", type=int, default=None, help="overhead rounds (default 6; quick 1)")
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    parser.add_argument("--compile-all", action="store_true", help="compile every model's cells")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/training.json)")
     parser.add_argument("--cell", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -246,21 +261,23 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(matrix_cell(model, int(size), int(batch), int(steps), int(warmup),
                                      precision, channels_last == "1", compile_model == "1")))
         return 0
-    steps = args.steps or (4 if args.quick else 24)
-    rounds = args.rounds or (1 if args.quick else 3)
-    warmup = 1 if args.quick else 4
+    rounds = args.rounds or (1 if args.quick else 6)
+    warmup = 1 if args.quick else 2
     overheads, matrix = [], []
     for model in args.models:
-        size, batch = MODELS[model][2] if args.quick else MODELS[model][1]
+        size, batch, steps, compile_too = MODELS[model][2] if args.quick else MODELS[model][1]
+        steps = args.steps or steps
+        compile_too = (compile_too or args.compile_all) and not args.no_compile
         overheads.append(overhead(model, size, batch, steps, warmup, rounds))
-        matrix += run_matrix(model, size, batch, steps, warmup,
-                             compile_too=not (args.quick or args.no_compile))
+        matrix += run_matrix(model, size, batch, steps, warmup, compile_too)
     tables = "\n".join([
         "Trainer overhead (segkit's trainer vs a hand-written loop, same model and batches)\n",
         format_table(
-            ("model", "input", "precision", "segkit s/step", "hand-written s/step", "overhead"),
+            ("model", "input", "precision", "segkit s/step", "hand-written s/step",
+             "overhead (median of rounds)", "rounds"),
             [(o["model"], "x".join(map(str, o["input"])), o["precision"], o["segkit_s_per_step"],
-              o["hand_s_per_step"], f"{o['overhead']:+.1%}") for o in overheads],
+              o["hand_s_per_step"], f"{o['overhead']:+.1%}",
+              " ".join(f"{r - 1:+.1%}" for r in o["round_ratios"])) for o in overheads],
         ),
         "\nPrecision x memory format x torch.compile (hand-written loop)\n",
         format_table(

@@ -31,20 +31,17 @@ class CrossEntropyLoss(nn.Module):
         self.label_smoothing = label_smoothing
         self.register_buffer("class_weights", _weights_tensor(class_weights), persistent=False)
 
-    def pixel_losses(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        """Per-pixel losses, 0 at ignored pixels."""
-        return F.cross_entropy(
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        labelled = (target != self.ignore_index).sum()
+        total = F.cross_entropy(  # summed inside the kernel: no per-pixel tensor to keep
             logits,
             target,
             weight=_checked(self.class_weights, logits),
             ignore_index=self.ignore_index,
-            reduction="none",
+            reduction="sum",
             label_smoothing=self.label_smoothing,
         )
-
-    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        labelled = (target != self.ignore_index).sum()
-        return self.pixel_losses(logits, target).sum() / labelled.clamp(min=1)
+        return total / labelled.clamp(min=1)
 
 
 class OhemCrossEntropyLoss(nn.Module):

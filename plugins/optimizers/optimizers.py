@@ -1,6 +1,10 @@
 """Optimizer factories. ``params`` are segkit's parameter groups (``name``, ``lr_mult`` and, for
 norms and biases without decay, ``weight_decay: 0``); the core scales each group's rate by its
-``lr_mult`` after construction."""
+``lr_mult`` after construction.
+
+Where PyTorch has them (parameters on the CPU or a CUDA GPU), the fused implementations are
+used: one kernel per step instead of a handful per parameter. On a 2-core CPU that makes an
+AdamW step of a ResNet-18 segmentor about twice as fast (benchmarks/training.py)."""
 
 from __future__ import annotations
 
@@ -19,8 +23,10 @@ def sgd(
         raise ValueError(f"lr must be positive, got {lr}")
     if nesterov and momentum <= 0:
         raise ValueError("nesterov needs momentum > 0")
+    params = list(params)
     return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov
+        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+        fused=_can_fuse(params),
     )
 
 
@@ -34,4 +40,17 @@ def adamw(
     """AdamW (decoupled weight decay), the usual choice for transformer backbones."""
     if lr <= 0:
         raise ValueError(f"lr must be positive, got {lr}")
-    return torch.optim.AdamW(params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps)
+    params = list(params)
+    return torch.optim.AdamW(
+        params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
+        fused=_can_fuse(params),
+    )
+
+
+def _can_fuse(params: list) -> bool | None:
+    """True when every parameter lives where PyTorch has fused optimizers; None (PyTorch's
+    default choice) otherwise, e.g. on MPS."""
+    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    if tensors and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in tensors):
+        return True
+    return None
