@@ -7,13 +7,13 @@ value ``ignore_index`` marks pixels to ignore.
 
 from __future__ import annotations
 
-import colorsys
 import csv
 from pathlib import Path
 from typing import Optional, Union
 
 import numpy as np
 
+from segkit.engine.visualize import default_palette
 from segkit.errors import DataError
 from segkit.imagefiles import FileDataset, pair_files
 from segkit.label_map import IGNORE, LabelMap
@@ -74,17 +74,6 @@ class Folder(FileDataset):
         problems = duplicates + problems
         table = _table(len(names), label_map, ignore_index, base)
         super().__init__(pairs, names, palette, table, problems)
-
-
-def default_palette(count: int) -> list[tuple[int, int, int]]:
-    """Distinct colours: hues spaced by the golden ratio, alternating brightness."""
-    colours = []
-    for index in range(count):
-        hue = (index * 0.618033988749895) % 1.0
-        value = 0.95 if index % 2 == 0 else 0.7
-        r, g, b = colorsys.hsv_to_rgb(hue, 0.75, value)
-        colours.append((int(r * 255), int(g * 255), int(b * 255)))
-    return colours
 
 
 def _folder(path: str, base: Optional[Path], what: str) -> Path:

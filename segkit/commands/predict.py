@@ -43,6 +43,7 @@ def run_predict(args) -> int:
     from segkit.engine.progress import ProgressBar
     from segkit.engine.trained import load_trained
     from segkit.engine.visualize import overlay, save_label_png, save_rgb
+    from segkit.imagefiles import EncodedImage
     from segkit.validation import load_config
 
     config = load_config(args.config)
@@ -59,7 +60,7 @@ def run_predict(args) -> int:
     predictor = Predictor(trained.model, settings, trained.precision)
     bar = ProgressBar(len(paths), "predict")
     for number, path in enumerate(paths, start=1):
-        image = read_image(path)
+        image = EncodedImage(path).decode()
         probabilities = predictor.probabilities(trained.normalizer(image.unsqueeze(0)))
         if merge is not None:
             probabilities = merge(probabilities)
@@ -103,19 +104,3 @@ def collect_images(inputs: list[str]) -> list[Path]:
             )
         by_name[path.stem] = path
     return paths
-
-
-def read_image(path: Path):
-    """An image file as a uint8 RGB tensor 3xHxW."""
-    import numpy as np
-    import torch
-    from PIL import Image, UnidentifiedImageError
-
-    from segkit.errors import DataError
-
-    try:
-        with Image.open(path) as picture:
-            array = np.asarray(picture.convert("RGB"))
-    except (OSError, UnidentifiedImageError) as error:
-        raise DataError(f"{path}: cannot read the image: {error}") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).contiguous()
