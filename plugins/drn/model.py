@@ -153,6 +153,35 @@ class _Backbone(nn.Module):
         load_into(self, state, path, strict)
 
 
+
+def residual_level(
+    block: type[nn.Module],
+    in_channels: int,
+    channels: int,
+    count: int,
+    stride: int,
+    first_dilation: tuple[int, int],
+    dilation: int,
+    norm: str,
+    gn_groups: int,
+    **options,
+) -> tuple[nn.Sequential, int]:
+    """``count`` blocks, the first with the stride, a projection shortcut where the shape
+    changes, and ``first_dilation``; the others at ``dilation``. Returns the level and its
+    output channels."""
+    out_channels = channels * block.expansion
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+            norm_layer(norm, out_channels, gn_groups),
+        )
+    options = {"norm": norm, "gn_groups": gn_groups, **options}
+    blocks = [block(in_channels, channels, stride, first_dilation, downsample, **options)]
+    for _ in range(1, count):
+        blocks.append(block(out_channels, channels, 1, (dilation, dilation), **options))
+    return nn.Sequential(*blocks), out_channels
+
 class DRN(_Backbone):
     """DRN-B/C/D: features of levels 1..8 (strides 1, 2, 4, 8, 8, 8, 8, 8), or ImageNet logits.
 
@@ -235,22 +264,12 @@ class DRN(_Backbone):
         dilation: int = 1,
         residual: bool = True,
     ) -> nn.Sequential:
-        out_channels = channels * block.expansion
-        downsample = None
-        if stride != 1 or self.inplanes != out_channels:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, out_channels, 1, stride=stride, bias=False),
-                norm_layer(self.norm, out_channels, self.gn_groups),
-            )
-        options = {"norm": self.norm, "gn_groups": self.gn_groups}
-        if block is BasicBlock:
-            options["residual"] = residual
-        first = (dilation, dilation)
-        layers = [block(self.inplanes, channels, stride, first, downsample, **options)]
-        self.inplanes = out_channels
-        for _ in range(1, count):
-            layers.append(block(out_channels, channels, 1, (dilation, dilation), **options))
-        return nn.Sequential(*layers)
+        options = {"residual": residual} if block is BasicBlock else {}
+        level, self.inplanes = residual_level(
+            block, self.inplanes, channels, count, stride, (dilation, dilation), dilation,
+            self.norm, self.gn_groups, **options,
+        )
+        return level
 
     def _make_conv_layers(
         self, channels: int, count: int, stride: int = 1, dilation: int = 1
@@ -331,19 +350,12 @@ class DRNA(_Backbone):
     def _make_layer(
         self, block: type[nn.Module], channels: int, count: int, stride: int = 1, dilation: int = 1
     ) -> nn.Sequential:
-        out_channels = channels * block.expansion
-        downsample = None
-        if stride != 1 or self.inplanes != out_channels:
-            downsample = nn.Sequential(
-                nn.Conv2d(self.inplanes, out_channels, 1, stride=stride, bias=False),
-                norm_layer(self.norm, out_channels, self.gn_groups),
-            )
-        options = {"norm": self.norm, "gn_groups": self.gn_groups}
-        layers = [block(self.inplanes, channels, stride, (1, 1), downsample, **options)]
-        self.inplanes = out_channels
-        for _ in range(1, count):
-            layers.append(block(out_channels, channels, 1, (dilation, dilation), **options))
-        return nn.Sequential(*layers)
+        # the official DRN-A keeps dilation 1 in the first block of a dilated stage
+        level, self.inplanes = residual_level(
+            block, self.inplanes, channels, count, stride, (1, 1), dilation,
+            self.norm, self.gn_groups,
+        )
+        return level
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
