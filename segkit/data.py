@@ -138,8 +138,15 @@ def build_raw_dataset(config: dict[str, Any], split: str) -> Dataset:
             raise DataError(str(error)) from error.__cause__
         raise
     if len(dataset) == 0:
-        raise DataError(f"data.{split}: the dataset '{dataset_spec['type']}' has no samples")
+        problems = list(getattr(dataset, "problems", None) or ())
+        found = f": none of its files pair up, e.g.\n  {_listing(problems)}" if problems else ""
+        raise DataError(f"data.{split}: the dataset '{dataset_spec['type']}' has no samples{found}")
     return dataset
+
+
+def _listing(problems: list[str], shown: int = 10) -> str:
+    more = f"\n  ... and {len(problems) - shown} more" if len(problems) > shown else ""
+    return "\n  ".join(problems[:shown]) + more
 
 
 def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
@@ -148,16 +155,14 @@ def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
     policy = config["data"].get("on_bad_sample", "error")
     problems = list(getattr(dataset, "problems", None) or ())
     if problems:
-        listing = "\n  ".join(problems[:10])
-        more = f"\n  ... and {len(problems) - 10} more" if len(problems) > 10 else ""
         if policy == "error":
             raise DataError(
                 f"data.{split}: {len(problems)} problem(s) with the dataset's files:\n  "
-                f"{listing}{more}\n(`segkit data check CONFIG` lists them all; "
+                f"{_listing(problems)}\n(`segkit data check CONFIG` lists them all; "
                 "data.on_bad_sample=skip leaves those files out)"
             )
         warnings.warn(
-            f"data.{split}: leaving out {len(problems)} file(s):\n  {listing}{more}",
+            f"data.{split}: leaving out {len(problems)} file(s):\n  {_listing(problems)}",
             BadSampleWarning,
             stacklevel=2,
         )

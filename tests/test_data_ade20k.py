@@ -120,6 +120,40 @@ def test_odgt_index_lists_the_samples(ade_root):
     assert len(with_root) == 1
 
 
+def test_odgt_index_beside_the_layout_folder_is_found_from_either_root(ade_root):
+    write_odgt(ade_root / "validation.odgt", ade_root, "validation")
+    layout = ade_root / "ADEChallengeData2016"
+    dataset = build("dataset", {"type": "ade20k", "root": str(layout), "index": "validation.odgt"})
+    assert len(dataset) == 1
+
+
+def test_missing_odgt_index_gives_the_layout_and_how_to_set_root(tmp_path):
+    with pytest.raises(SegkitError) as caught:
+        build("dataset", {"type": "ade20k", "root": str(tmp_path), "index": "validation.odgt"})
+    message = str(caught.value)
+    assert "no index file validation.odgt" in message
+    assert "validation}.odgt" in message and "data.root=" in message
+
+
+def test_images_without_annotations_are_listed_when_nothing_pairs_up(ade_root, data_plugins, tmp_path, capsys):
+    for mask in (ade_root / "ADEChallengeData2016" / "annotations" / "validation").iterdir():
+        mask.unlink()
+    config = write_data_config(
+        tmp_path / "ade.yaml",
+        f"""
+        root: {ade_root}
+        workers: 0
+        train: {{type: ade20k, split: training}}
+        val: {{type: ade20k, split: validation}}
+        """,
+        num_classes=150,
+    )
+    assert main(["data", "check", str(config), "--split", "val"]) == 2
+    out = capsys.readouterr().out
+    assert "has no samples: none of its files pair up" in out
+    assert re.search(r"ADE_val_00000001.jpg: image without a mask \(expected .*ADE_val_00000001.png\)", out)
+
+
 def test_broken_odgt_line_names_file_and_line(tmp_path):
     index = tmp_path / "broken.odgt"
     index.write_text('{"fpath_img": "a.jpg", "fpath_segm": "a.png"}\nnot json\n', encoding="utf-8")

@@ -25,6 +25,7 @@ LAYOUT = """\
   ROOT/ADEChallengeData2016/images/training/ADE_train_00000001.jpg, ...
   ROOT/ADEChallengeData2016/images/validation/ADE_val_00000001.jpg, ...
   ROOT/ADEChallengeData2016/annotations/{training,validation}/<same name>.png
+  ROOT/{training,validation}.odgt (the CSAIL index files, read where a config sets `index:`)
   (ROOT may also be the ADEChallengeData2016 folder itself)"""
 SOURCE = (
     "download ADEChallengeData2016.zip from the MIT Scene Parsing Benchmark "
@@ -110,20 +111,24 @@ def _pairs_from_folders(root: Optional[str], split: str) -> tuple[list[Pair], li
     return pair_files(images, masks, lambda name: mask_dir / f"{name}.png")
 
 
+def _data_root(root: Path) -> Path:
+    """The folder holding ADEChallengeData2016 (and the CSAIL index files), whichever of the
+    two the user gave as the root."""
+    if root.name == "ADEChallengeData2016" and not (root / "ADEChallengeData2016").is_dir():
+        return root.parent
+    return root
+
+
 def _pairs_from_index(index: Path, root: Optional[str]) -> tuple[list[Pair], list[str]]:
     """The pairs of a CSAIL ``.odgt`` index: one JSON object per line with ``fpath_img`` and
     ``fpath_segm``, relative to the data root (the folder holding ADEChallengeData2016), or to
     the index's own folder when no root is set."""
-    if not index.is_file() and root is not None and not index.is_absolute():
-        index = Path(root) / index
+    base = _data_root(Path(root)) if root is not None else None
+    if not index.is_file() and base is not None and not index.is_absolute():
+        index = next((p for p in (Path(root) / index, base / index) if p.is_file()), index)
     if not index.is_file():
-        raise DataError(f"ADE20K index file '{index}' not found")
-    if root is not None:
-        base = Path(root)
-        if base.name == "ADEChallengeData2016" and not (base / "ADEChallengeData2016").is_dir():
-            base = base.parent
-    else:
-        base = index.parent
+        raise missing_data("ADE20K", root, f"no index file {index}", LAYOUT, SOURCE)
+    base = base or index.parent
     pairs, problems = [], []
     for number, line in enumerate(index.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():

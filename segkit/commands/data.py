@@ -8,6 +8,7 @@ and how often each class occurs. Exit status 0 when nothing is wrong, 2 otherwis
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -36,7 +37,7 @@ def add_commands(subparsers) -> None:
     check.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=/data")
     check.add_argument("--split", choices=SPLITS, help="check only this split (default: all)")
     check.add_argument(
-        "--workers", type=int, default=None, help="processes reading files (default: data.workers)"
+        "--workers", type=int, default=None, help="processes reading files (default: data.workers, at most one per core)"
     )
     check.set_defaults(handler=run_check)
 
@@ -50,7 +51,9 @@ def run_check(args) -> int:
         raise ConfigError(f"data.{args.split}: the config defines no {args.split} dataset")
     if not splits:
         raise ConfigError("data: the config defines no dataset (data.train, data.val)")
-    workers = config["data"]["workers"] if args.workers is None else args.workers
+    # The config's worker count suits training on its intended machine; a check on a smaller
+    # one gains nothing from more readers than cores.
+    workers = args.workers if args.workers is not None else min(config["data"]["workers"], _cores())
     clean = True
     for split in splits:
         report = check_split(config, split, workers)
@@ -101,6 +104,12 @@ class Report:
         header = f"class pixel frequencies ({labelled:,} labelled pixels; {100 * ignored / total:.1f}% ignored):"
         table = format_table(("ID", "CLASS", "PIXELS", "SHARE", "IMAGES"), rows)
         return header + "\n" + "\n".join(f"  {line}" for line in table.splitlines())
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 def check_split(config: dict, split: str, workers: int) -> Report:
