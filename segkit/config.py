@@ -180,10 +180,17 @@ def parse_override(text: str) -> tuple[KeyPath, Any, bool]:
 
 # (source, key path of a container) -> the keys the schema allows in that container
 KnownKeys = Callable[[ConfigSource, KeyPath], Iterable[str]]
+# key path -> the schema's own default there (a fresh copy), or None where it has none
+SchemaDefault = Callable[[KeyPath], Any]
 
 
-def apply_override(source: ConfigSource, text: str, known_keys: KnownKeys) -> None:
-    """Apply one override to ``source.data``; a missing key is recorded as a problem."""
+def apply_override(
+    source: ConfigSource, text: str, known_keys: KnownKeys, schema_default: SchemaDefault = lambda _: None
+) -> None:
+    """Apply one override to ``source.data``; a missing key is recorded as a problem.
+
+    A container the config does not write starts from the schema's default, so that
+    ``loss.type=dice`` replaces the default loss rather than an empty spec."""
     key_path, value, adds = parse_override(text)
     where = f"override '{text}'"
     container: Any = source.data
@@ -199,7 +206,8 @@ def apply_override(source: ConfigSource, text: str, known_keys: KnownKeys) -> No
             if not isinstance(container, dict):
                 source.problems.append(f"{where}: {dotted(key_path[: depth + 1])}: not a mapping")
                 return
-            container[part] = child = {}
+            default = schema_default(key_path[: depth + 1])
+            container[part] = child = default if isinstance(default, (dict, list)) else {}
         container = child
     last = key_path[-1]
     if isinstance(container, list):
@@ -250,10 +258,15 @@ def _missing_key_message(key: Any, known: Iterable[str]) -> str:
     return f"no such key '{key}'{hint}"
 
 
-def apply_overrides(source: ConfigSource, overrides: Iterable[str], known_keys: KnownKeys) -> None:
+def apply_overrides(
+    source: ConfigSource,
+    overrides: Iterable[str],
+    known_keys: KnownKeys,
+    schema_default: SchemaDefault = lambda _: None,
+) -> None:
     for text in overrides:
         try:
-            apply_override(source, text, known_keys)
+            apply_override(source, text, known_keys, schema_default)
         except ConfigError as error:
             source.problems.extend(error.problems)
 

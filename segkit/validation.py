@@ -8,6 +8,7 @@ run again as is and shows exactly what was used.
 
 from __future__ import annotations
 
+import copy
 import difflib
 import inspect
 import os
@@ -30,7 +31,9 @@ def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
 
     registry = get_plugins().registry
     source = read_config_files(path)
-    apply_overrides(source, overrides, lambda src, key_path: known_keys(src, key_path, registry))
+    apply_overrides(
+        source, overrides, lambda src, key_path: known_keys(src, key_path, registry), schema_default
+    )
     resolved = Validator(source, registry).resolve()
     if source.problems:
         raise ConfigError(source.problems)
@@ -52,6 +55,32 @@ def known_keys(source: ConfigSource, key_path: KeyPath, registry: Registry) -> l
         if isinstance(node, dict):
             keys.update(str(k) for k in node)
     return sorted(keys)
+
+
+def schema_default(key_path: KeyPath) -> Any:
+    """The default the schema itself gives at ``key_path`` (a deep copy), or None. Only the
+    sections and the component slots' default specs are walked, not component signatures."""
+    node: Any = ConfigSchema
+    for part in key_path:
+        if is_section(node):
+            field = next((f for f in fields(node) if f.name == part), None)
+            if field is None:
+                return None
+            if is_section(typing.get_type_hints(node)[field.name]):
+                node = typing.get_type_hints(node)[field.name]
+            elif field.default is not MISSING:
+                node = copy.deepcopy(field.default)
+            elif field.default_factory is not MISSING:
+                node = field.default_factory()
+            else:
+                return None
+        elif isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+            node = node[part]
+        else:
+            return None
+    return None if is_section(node) else node
 
 
 def _unknown(what: str, key: Any, candidates: list[str]) -> str:

@@ -119,6 +119,15 @@ def test_override_may_set_a_default_key_not_written_in_the_file(write_config):
     assert segkit.load_config(path, ["model.head.pool=max"])["model"]["head"]["pool"] == "max"
 
 
+def test_override_into_a_component_the_file_does_not_write_starts_from_its_default(write_config):
+    path = write_config("c.yaml", BASE)
+    config = segkit.load_config(path, ["loss.label_smoothing=0.1", "logging.loggers.1.images=2"])
+    assert config["loss"] == {"type": "cross_entropy", "label_smoothing": 0.1, "loss_weight": 1.0}
+    assert config["logging"]["loggers"] == [{"type": "progress"}, {"type": "tensorboard", "images": 2}]
+    with pytest.raises(segkit.ConfigError, match=r"loss\.smoothing: no such key 'smoothing'"):
+        segkit.load_config(path, ["loss.smoothing=0.1"])
+
+
 def test_override_of_missing_key_suggests_and_plus_adds(write_config):
     path = write_config("c.yaml", BASE)
     with pytest.raises(segkit.ConfigError, match=r"train\.sede: no such key 'sede'; did you mean 'seed'"):
