@@ -35,7 +35,7 @@ def build_parser(plugins) -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module in CORE_COMMANDS:
         importlib.import_module(module).add_commands(subparsers)
-    plugins.hook.segkit_register_commands(subparsers=subparsers)
+    plugins.add_commands(subparsers)
     return parser
 
 

@@ -89,7 +89,8 @@ def segkit_register_loggers(register):
 def segkit_register_commands(subparsers):
     """Add CLI verbs: ``subparsers`` is the ``argparse`` sub-parser collection of ``segkit``.
     A verb sets ``handler=callable(args) -> int`` with ``set_defaults``; the callable returns the
-    exit status and may raise :class:`segkit.SegkitError` for errors the user can fix."""
+    exit status and may raise :class:`segkit.SegkitError` for errors the user can fix. A plugin
+    whose implementation raises (or claims a verb already taken) is unregistered and recorded."""
 
 
 @hookspec

@@ -145,6 +145,26 @@ class Plugins:
             implementation(register=register)
         return components
 
+    def add_commands(self, subparsers: Any) -> None:
+        """Let each plugin add its verbs; one that raises (or claims a verb already taken) is
+        taken out like a plugin that failed to register, and the other commands keep working."""
+        for implementation in self.hook.segkit_register_commands.get_hookimpls():
+            verbs_before = set(subparsers.choices)
+            try:
+                implementation.function(subparsers=subparsers)
+            except Exception as error:
+                _drop_verbs(subparsers, set(subparsers.choices) - verbs_before)
+                self._fail(implementation.plugin_name, f"adding commands failed: {_describe(error)}")
+        self._check_strict()
+
+    def _fail(self, plugin_name: str, error: str) -> None:
+        self.manager.unregister(name=plugin_name)
+        self.registry.remove_plugin(plugin_name)
+        self.registry.failed_plugins.append(plugin_name)
+        for record in self.records:
+            if record.name == plugin_name:
+                record.status, record.error = "error", error
+
     def _record(self, provider: Provider, status: str, hooks=(), error: str | None = None):
         record = PluginRecord(
             provider.plugin, provider.distribution, provider.version, status, list(hooks), error
@@ -167,6 +187,14 @@ class Plugins:
         """One line per failed plugin on stderr, for commands other than ``segkit plugins``."""
         for record in self.failed():
             print(f"segkit: warning: plugin '{record.name}' failed: {record.error}", file=sys.stderr)
+
+
+def _drop_verbs(subparsers: Any, verbs: set[str]) -> None:
+    """Remove verbs a failing plugin added before it raised. argparse has no public way to take
+    a sub-parser back, so this edits the two places ``add_parser`` writes to."""
+    for verb in verbs:
+        del subparsers.choices[verb]
+    subparsers._choices_actions[:] = [a for a in subparsers._choices_actions if a.dest not in verbs]
 
 
 def _make_component(kind, name, factory, provider, aliases, help) -> Component:

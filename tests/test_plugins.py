@@ -91,6 +91,39 @@ def test_unknown_component_mentions_failed_plugins(site):
     assert "failed to load: broken, typo" in result.stderr
 
 
+COMMAND_RAISES = """
+import segkit
+
+@segkit.hookimpl
+def segkit_register_commands(subparsers):
+    subparsers.add_parser("half-made", help="added before the failure")
+    raise RuntimeError("no command today")
+"""
+COMMAND_CLAIMS_LIST = """
+import segkit
+
+@segkit.hookimpl
+def segkit_register_commands(subparsers):
+    subparsers.add_parser("list")
+"""
+
+
+def test_a_plugin_failing_to_add_commands_leaves_every_other_command_working(tmp_path):
+    root = tmp_path / "site"
+    make_distribution(root, "good-dist", {"good": "good_plugin_mod"}, {"good_plugin_mod": GOOD})
+    make_distribution(root, "raising-dist", {"raising": "raising_mod"}, {"raising_mod": COMMAND_RAISES})
+    make_distribution(root, "clash-dist", {"clash": "clash_mod"}, {"clash_mod": COMMAND_CLAIMS_LIST})
+    listed = run_segkit("list", "loss", pythonpath=root)
+    assert listed.returncode == 0, listed.stderr
+    assert "good_loss" in listed.stdout and "Traceback" not in listed.stderr
+    assert "'raising': adding commands failed: RuntimeError: no command today" in listed.stderr
+    assert "'clash': adding commands failed: ArgumentError" in listed.stderr
+    assert "conflicting subparser: list" in listed.stderr
+    assert "half-made" not in run_segkit("--help", pythonpath=root).stdout
+    strict = run_segkit("list", pythonpath=root, env={"SEGKIT_STRICT_PLUGINS": "1"})
+    assert strict.returncode == 2 and "no command today" in strict.stderr
+
+
 class RaisesWhileRegistering:
     @staticmethod
     @segkit.hookimpl
