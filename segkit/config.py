@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -59,6 +60,19 @@ def display_path(path: Path) -> str:
 # ---- YAML with line numbers --------------------------------------------------------------------
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """Safe YAML that also reads ``1e-4`` as a number: YAML 1.1, which PyYAML follows, wants a
+    dot in the mantissa (``1.0e-4``), and a learning rate written the usual way would otherwise
+    be the string '1e-4'."""
+
+
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)?(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
 def read_yaml(path: Path) -> tuple[Any, Origins]:
     """Parse one YAML file into plain data plus the line of every mapping key and list item."""
     try:
@@ -67,7 +81,7 @@ def read_yaml(path: Path) -> tuple[Any, Origins]:
         raise ConfigError(f"{display_path(path)}: config file not found") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{display_path(path)}: cannot read the config: {error}") from None
-    loader = yaml.SafeLoader(text)
+    loader = ConfigLoader(text)
     try:
         node = loader.get_single_node()
         origins: Origins = {}
@@ -84,6 +98,7 @@ def read_yaml(path: Path) -> tuple[Any, Origins]:
 
 def _construct(loader, node, key_path: KeyPath, origins: Origins, file: str) -> Any:
     if isinstance(node, yaml.MappingNode):
+        _refuse_repeated_keys(loader, node, key_path, file)
         loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
         result = {}
         for key_node, value_node in node.value:
@@ -98,6 +113,23 @@ def _construct(loader, node, key_path: KeyPath, origins: Origins, file: str) -> 
             result.append(_construct(loader, item, (*key_path, index), origins, file))
         return result
     return loader.construct_object(node, deep=True)
+
+
+def _refuse_repeated_keys(loader, node: yaml.MappingNode, key_path: KeyPath, file: str) -> None:
+    """YAML silently keeps the last of two equal keys; a config that writes one twice almost
+    always meant to write both. Keys brought in by a merge key (``<<``) may be overridden."""
+    first_lines: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if key in first_lines:
+            raise ConfigError(
+                f"{file}:{line}: {dotted((*key_path, key))}: written twice (first on line "
+                f"{first_lines[key]}); YAML would keep only the last, so merge the two"
+            )
+        first_lines[key] = line
 
 
 # ---- inheritance -------------------------------------------------------------------------------
@@ -171,7 +203,7 @@ def parse_override(text: str) -> tuple[KeyPath, Any, bool]:
     if not sep or not key:
         raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. train.max_iters=2000")
     try:
-        value = yaml.safe_load(raw_value)
+        value = yaml.load(raw_value, Loader=ConfigLoader)
     except yaml.YAMLError as error:
         raise ConfigError(f"override '{text}': the value is not valid YAML: {error}") from None
     key_path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
@@ -196,6 +228,12 @@ def apply_override(
     container: Any = source.data
     for depth, part in enumerate(key_path[:-1]):
         child = _child(container, part)
+        if child is _ABSENT and isinstance(container, list):
+            source.problems.append(
+                f"{where}: {dotted(key_path[: depth + 1])}: no such list item "
+                f"(the list has {len(container)})"
+            )
+            return
         if child is _ABSENT:
             known = known_keys(source, key_path[:depth])
             if not adds and part not in known:
@@ -208,6 +246,7 @@ def apply_override(
                 return
             default = schema_default(key_path[: depth + 1])
             container[part] = child = default if isinstance(default, (dict, list)) else {}
+            source.origins[key_path[: depth + 1]] = where
         container = child
     last = key_path[-1]
     if isinstance(container, list):

@@ -31,8 +31,10 @@ FOREIGN_BUFFERS = ("_tmp_running_mean", "_tmp_running_var", "_running_iter")
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """The object stored in a weight file, loaded on the CPU without executing any code."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a folder; give the weight file in it (e.g. {path}/best.pt)")
     if not path.is_file():
-        raise CheckpointError(f"{path}: weight file not found (pretrained weights are local files)")
+        raise CheckpointError(f"{path}: weight file not found (weights are read from local files)")
     try:
         with warnings.catch_warnings():  # torch's note on the pickle protocol of old files
             warnings.filterwarnings("ignore", message="Detected pickle protocol")

@@ -128,6 +128,45 @@ def test_override_into_a_component_the_file_does_not_write_starts_from_its_defau
         segkit.load_config(path, ["loss.smoothing=0.1"])
 
 
+def test_numbers_with_an_exponent_and_no_dot_are_numbers(write_config):
+    path = write_config("c.yaml", BASE + "optimizer: {type: sgd, lr: 1e-2}\n")
+    config = segkit.load_config(path, ["optimizer.momentum=5E-1"])
+    assert config["optimizer"]["lr"] == 0.01 and config["optimizer"]["momentum"] == 0.5
+    with pytest.raises(segkit.ConfigError, match="expects 'avg' or 'max', got str '1e3x'"):
+        segkit.load_config(path, ["model.head.pool=1e3x"])
+
+
+def test_a_key_written_twice_is_refused_with_both_lines(write_config):
+    path = write_config("c.yaml", BASE + "train: {seed: 2}\n")
+    with pytest.raises(segkit.ConfigError, match=r"c.yaml:7: train: written twice \(first on line 5\)"):
+        segkit.load_config(path)
+
+
+def test_keys_brought_by_a_yaml_merge_key_may_be_overridden(write_config):
+    path = write_config("c.yaml", """
+        model:
+          backbone: &toy {type: toy, depth: 34}
+          head: {type: toy_head}
+          num_classes: 5
+          aux_heads: []
+        train: {max_iters: 100}
+        model_variant:
+          <<: *toy
+          depth: 50
+    """)
+    with pytest.raises(segkit.ConfigError) as caught:
+        segkit.load_config(path)
+    assert "unknown key in the config" in str(caught.value) and "written twice" not in str(caught.value)
+
+
+def test_override_messages_name_the_override_for_list_items_and_added_keys(write_config):
+    path = write_config("c.yaml", BASE + "eval:\n  scales: [1.0]\n")
+    with pytest.raises(segkit.ConfigError, match=r"eval\.scales\.3: no such list item \(the list has 1\)"):
+        segkit.load_config(path, ["eval.scales.3.x=2"])
+    with pytest.raises(segkit.ConfigError, match=r"override '\+extra\.key=1': extra: unknown key"):
+        segkit.load_config(path, ["+extra.key=1"])
+
+
 def test_override_of_missing_key_suggests_and_plus_adds(write_config):
     path = write_config("c.yaml", BASE)
     with pytest.raises(segkit.ConfigError, match=r"train\.sede: no such key 'sede'; did you mean 'seed'"):

@@ -1,10 +1,14 @@
 """The reference documentation keeps up with the code it describes."""
 
+import re
+import shlex
 import typing
 from dataclasses import fields
 from pathlib import Path
 
-from segkit import hookspecs, schema
+import pytest
+
+from segkit import ConfigError, hookspecs, load_config, schema
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -34,3 +38,32 @@ def test_plugin_guide_documents_every_hook():
     hooks = [name for name in vars(hookspecs) if name.startswith("segkit_")]
     missing = [hook for hook in hooks if f"`{hook}(" not in text]
     assert not missing, f"docs/plugins.md does not document: {missing}"
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(file, command line) for every `segkit`/`torchrun` line of the docs' and README's shell
+    blocks that names a shipped config; continued lines are joined."""
+    found = []
+    for page in [*sorted(DOCS.glob("*.md")), DOCS.parent / "README.md"]:
+        text = page.read_text(encoding="utf-8")
+        for block in re.findall(r"```(?:bash|sh)\n(.*?)```", text, flags=re.S):
+            for line in block.replace("\\\n", " ").splitlines():
+                line = line.strip()
+                if re.match(r"(srun )?(segkit|torchrun) ", line) and "configs/" in line:
+                    found.append((page.name, line))
+    return found
+
+
+@pytest.mark.parametrize("page, line", documented_commands(), ids=lambda v: v[:70])
+def test_documented_command_names_a_valid_config_and_overrides(page, line):
+    """Each documented command's config and overrides validate (running them is the README
+    test's job); a line marked '# misspelled' must be refused with a suggestion."""
+    command, _, comment = line.partition(" #")
+    arguments = shlex.split(command)
+    config = next(a for a in arguments if a.startswith("configs/") and a.endswith(".yaml"))
+    overrides = [a for a in arguments if "=" in a and not a.startswith("-") and "$" not in a]
+    if "misspelled" in comment:
+        with pytest.raises(ConfigError, match="did you mean"):
+            load_config(DOCS.parent / config, overrides)
+    else:
+        load_config(DOCS.parent / config, overrides)
