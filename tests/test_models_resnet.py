@@ -141,15 +141,15 @@ def test_pretrained_of_another_depth_lists_missing_keys(tmp_path):
     assert "missing (" in str(error.value) and "layer1.2.conv1.weight" in str(error.value)
 
 
-def test_pretrained_with_another_stem_lists_wrong_shapes_and_unexpected_keys(tmp_path):
-    path = tmp_path / "deep.pth"
-    torch.save(resnet18(stem="deep").state_dict(), path)
+@pytest.mark.parametrize("file_stem, model_stem", [("deep", "standard"), ("standard", "deep")])
+def test_pretrained_with_another_stem_says_which_weights_fit(tmp_path, file_stem, model_stem):
+    path = tmp_path / "other_stem.pth"
+    torch.save(resnet18(stem=file_stem).state_dict(), path)
     with pytest.raises(CheckpointError) as error:
-        resnet18(pretrained=str(path))
+        resnet18(stem=model_stem, pretrained=str(path))
     message = str(error.value)
-    assert "wrong shape" in message
-    assert "conv1.weight (file (64, 3, 3, 3), model (64, 3, 7, 7))" in message
-    assert "unexpected (" in message and "conv2.weight" in message
+    assert ("with a 7x7 stem" if file_stem == "standard" else "with a deep stem") in message
+    assert "resnet50-imagenet.pth" in message and "stem: standard" in message
 
 
 def test_non_strict_pretrained_accepts_missing_keys(tmp_path):

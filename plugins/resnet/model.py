@@ -21,6 +21,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from segkit.errors import CheckpointError
 from segkit.layers import Norm, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 
@@ -265,7 +266,22 @@ def load_pretrained(model: nn.Module, path: str, strict: bool = True) -> None:
     state = state_dict_of(read_checkpoint(path), path)
     if model.fc is None:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    _check_stem(model, state, path)
     load_into(model, state, path, strict)
+
+
+def _check_stem(model: ResNet, state: dict[str, torch.Tensor], path: str) -> None:
+    """The commonest mix-up, torchvision's 7x7-stem weights for a PSPNet/CSAIL deep stem or the
+    other way round, gets its own message instead of a list of forty keys."""
+    kernel = state.get("conv1.weight", torch.empty(0, 0, 0, 0)).shape[-1]
+    if kernel in (3, 7) and kernel != model.conv1.kernel_size[0]:
+        has, wants = ("a 7x7 stem", "the deep stem (three 3x3 convs)") if kernel == 7 else (
+            "a deep stem (three 3x3 convs)", "the standard 7x7 stem")
+        raise CheckpointError(
+            f"{path}: these are weights of a ResNet with {has}, but the backbone has {wants}. "
+            "Deep-stem ImageNet weights are the CSAIL code's resnet50-imagenet.pth / "
+            "resnet101-imagenet.pth; torchvision's fit `stem: standard` (see docs/weights.md)"
+        )
 
 
 def _with_depth(depth: int):
