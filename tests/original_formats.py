@@ -272,7 +272,41 @@ class OfficialDRN(nn.Module):
         return self.fc(self.avgpool(self.features(x))).flatten(1)
 
 
-def official_drn(name: str, num_classes: int = 1000) -> OfficialDRN:
+class OfficialDRNA(nn.Module):
+    """DRN-A: a ResNet whose layer3 and layer4 keep stride 1 and dilate by 2 and 4 (the first
+    block of each at dilation 1), classifier a Linear layer."""
+
+    def __init__(self, block, layers, num_classes=1000):
+        super().__init__()
+        self.inplanes = 64
+        self.out_dim = 512 * block.expansion
+        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.bn1 = nn.BatchNorm2d(64)
+        self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.layer1 = self._make_layer(block, 64, layers[0])
+        self.layer2 = self._make_layer(block, 128, layers[1], stride=2)
+        self.layer3 = self._make_layer(block, 256, layers[2], dilation=2)
+        self.layer4 = self._make_layer(block, 512, layers[3], dilation=4)
+        self.avgpool = nn.AvgPool2d(28)
+        self.fc = nn.Linear(self.out_dim, num_classes)
+
+    def _make_layer(self, block, planes, blocks, stride=1, dilation=1):
+        downsample = None
+        if stride != 1 or self.inplanes != planes * block.expansion:
+            downsample = nn.Sequential(
+                nn.Conv2d(self.inplanes, planes * block.expansion, 1, stride, bias=False),
+                nn.BatchNorm2d(planes * block.expansion),
+            )
+        layers = [block(self.inplanes, planes, stride, downsample)]
+        self.inplanes = planes * block.expansion
+        layers += [block(self.inplanes, planes, dilation=(dilation, dilation)) for _ in range(1, blocks)]
+        return nn.Sequential(*layers)
+
+
+def official_drn(name: str, num_classes: int = 1000) -> nn.Module:
+    if name == "drn_a_50":
+        return OfficialDRNA(DrnBottleneck, [3, 4, 6, 3], num_classes)
     table = {
         "drn_c_26": (DrnBasicBlock, [1, 1, 2, 2, 2, 2, 1, 1], "C"),
         "drn_c_42": (DrnBasicBlock, [1, 1, 3, 4, 6, 3, 1, 1], "C"),
@@ -290,14 +324,17 @@ class OfficialDRNSeg(nn.Module):
     """The DRN segmentation model: ``base`` (the classifier's children minus pool and fc),
     ``seg`` (1x1 conv) and ``up`` (a fixed bilinear transposed conv, x8)."""
 
-    def __init__(self, name: str, classes: int):
+    def __init__(self, name: str, classes: int, use_torch_up: bool = False):
         super().__init__()
         drn = official_drn(name)
         self.base = nn.Sequential(*list(drn.children())[:-2])
         self.seg = nn.Conv2d(drn.out_dim, classes, 1, bias=True)
-        self.up = nn.ConvTranspose2d(classes, classes, 16, stride=8, padding=4, groups=classes, bias=False)
-        fill_bilinear(self.up.weight)
-        self.up.weight.requires_grad_(False)
+        if use_torch_up:
+            self.up = nn.UpsamplingBilinear2d(scale_factor=8)
+        else:
+            self.up = nn.ConvTranspose2d(classes, classes, 16, stride=8, padding=4, groups=classes, bias=False)
+            fill_bilinear(self.up.weight)
+            self.up.weight.requires_grad_(False)
 
     def forward(self, x):
         return self.up(self.seg(self.base(x)))

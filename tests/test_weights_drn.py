@@ -25,7 +25,7 @@ def drnseg_files(tmp_path_factory):
     official training script saves it (a dict with the DataParallel-wrapped state dict)."""
     folder = tmp_path_factory.mktemp("drnseg")
     models = {}
-    for seed, name in enumerate(("drn_d_22", "drn_c_26")):
+    for seed, name in enumerate(("drn_d_22", "drn_c_26", "drn_a_50")):
         torch.manual_seed(seed)
         model = randomise_norms(OfficialDRNSeg(name, classes=19), seed).eval()
         path = folder / f"{name}_cityscapes.pth"
@@ -38,7 +38,7 @@ def drnseg_files(tmp_path_factory):
     return models
 
 
-@pytest.mark.parametrize("name", ["drn_d_22", "drn_c_26"])
+@pytest.mark.parametrize("name", ["drn_d_22", "drn_c_26", "drn_a_50"])
 def test_converted_drnseg_gives_the_original_outputs(name, drnseg_files, tmp_path, capsys):
     original, path = drnseg_files[name]
     config = CONFIGS / f"drnseg_{name[4:]}_cityscapes.yaml"
@@ -62,6 +62,45 @@ def test_drnseg_with_interpolating_head_config_is_told_to_use_the_transposed_con
                       "model: {head: {upsample: bilinear}}\n", encoding="utf-8")
     assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(tmp_path / "o.pt")]) == 2
     assert "set model.head.upsample: transposed_conv" in capsys.readouterr().err
+
+
+def test_drnseg_upsampling_by_interpolation_converts_with_aligned_corners(tmp_path, capsys):
+    torch.manual_seed(3)
+    original = randomise_norms(OfficialDRNSeg("drn_d_22", classes=19, use_torch_up=True), 3).eval()
+    path = tmp_path / "torch_up.pth"
+    torch.save(original.state_dict(), path)
+    config = tmp_path / "aligned.yaml"
+    config.write_text(f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
+                      "model: {head: {upsample: bilinear}}\n", encoding="utf-8")
+    out = tmp_path / "o.pt"
+    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)]) == 2
+    assert "set model.head.upsample: bilinear_aligned" in capsys.readouterr().err
+    overrides = ["model.head.upsample=bilinear_aligned"]
+    config.write_text(f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
+                      "model: {head: {upsample: bilinear_aligned}}\n", encoding="utf-8")
+    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)]) == 0
+    model = segkit.build_model(segkit.load_config(config, [f"model.pretrained={out}", *overrides])).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(IMAGES)["main"], original(IMAGES), atol=1e-5, rtol=1e-5)
+
+
+def test_official_drn_files_are_refused_for_drn_b(drnseg_files, tmp_path, capsys):
+    """DRN-B has DRN-C's weight names and shapes but other connections; the official code has
+    no DRN-B, so its files are DRN-C's and would silently give another network."""
+    _, path = drnseg_files["drn_c_26"]
+    config = tmp_path / "b26.yaml"
+    config.write_text(f"_base_: {CONFIGS / 'drnseg_c_26_cityscapes.yaml'}\n"
+                      "model: {backbone: {type: drn_b_26}}\n", encoding="utf-8")
+    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(tmp_path / "o.pt")]) == 2
+    assert "is a DRNSeg with a DRN-C backbone, but" in capsys.readouterr().err
+    imagenet = tmp_path / "drn_c_26.pth"
+    torch.save(official_drn("drn_c_26").state_dict(), imagenet)
+    assert main(["convert", "--from", "drn", str(imagenet), "--backbone", "drn_b_26", "--out", str(tmp_path / "b.pt")]) == 2
+    assert "no DRN-B" in capsys.readouterr().err
+    converted = tmp_path / "c.pt"
+    assert main(["convert", "--from", "drn", str(imagenet), "--backbone", "drn_c_26", "--out", str(converted)]) == 0
+    with pytest.raises(SegkitError, match="converted for 'drn_c_26', not for 'drn_b_26'"):
+        segkit.build("backbone", {"type": "drn_b_26", "pretrained": str(converted)})
 
 
 def test_drnseg_needs_the_config_of_its_model(drnseg_files, tmp_path, capsys):

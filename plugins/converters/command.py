@@ -103,30 +103,25 @@ def _drnseg_checkpoint(path: Path, original: dict, config_path: str | None) -> d
             "config of its model (e.g. configs/drn/drnseg_d_22_cityscapes.yaml)"
         )
     config, model = _segmentor(config_path)
-    children = drn.official_children(model.backbone)
-    if children is None:
+    kind = drn.architecture(original)
+    built = config["model"]["backbone"]["type"]
+    if drn.backbone_architecture(model.backbone) != kind:
         raise ConfigError(
-            f"{config_path}: model.backbone is '{config['model']['backbone']['type']}', but "
-            f"{path} is a DRNSeg checkpoint: the config must use its DRN-C or DRN-D backbone"
+            f"{path} is a DRNSeg with a DRN-{kind.upper()} backbone, but {config_path} builds "
+            f"'{built}'; give the config of its DRN-{kind.upper()} (configs/drn/)"
         )
-    if (drn.architecture(original) == "d") != (model.backbone.arch == "d"):
-        kind = drn.architecture(original).upper()
-        raise ConfigError(
-            f"{path} is a DRNSeg with a DRN-{kind} backbone, but {config_path} builds "
-            f"'{config['model']['backbone']['type']}'; give the config of its DRN-{kind}"
-        )
-    has_up = getattr(model.head, "up", None) is not None
-    if "up.weight" in original and not has_up:
+    upsample = getattr(model.head, "upsample", None)
+    if "up.weight" in original and upsample != "transposed_conv":
         raise ConfigError(
             f"{path} has the official fixed upsampling 'up' (a transposed conv): set "
             f"model.head.upsample: transposed_conv in {config_path} to reproduce its outputs"
         )
-    if "up.weight" not in original and has_up:
+    if "up.weight" not in original and upsample != "bilinear_aligned":
         raise ConfigError(
-            f"{path} has no 'up' weights (its model upsampled by interpolation): set "
-            f"model.head.upsample: bilinear in {config_path}"
+            f"{path} has no 'up' weights (its model upsampled with nn.UpsamplingBilinear2d): "
+            f"set model.head.upsample: bilinear_aligned in {config_path} to reproduce its outputs"
         )
-    state, unknown = drn.segmentor_state(original, children)
+    state, unknown = drn.segmentor_state(original, drn.OFFICIAL_CHILDREN[kind])
     if unknown:
         raise SegkitError(
             f"{path}: not a DRNSeg checkpoint for this backbone: no segkit name for "
@@ -188,6 +183,12 @@ def _backbone_file(
         )
     spec.pop("pretrained", None)
     spec.pop("num_classes", None)
+    if spec["type"].startswith("drn_b"):
+        raise ConfigError(
+            f"{path}: the official DRN code has no DRN-B, and a DRN-C file (same weight names, "
+            f"other connections) would give another network in '{spec['type']}'; convert it for "
+            "the DRN-C of the same depth (e.g. --backbone drn_c_26)"
+        )
     options = dict(spec)
     classifier = state.get("fc.weight")
     if classifier is not None:  # check the ImageNet classifier too, and keep it

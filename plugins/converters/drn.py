@@ -2,10 +2,12 @@
 
 DRNSeg keeps the classification network's children, in order and without the pool and the
 classifier, as ``base.{i}``; its 1x1 classifier is ``seg`` and its fixed bilinear transposed
-conv ``up``. The children are, in the official code's order (the ReLU counts, although it has no
-weights): DRN-C (and DRN-B) ``conv1, bn1, relu, layer1..layer8``; DRN-D ``layer0,
-layer1..layer8``. segkit's DRN backbones use those very names, so ``base.{i}.rest`` becomes
-``backbone.<child i>.rest``; ``seg`` and ``up`` are the ``drn_seg`` head's.
+conv ``up``. The children are, in the official code's order (the ReLU and the pool count,
+although they have no weights): DRN-A ``conv1, bn1, relu, maxpool, layer1..layer4``; DRN-C
+``conv1, bn1, relu, layer1..layer8``; DRN-D ``layer0, layer1..layer8``. segkit's DRN backbones
+use those very names, so ``base.{i}.rest`` becomes ``backbone.<child i>.rest``; ``seg`` and
+``up`` are the ``drn_seg`` head's. The official code has no DRN-B: a DRN-B has DRN-C's weight
+names and shapes but other connections, so no official file is taken for one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from torch import nn
 
 LEVELS = [f"layer{level}" for level in range(1, 9)]
 OFFICIAL_CHILDREN = {
-    "b": ["conv1", "bn1", "relu", *LEVELS],
+    "a": ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"],
     "c": ["conv1", "bn1", "relu", *LEVELS],
     "d": ["layer0", *LEVELS],
 }
@@ -28,19 +30,21 @@ def is_drnseg(state: dict[str, torch.Tensor]) -> bool:
 
 
 def architecture(state: dict[str, torch.Tensor]) -> str:
-    """``d`` or ``c`` for a DRNSeg state dict: DRN-D's first child is a Sequential (``layer0``),
-    DRN-C's a conv."""
-    return "d" if "base.0.0.weight" in state else "c"
+    """``a``, ``c`` or ``d`` for a DRNSeg state dict: DRN-D's first child is a Sequential
+    (``layer0``); DRN-A has 8 children, DRN-C 11."""
+    if "base.0.0.weight" in state:
+        return "d"
+    children = {int(key.split(".")[1]) for key in state if key.startswith("base.")}
+    return "a" if max(children) < len(OFFICIAL_CHILDREN["a"]) else "c"
 
 
-def official_children(backbone: nn.Module) -> list[str] | None:
-    """The names of DRNSeg's ``base.{i}`` children in segkit's backbone, or None when the
-    backbone is not a DRN-B/C/D."""
-    from segkit_plugins.drn.model import DRN
+def backbone_architecture(backbone: nn.Module) -> str | None:
+    """``a``, ``b``, ``c`` or ``d`` for segkit's DRN backbones, None for any other backbone."""
+    from segkit_plugins.drn.model import DRN, DRNA
 
-    if not isinstance(backbone, DRN):
-        return None
-    return OFFICIAL_CHILDREN[backbone.arch]
+    if isinstance(backbone, DRNA):
+        return "a"
+    return backbone.arch if isinstance(backbone, DRN) else None
 
 
 def segmentor_state(

@@ -1,5 +1,5 @@
 """The DRN paper's segmentation head: a 1x1 classifier on the output-stride-8 features, then x8
-upsampling, either by interpolation or by the official code's fixed bilinear transposed conv."""
+upsampling, by interpolation or by the official code's fixed bilinear transposed conv."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import math
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -14,20 +15,25 @@ class DRNSegHead(nn.Module):
     """DRN segmentation head: 1x1 classifier (``seg``) and x8 upsampling (``up``, optional).
 
     ``upsample: bilinear`` returns the stride-8 logits and lets the segmentor interpolate them
-    to the input size; ``transposed_conv`` adds the official DRNSeg's ``up``, a per-class
-    ConvTranspose2d (kernel 16, stride 8, padding 4) fixed to bilinear weights and never trained,
-    so that official DRNSeg checkpoints load with their ``up.weight``.
+    to the input size, as every other head does. The official DRNSeg upsamples by exactly 8 in
+    one of two ways, reproduced for its checkpoints: ``transposed_conv`` adds its ``up``, a
+    per-class ConvTranspose2d (kernel 16, stride 8, padding 4) fixed to bilinear weights and
+    never trained; ``bilinear_aligned`` is its ``use_torch_up`` variant, nn.UpsamplingBilinear2d
+    (align_corners=True), which aligns the corner pixels rather than the pixel areas.
     """
 
     def __init__(
         self,
         in_channels: int,
         num_classes: int,
-        upsample: Literal["bilinear", "transposed_conv"] = "bilinear",
+        upsample: Literal["bilinear", "bilinear_aligned", "transposed_conv"] = "bilinear",
     ):
         super().__init__()
-        if upsample not in ("bilinear", "transposed_conv"):
-            raise ValueError(f"upsample must be 'bilinear' or 'transposed_conv'; got {upsample!r}")
+        if upsample not in ("bilinear", "bilinear_aligned", "transposed_conv"):
+            raise ValueError(
+                f"upsample must be 'bilinear', 'bilinear_aligned' or 'transposed_conv'; got {upsample!r}"
+            )
+        self.upsample = upsample
         self.seg = nn.Conv2d(in_channels, num_classes, 1)
         nn.init.normal_(self.seg.weight, std=math.sqrt(2.0 / num_classes))
         nn.init.zeros_(self.seg.bias)
@@ -43,6 +49,8 @@ class DRNSegHead(nn.Module):
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         logits = self.seg(features)
+        if self.upsample == "bilinear_aligned":
+            return F.interpolate(logits, scale_factor=8, mode="bilinear", align_corners=True)
         return logits if self.up is None else self.up(logits)
 
 

@@ -31,6 +31,7 @@ from typing import Literal, Optional
 import torch
 from torch import nn
 
+from segkit.errors import CheckpointError
 from segkit.layers import Norm, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 
@@ -137,6 +138,7 @@ class _Backbone(nn.Module):
     """What every DRN shares: initialisation and pretrained loading."""
 
     fc: Optional[nn.Module]
+    network: str  # the registered name, e.g. drn_c_26
 
     def _initialise(self) -> None:
         for module in self.modules():
@@ -147,7 +149,16 @@ class _Backbone(nn.Module):
                 nn.init.zeros_(module.bias)
 
     def _load(self, path: str, strict: bool) -> None:
-        state = state_dict_of(read_checkpoint(path), path)
+        checkpoint = read_checkpoint(path)
+        recorded = checkpoint.get("backbone") if isinstance(checkpoint, dict) else None
+        converted_for = recorded.get("type") if isinstance(recorded, dict) else None
+        # DRN-B and DRN-C weights have the same names and shapes: only the record tells them apart
+        if str(converted_for).startswith("drn_") and converted_for != self.network:
+            raise CheckpointError(
+                f"{path}: these weights were converted for '{converted_for}', not for "
+                f"'{self.network}'; use them with type: {converted_for}"
+            )
+        state = state_dict_of(checkpoint, path)
         if self.fc is None:  # a feature backbone ignores the file's ImageNet classifier
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
         load_into(self, state, path, strict)
@@ -205,7 +216,7 @@ class DRN(_Backbone):
             raise ValueError(f"no DRN-{arch.upper()}-{depth}; the DRNs are: {known}")
         check_norm(norm, gn_groups)
         block, counts = LEVELS[(arch, depth)]
-        self.arch = arch
+        self.arch, self.network = arch, f"drn_{arch}_{depth}"
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
         c = LEVEL_CHANNELS
@@ -322,6 +333,7 @@ class DRNA(_Backbone):
             raise ValueError(f"DRN-A depth must be one of 18, 34, 50; got {depth}")
         check_norm(norm, gn_groups)
         block, counts = A_LAYERS[depth]
+        self.network = f"drn_a_{depth}"
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
 
