@@ -28,6 +28,8 @@ the end.
 from __future__ import annotations
 
 import inspect
+import os
+import signal
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -172,6 +174,20 @@ def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
         with explaining(f"data.{split}.transforms.{number}"):
             transforms.append(registry().build("transform", transform_spec))
     return TransformedDataset(dataset, transforms, config["train"]["seed"], policy)
+
+
+def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
+    """A DataLoader worker's ``worker_init_fn``. Ctrl-C and SIGTERM go to a whole process group
+    (a terminal, torchrun, SLURM). A worker killed by a signal makes PyTorch end the main process
+    with a 'worker killed' error at once, before it can finish its step and save ``last.pt``;
+    so a worker ignores Ctrl-C (the main process decides) and ends quietly, with status 0, on
+    SIGTERM, which is also how multiprocessing stops workers left over at exit."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _end_worker)
+
+
+def _end_worker(signum, frame) -> None:
+    os._exit(0)
 
 
 def collate(samples: Sequence[dict]) -> dict:

@@ -134,6 +134,20 @@ class SignalAt:
             os.kill(os.getpid(), getattr(signal, self.signal))
 
 
+class PoisonAt:
+    """Sets one weight of the model to NaN after step ``step``: a diverged update whose loss
+    was still finite."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    @segkit.hookimpl
+    def segkit_on_train_iter_end(self, run, step, logs):
+        if step == self.step:
+            with torch.no_grad():
+                next(run.model.parameters()).fill_(float("nan"))
+
+
 class StepFile:
     """Writes the current step to ``path`` after each step and sleeps ``sleep`` seconds, so a
     test in another process can see where training is and interrupt it."""
@@ -177,6 +191,7 @@ def segkit_register_losses(register):
 def segkit_register_loggers(register):
     register("toy_signal_at", SignalAt)
     register("toy_step_file", StepFile)
+    register("toy_poison_at", PoisonAt)
 
 
 def config_text(**sections: str) -> str:

@@ -42,11 +42,21 @@ def toy_plugin_path(tmp_path) -> str:
     return os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")])
 
 
-def test_sigterm_to_a_training_process_saves_last_pt_and_the_run_resumes(toys, tmp_path):
+@pytest.mark.parametrize("workers, whole_group", [(0, False), (2, True)], ids=["process", "group"])
+def test_sigterm_to_a_training_process_saves_last_pt_and_the_run_resumes(toys, tmp_path, workers, whole_group):
+    """The signal to the process alone, or to its whole process group as torchrun, SLURM and a
+    terminal send it, data-loading workers included."""
     step_file = tmp_path / "step.txt"
     config = write(
         tmp_path,
         train="train: {max_iters: 300, eval_interval: 0, log_interval: 10, precision: fp32, device: cpu}\n",
+        data=f"""
+data:
+  train: {{type: toy_shapes, count: 16, transforms: [{{type: toy_flip}}]}}
+  val: {{type: toy_shapes, count: 6, seed: 1}}
+  batch_size: 4
+  workers: {workers}
+""",
         logging=f"logging: {{loggers: [{{type: toy_step_file, path: '{step_file}', sleep: 0.05}}]}}\n",
     )
     run = tmp_path / "run"
@@ -54,13 +64,17 @@ def test_sigterm_to_a_training_process_saves_last_pt_and_the_run_resumes(toys, t
     process = subprocess.Popen(
         [sys.executable, "-m", "segkit", "train", str(config), "--work-dir", str(run)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        start_new_session=whole_group,
     )
     deadline = time.monotonic() + 120
     while not (step_file.exists() and step_file.read_text().strip() and int(step_file.read_text()) >= 3):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "training did not start"
         time.sleep(0.05)
-    process.send_signal(signal.SIGTERM)
+    if whole_group:
+        os.killpg(process.pid, signal.SIGTERM)
+    else:
+        process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 143, err
     last = torch.load(run / "checkpoints/last.pt", weights_only=True)

@@ -255,6 +255,18 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(toys
         "iter_000003.pt", "iter_000006.pt", "last.pt"]
 
 
+def test_weights_that_became_non_finite_are_never_saved(toys, tmp_path, capsys):
+    config = write(tmp_path, train=NAN_TRAIN,
+                   logging="logging: {loggers: [{type: toy_poison_at, step: 6}]}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "the weights became non-finite (NaN or infinite) by iteration 6" in err
+    assert "precision=fp32" not in err  # the run is in fp32 already
+    assert f"{run / 'checkpoints/last.pt'} (iteration 3)" in err
+    assert load(run / "checkpoints/last.pt")["step"] == 3
+
+
 def test_a_fresh_run_refuses_a_directory_that_holds_one(toys, tmp_path, capsys):
     config = write(tmp_path, train=NAN_TRAIN.replace("20", "3"))
     run = tmp_path / "run"

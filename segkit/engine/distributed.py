@@ -199,10 +199,17 @@ class World:
         """Whether ``error`` says that another process died or stopped answering."""
         if not self.started:
             return False
-        if isinstance(error, getattr(dist, "DistError", ())):
-            return True
-        text = str(error)
-        return isinstance(error, RuntimeError) and any(p in text for p in _LOST_PEER_PHRASES)
+        seen = set()
+        # the peer's loss may surface inside another error (a data worker stopped while the
+        # process was handling it), so the whole chain of causes is read
+        while error is not None and id(error) not in seen:
+            seen.add(id(error))
+            if isinstance(error, getattr(dist, "DistError", ())):
+                return True
+            if isinstance(error, RuntimeError) and any(p in str(error) for p in _LOST_PEER_PHRASES):
+                return True
+            error = error.__cause__ or error.__context__
+        return False
 
 
 class StopVote:

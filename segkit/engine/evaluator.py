@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from segkit.data import IGNORE_INDEX
+from segkit.data import IGNORE_INDEX, leave_stop_signals_to_the_main_process
 from segkit.engine.distributed import World
 from segkit.engine.inference import InferenceSettings, InputNormalizer, Predictor
 from segkit.engine.precision import Precision
@@ -116,6 +116,7 @@ def validation_loader(
         sampler=ShardSampler(len(dataset), rank, world_size),
         num_workers=workers,
         collate_fn=list,
+        worker_init_fn=leave_stop_signals_to_the_main_process,
         pin_memory=pin_memory,
         persistent_workers=persistent_workers and workers > 0,
         generator=torch.Generator().manual_seed(seed),

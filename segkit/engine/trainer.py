@@ -32,7 +32,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
 from segkit.build import build_lr_scheduler, build_model, build_optimizer, explaining, registry
-from segkit.data import build_dataset, collate
+from segkit.data import build_dataset, collate, leave_stop_signals_to_the_main_process
 from segkit.engine.checkpoint import capture_rng, load_for_resume, restore_rng
 from segkit.engine.distributed import LostContact, StopVote, World, rank_seed
 from segkit.engine.evaluator import Evaluator, validation_loader
@@ -285,6 +285,7 @@ class Trainer:
             sampler=sampler,
             num_workers=self.data_cfg["workers"],
             collate_fn=collate,
+            worker_init_fn=leave_stop_signals_to_the_main_process,
             pin_memory=self._pin_memory(),
             # The base seed of the workers comes from this generator, not from the global RNG,
             # so that creating the loader does not shift the model's random stream.
@@ -411,12 +412,13 @@ class Trainer:
             logs = self._logs(step) if step % log_interval == 0 or finished else {}
             hook.segkit_on_train_iter_end(run=self.run, step=step, logs=logs)
             stop = vote(self.stop.signal)
-            validate = self.val_loader is not None and (
+            # a stopping run saves at once: its data workers may have ended with the signal
+            validate = self.val_loader is not None and stop is None and (
                 finished or (eval_interval > 0 and step % eval_interval == 0)
             )
             numbered = checkpoint_interval > 0 and step % checkpoint_interval == 0
             if validate or numbered or finished or stop is not None:
-                self._check_finite()
+                self._check_finite(step)
             if validate:
                 self._validate(step, hook)
             if validate or numbered or finished or stop is not None:
@@ -471,7 +473,7 @@ class Trainer:
 
     def _logs(self, step: int) -> dict[str, float]:
         """Read the window's sums (the one host sync of a logging step) and write the line."""
-        self._check_finite()
+        self._check_finite(step, weights=False)
         logs = self.window.read(self.world)
         logs.update(self._learning_rates())
         peak = torch.tensor([peak_memory_gb(self.device)], dtype=torch.float64)
@@ -493,15 +495,32 @@ class Trainer:
                 rates.setdefault("lr", group["lr"] / multiplier)
         return rates
 
-    def _check_finite(self) -> None:
+    def _check_finite(self, step: int, weights: bool = True) -> None:
+        """The losses since the last check, and before anything is saved the weights too, which
+        an update can ruin while the loss that led to it was still finite."""
         bad = self.watch.first_bad_step(self.world)
-        if bad is None:
+        if bad is not None:
+            what = f"the loss became non-finite (NaN or infinite) at iteration {bad}"
+        elif weights and not self._weights_finite():
+            what = (f"the weights became non-finite (NaN or infinite) by iteration {step}, "
+                    "although the losses were finite: an update diverged")
+        else:
             return
+        remedies = "a lower optimizer.lr or train.grad_clip"
+        if self.precision.name != "fp32":
+            remedies += ", or train.precision=fp32"
         raise TrainingDiverged(
-            f"the loss became non-finite (NaN or infinite) at iteration {bad}; training stopped "
-            f"without saving the broken state; {self._kept()}. Try a lower optimizer.lr, "
-            "train.grad_clip, or train.precision=fp32."
+            f"{what}; training stopped without saving the broken state; {self._kept()}. "
+            f"Try {remedies}."
         )
+
+    def _weights_finite(self) -> bool:
+        tensors = [
+            t.detach() for t in (*self.model.parameters(), *self.model.buffers())
+            if t.is_floating_point()
+        ]
+        total = torch.nn.utils.get_total_norm(tensors, norm_type=float("inf"))
+        return bool(self.world.min_(torch.isfinite(total).to(torch.int64)))
 
     def _kept(self) -> str:
         if self.saved is not None:
