@@ -218,6 +218,17 @@ def test_a_run_stopped_and_resumed_ends_with_the_weights_of_one_never_stopped(to
     assert [line["step"] for line in lines(run, "train")] == [2, 4, 6, 8, 10, 12]
 
 
+def test_a_finished_run_resumed_with_more_iterations_follows_the_longer_schedule(toys, tmp_path):
+    config = write(tmp_path, train=RESUME_TRAIN)
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run)]) == 0
+    assert main(["train", str(config), "train.max_iters=24", "--resume", "--work-dir", str(run)]) == 0
+    longer = {line["step"]: line["lr"] for line in lines(run, "train")}
+    # poly 0.9 from lr 0.05 over 24 iterations, not the 12 of the checkpoint (lr 0 after 12)
+    for step in (14, 20):
+        assert longer[step] == pytest.approx(0.05 * (1 - step / 24) ** 0.9, rel=1e-6)
+
+
 def test_resume_from_a_numbered_checkpoint_continues_in_its_run_directory(toys, tmp_path):
     config = write(tmp_path, train=RESUME_TRAIN.replace("accumulate: 2", "checkpoint_interval: 4\n  keep_checkpoints: 2"))
     run = tmp_path / "run"

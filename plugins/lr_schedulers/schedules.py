@@ -41,6 +41,19 @@ class IterationSchedule(LRScheduler):
         self.floors = [min_lr * group.get("lr_mult", 1.0) for group in optimizer.param_groups]
         super().__init__(optimizer)
 
+    # A checkpoint keeps where the schedule is, not its shape, which comes from the config: a
+    # run resumed with a larger train.max_iters (to train longer) follows the new curve.
+    POSITION = ("last_epoch", "_step_count", "base_lrs")
+
+    def state_dict(self) -> dict:
+        return {key: self.__dict__[key] for key in self.POSITION}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.__dict__.update({key: state_dict[key] for key in self.POSITION})
+        self._last_lr = self.get_lr()
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr
+
     def factor(self, step: int) -> float:
         raise NotImplementedError
 

@@ -19,6 +19,7 @@ others fail with a message instead of waiting forever.
 from __future__ import annotations
 
 import random
+import shlex
 import signal
 import socket
 import sys
@@ -430,7 +431,8 @@ class Trainer:
                     print(
                         f"segkit: stopped by {signal.Signals(stop).name} after iteration {step}; "
                         f"saved {self.rundir.checkpoints.last}. Resume with: segkit train "
-                        f"{self.config_path or 'CONFIG'} --resume --work-dir {self.rundir.path}"
+                        f"{shlex.join([self.config_path or 'CONFIG', *self.overrides])} "
+                        f"--resume --work-dir {self.rundir.path}"
                         + (", started as this run was (torchrun or --nproc)"
                            if self.world.size > 1 else ""),
                         file=sys.stderr,
