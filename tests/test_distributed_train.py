@@ -171,6 +171,23 @@ def test_distributed_validation_and_eval_equal_one_process_exactly(runs):
         assert two[name] == one[name] == validation[name], name
 
 
+def test_validation_with_unsynchronised_batch_norm_is_that_of_the_saved_model(tmp_path):
+    """Plain batch norm keeps running statistics per process; validation uses rank 0's, which
+    the checkpoint holds, so `segkit eval` of the checkpoint gives the same metric."""
+    env = plugin_environment(tmp_path)
+    config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
+    run = tmp_path / "run"
+    trained = segkit("train", str(config), "model.backbone.norm=bn", "--work-dir", str(run), env=env, nproc=2)
+    assert trained.returncode == 0, trained.stderr
+    evaluated = segkit("eval", str(config), "model.backbone.norm=bn", "--checkpoint",
+                       str(run / "checkpoints/last.pt"), "--out", str(tmp_path / "eval.json"), env=env)
+    assert evaluated.returncode == 0, evaluated.stderr
+    one = json.loads((tmp_path / "eval.json").read_text())
+    validation = metric_lines(run, "val")[-1]
+    for name in METRICS:
+        assert one[name] == validation[name], name
+
+
 def test_a_process_that_cannot_prepare_the_run_stops_all_of_them(runs):
     root = runs["root"]
     result = segkit("train", str(runs["config"]), "--work-dir", str(root / "two"), env=runs["env"],
@@ -181,12 +198,13 @@ def test_a_process_that_cannot_prepare_the_run_stops_all_of_them(runs):
     assert weights(root / "two/checkpoints/last.pt")["step"] == 6
 
 
-def test_a_process_that_dies_fails_the_run_and_leaves_the_last_checkpoint(tmp_path):
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_process_that_dies_fails_the_run_and_leaves_the_last_checkpoint(tmp_path, workers):
     env = plugin_environment(tmp_path)
     config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
     run = tmp_path / "run"
     result = segkit(
-        "train", str(config), "train.max_iters=10", "train.checkpoint_interval=2",
+        "train", str(config), "train.max_iters=10", "train.checkpoint_interval=2", f"data.workers={workers}",
         "loss={type: toy_fault_at, call: 7, rank: 1, action: exit}", "--work-dir", str(run),
         env=env, nproc=2,
     )

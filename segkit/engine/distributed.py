@@ -143,6 +143,12 @@ class World:
     def min_(self, tensor: torch.Tensor) -> torch.Tensor:
         return self._reduce(tensor, "MIN")
 
+    def broadcast_(self, tensor: torch.Tensor, source: int = 0) -> torch.Tensor:
+        """Replace ``tensor`` by process ``source``'s, in place."""
+        if self.started:
+            dist.broadcast(tensor, src=source)
+        return tensor
+
     def _reduce(self, tensor: torch.Tensor, op: str) -> torch.Tensor:
         if self.started:
             dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))

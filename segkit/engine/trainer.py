@@ -543,6 +543,10 @@ class Trainer:
     def _validate(self, step: int, hook) -> None:
         """Every process evaluates its share; all get the same metrics, rank 0 records them."""
         self.phase = f"in the validation after iteration {step}"
+        # Unsynchronised batch norms keep per-process running statistics; every process
+        # evaluates with rank 0's, the model that is saved, so the metric is that model's.
+        for buffer in self.model.buffers():
+            self.world.broadcast_(buffer)
         metrics = self.evaluator.evaluate(self.model, self.val_loader)
         samples = metrics.pop("samples")
         miou = metrics["mIoU"]
