@@ -35,6 +35,11 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
         raise CheckpointError(f"{path}: is a folder; give the weight file in it (e.g. {path}/best.pt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: weight file not found (weights are read from local files)")
+    if not _is_pickle(path):
+        raise CheckpointError(
+            f"{path}: not a PyTorch weight file: torch.save writes a zip archive (or, before "
+            "PyTorch 1.6, a pickle), and this file is neither"
+        )
     try:
         with warnings.catch_warnings():  # torch's note on the pickle protocol of old files
             warnings.filterwarnings("ignore", message="Detected pickle protocol")
@@ -46,7 +51,8 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
             "If you trust the file, load it yourself and re-save the state dict: "
             "torch.save(model.state_dict(), ...)."
         ) from None
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
+    # a damaged archive or pickle trips the reader in many ways
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as error:
         raise CheckpointError(
             f"{path}: not a readable PyTorch weight file (truncated or corrupt?): {_first_line(error)}"
         ) from None
@@ -166,6 +172,14 @@ def _shorten(keys: list[str], limit: int = 8) -> str:
 def _first_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
+
+
+def _is_pickle(path: Path) -> bool:
+    """Whether the file is a zip archive (which holds a pickle) or a pickle of protocol 2 or
+    later (the legacy torch format, starting with the PROTO opcode)."""
+    with open(path, "rb") as file:
+        start = file.read(4)
+    return start[:1] == b"\x80" or start == b"PK\x03\x04"
 
 
 def _refusal_reason(error: BaseException) -> str:

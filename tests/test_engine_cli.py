@@ -154,6 +154,21 @@ def test_predict_merge_sums_class_probabilities_into_groups(trained, tmp_path):
     assert [c["name"] for c in json.loads((out / "classes.json").read_text())] == ["coloured"]
 
 
+def test_predict_takes_config_overrides_among_the_images(trained, tmp_path, capsys):
+    config, checkpoint = trained
+    images = write_images(tmp_path / "images", [(32, 32)])
+    out = tmp_path / "out"
+    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
+                 "--mode", "slide", "--out", str(out)]) == 2
+    assert "eval.crop" in capsys.readouterr().err  # slide needs a window size
+    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
+                 "eval.crop=[16,16]", "--mode", "slide", "--out", str(out)]) == 0
+    assert (out / "img0.png").is_file()
+    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
+                 "eval.crpo=[16,16]", "--out", str(out)]) == 2
+    assert "did you mean 'crop'" in capsys.readouterr().err
+
+
 def test_predict_of_a_missing_image_is_a_user_error(trained, tmp_path, capsys):
     config, checkpoint = trained
     status = main(["predict", str(config), "--checkpoint", str(checkpoint), str(tmp_path / "nope.jpg"),

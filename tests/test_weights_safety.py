@@ -12,6 +12,7 @@ from PIL import Image
 
 import segkit
 from segkit.cli import main
+from segkit.weights import read_checkpoint
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 
@@ -93,3 +94,19 @@ def test_eval_refuses_a_malicious_checkpoint(malicious, tmp_path, capsys, write_
     for path in files:
         assert refused(main(["eval", str(config), "--checkpoint", str(path)]), capsys.readouterr().err, path)
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"hello world\n", b"x" * 100, b"\x89PNG\r\n\x1a\n"])
+def test_a_file_that_is_no_weight_file_is_named_as_such(content, tmp_path):
+    path = tmp_path / "weights.pt"
+    path.write_bytes(content)
+    with pytest.raises(segkit.SegkitError, match="weights.pt: not a PyTorch weight file"):
+        read_checkpoint(path)
+
+
+def test_a_truncated_checkpoint_is_called_truncated_or_corrupt(tmp_path):
+    path = tmp_path / "half.pt"
+    torch.save({"weight": torch.ones(1000)}, path)
+    path.write_bytes(path.read_bytes()[:300])
+    with pytest.raises(segkit.SegkitError, match="half.pt: not a readable PyTorch weight file \\(truncated or corrupt"):
+        read_checkpoint(path)

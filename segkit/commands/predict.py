@@ -1,9 +1,10 @@
-"""``segkit predict CONFIG --checkpoint PATH IMAGES_OR_DIRS... --out DIR [--overlay]
-[--merge LABEL_MAP]``: palette PNGs (and overlays) of a model's predictions."""
+"""``segkit predict CONFIG [KEY=VALUE...] --checkpoint PATH IMAGES_OR_DIRS... --out DIR
+[--overlay] [--merge LABEL_MAP]``: palette PNGs (and overlays) of a model's predictions."""
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -18,7 +19,10 @@ def add_commands(subparsers) -> None:
         "also <name>_overlay.png. classes.json lists the class names and colours.",
     )
     parser.add_argument("config", help="path to a YAML config")
-    parser.add_argument("inputs", nargs="+", metavar="IMAGES_OR_DIR", help="image files or folders")
+    parser.add_argument(
+        "inputs", nargs="+", metavar="IMAGES_OR_DIR",
+        help="image files or folders, and KEY=VALUE config overrides (e.g. eval.crop=[512,512])",
+    )
     parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
@@ -46,9 +50,10 @@ def run_predict(args) -> int:
     from segkit.imagefiles import EncodedImage
     from segkit.validation import load_config
 
-    config = load_config(args.config)
+    inputs, overrides = split_overrides(args.inputs)
+    config = load_config(args.config, overrides)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
-    paths = collect_images(args.inputs)
+    paths = collect_images(inputs)
     trained = load_trained(config, args.checkpoint, args.device)
     num_classes = config["model"]["num_classes"]
     names, palette = trained.class_names(num_classes), trained.colours(num_classes)
@@ -77,6 +82,16 @@ def run_predict(args) -> int:
     (out / "classes.json").write_text(json.dumps(classes, indent=2) + "\n", encoding="utf-8")
     print(f"segkit: wrote {len(paths)} prediction(s) to {out}")
     return 0
+
+
+OVERRIDE = re.compile(r"\+?[A-Za-z_]\w*(\.\w+)*=")
+
+
+def split_overrides(arguments: list[str]) -> tuple[list[str], list[str]]:
+    """Images and folders on one side, ``KEY=VALUE`` overrides on the other; an existing file
+    whose name happens to look like an override stays an image."""
+    overrides = [a for a in arguments if OVERRIDE.match(a) and not Path(a).exists()]
+    return [a for a in arguments if a not in overrides], overrides
 
 
 def collect_images(inputs: list[str]) -> list[Path]:
