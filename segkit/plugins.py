@@ -73,6 +73,7 @@ class Plugins:
         self.manager.add_hookspecs(hookspecs)
         self.registry = Registry()
         self.records: list[PluginRecord] = []
+        self.unknown_disabled: list[str] = []  # names in SEGKIT_DISABLE_PLUGINS nothing has
 
     @property
     def hook(self) -> Any:
@@ -103,6 +104,7 @@ class Plugins:
                 self._record(provider, "error", error=f"import failed: {_describe(error)}")
                 continue
             self.add(plugin, provider)
+        self.unknown_disabled = sorted(disabled - seen)
         self._check_strict()
 
     def add(self, plugin: object, provider: Provider) -> PluginRecord:
@@ -187,6 +189,16 @@ class Plugins:
         """One line per failed plugin on stderr, for commands other than ``segkit plugins``."""
         for record in self.failed():
             print(f"segkit: warning: plugin '{record.name}' failed: {record.error}", file=sys.stderr)
+        self.warn_about_unknown_disabled()
+
+    def warn_about_unknown_disabled(self) -> None:
+        if self.unknown_disabled:
+            installed = ", ".join(r.name for r in self.records)
+            print(
+                f"segkit: warning: SEGKIT_DISABLE_PLUGINS names no installed plugin: "
+                f"{', '.join(self.unknown_disabled)} (installed: {installed})",
+                file=sys.stderr,
+            )
 
 
 def _drop_verbs(subparsers: Any, verbs: set[str]) -> None:

@@ -84,6 +84,13 @@ def test_disabled_plugins_are_not_imported(site):
     assert result.stderr == ""
 
 
+def test_a_misspelled_name_to_disable_is_pointed_out(site):
+    result = run_segkit("list", "loss", pythonpath=site, env={"SEGKIT_DISABLE_PLUGINS": "brokn"})
+    assert result.returncode == 0
+    assert "SEGKIT_DISABLE_PLUGINS names no installed plugin: brokn" in result.stderr
+    assert "'broken'" in result.stderr  # still loaded, so still failing
+
+
 def test_unknown_component_mentions_failed_plugins(site):
     result = run_segkit("show", "loss", "good_los", pythonpath=site)
     assert result.returncode == 2

@@ -59,6 +59,7 @@ def run_list(args) -> int:
             f"warning: {len(failed)} plugin(s) failed to load: {details} (see `segkit plugins`)",
             file=sys.stderr,
         )
+    plugins.warn_about_unknown_disabled()
     return 0
 
 
@@ -113,6 +114,7 @@ def _default(parameter: inspect.Parameter) -> str:
 
 
 def run_plugins(args) -> int:
+    get_plugins().warn_about_unknown_disabled()
     records = get_plugins().records
     if args.json:
         print(json.dumps([r.as_dict() for r in records], indent=2))
