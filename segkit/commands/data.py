@@ -37,7 +37,8 @@ def add_commands(subparsers) -> None:
     check.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=/data")
     check.add_argument("--split", choices=SPLITS, help="check only this split (default: all)")
     check.add_argument(
-        "--workers", type=int, default=None, help="processes reading files (default: data.workers, at most one per core)"
+        "--workers", type=int, default=None,
+        help="processes reading files (default: data.workers, at most one per core)",
     )
     check.set_defaults(handler=run_check)
 

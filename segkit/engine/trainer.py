@@ -521,8 +521,8 @@ class Trainer:
             t.detach() for t in (*self.model.parameters(), *self.model.buffers())
             if t.is_floating_point()
         ]
-        total = torch.nn.utils.get_total_norm(tensors, norm_type=float("inf"))
-        return bool(self.world.min_(torch.isfinite(total).to(torch.int64)))
+        finite = torch.stack([torch.isfinite(t).all() for t in tensors]).all()
+        return bool(self.world.min_(finite.to(torch.int64)))
 
     def _kept(self) -> str:
         if self.saved is not None:
