@@ -12,6 +12,7 @@ import sys
 import traceback
 from typing import Sequence
 
+from segkit.config import is_override
 from segkit.errors import SegkitError
 
 CORE_COMMANDS = (
@@ -48,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser = build_parser(plugins)
         args, extra = parser.parse_known_args(argv)
         # overrides (KEY=VALUE) may come after options such as --check
-        if extra and hasattr(args, "overrides") and all(_is_override(e) for e in extra):
+        if extra and hasattr(args, "overrides") and all(is_override(e) for e in extra):
             args.overrides = [*args.overrides, *extra]
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")
@@ -75,6 +76,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
 
-
-def _is_override(argument: str) -> bool:
-    return "=" in argument and not argument.startswith("-")

@@ -195,6 +195,14 @@ def _strip_delete(value: Any) -> Any:
 # ---- overrides ---------------------------------------------------------------------------------
 
 
+OVERRIDE = re.compile(r"\+?[A-Za-z_]\w*(\.\w+)*=")
+
+
+def is_override(argument: str) -> bool:
+    """Whether a command-line argument has the form of ``KEY=VALUE`` or ``+KEY=VALUE``."""
+    return OVERRIDE.match(argument) is not None
+
+
 def parse_override(text: str) -> tuple[KeyPath, Any, bool]:
     """``a.b.0.c=value`` -> (("a", "b", 0, "c"), parsed value, adds_key)."""
     key, sep, raw_value = text.partition("=")
@@ -217,7 +225,7 @@ SchemaDefault = Callable[[KeyPath], Any]
 
 
 def apply_override(
-    source: ConfigSource, text: str, known_keys: KnownKeys, schema_default: SchemaDefault = lambda _: None
+    source: ConfigSource, text: str, known_keys: KnownKeys, schema_default: SchemaDefault
 ) -> None:
     """Apply one override to ``source.data``; a missing key is recorded as a problem.
 
@@ -301,7 +309,7 @@ def apply_overrides(
     source: ConfigSource,
     overrides: Iterable[str],
     known_keys: KnownKeys,
-    schema_default: SchemaDefault = lambda _: None,
+    schema_default: SchemaDefault,
 ) -> None:
     for text in overrides:
         try:

@@ -32,6 +32,14 @@ def use_plugins(monkeypatch):
 
 
 @pytest.fixture
+def toys(use_plugins):
+    """The installed plugins plus the tiny engine components of tests/engine_toys.py."""
+    import engine_toys
+
+    return use_plugins({"toys": engine_toys}, load_entry_points=True)
+
+
+@pytest.fixture
 def write_config(tmp_path):
     """Write dedented YAML to tmp_path/name and return its path."""
 

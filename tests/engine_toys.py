@@ -194,6 +194,13 @@ def segkit_register_loggers(register):
     register("toy_poison_at", PoisonAt)
 
 
+def write_toy_config(folder, name: str = "toy.yaml", **sections: str):
+    """``config_text(**sections)`` written to ``folder/name``; returns the path."""
+    path = folder / name
+    path.write_text(config_text(**sections), encoding="utf-8")
+    return path
+
+
 def config_text(**sections: str) -> str:
     """A small training config; each keyword replaces one top-level section's YAML."""
     parts = {

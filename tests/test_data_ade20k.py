@@ -135,10 +135,9 @@ def test_missing_odgt_index_gives_the_layout_and_how_to_set_root(tmp_path):
     assert "validation}.odgt" in message and "data.root=" in message
 
 
-def test_images_without_annotations_are_listed_when_nothing_pairs_up(ade_root, data_plugins, tmp_path, capsys):
-    for mask in (ade_root / "ADEChallengeData2016" / "annotations" / "validation").iterdir():
-        mask.unlink()
-    config = write_data_config(
+def ade20k_config(tmp_path, ade_root):
+    """A config whose training and validation sets are the ADE20K fixture's."""
+    return write_data_config(
         tmp_path / "ade.yaml",
         f"""
         root: {ade_root}
@@ -148,6 +147,12 @@ def test_images_without_annotations_are_listed_when_nothing_pairs_up(ade_root, d
         """,
         num_classes=150,
     )
+
+
+def test_images_without_annotations_are_listed_when_nothing_pairs_up(ade_root, data_plugins, tmp_path, capsys):
+    for mask in (ade_root / "ADEChallengeData2016" / "annotations" / "validation").iterdir():
+        mask.unlink()
+    config = ade20k_config(tmp_path, ade_root)
     assert main(["data", "check", str(config), "--split", "val"]) == 2
     out = capsys.readouterr().out
     assert "has no samples: none of its files pair up" in out
@@ -176,16 +181,7 @@ def test_missing_root_gives_layout_source_and_how_to_set_root(tmp_path, root):
 
 
 def test_data_check_is_clean_on_ade20k_fixture(ade_root, data_plugins, tmp_path, capsys):
-    config = write_data_config(
-        tmp_path / "ade.yaml",
-        f"""
-        root: {ade_root}
-        workers: 0
-        train: {{type: ade20k, split: training}}
-        val: {{type: ade20k, split: validation}}
-        """,
-        num_classes=150,
-    )
+    config = ade20k_config(tmp_path, ade_root)
     assert main(["data", "check", str(config)]) == 0
     out = capsys.readouterr().out
     assert "data.train: ade20k, 2 samples, 150 classes" in out

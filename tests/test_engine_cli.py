@@ -16,20 +16,10 @@ import torch
 from PIL import Image
 
 import engine_toys
+from engine_toys import write_toy_config as write
 from segkit.cli import main
 
 TESTS = Path(__file__).parent
-
-
-@pytest.fixture
-def toys(use_plugins):
-    return use_plugins({"toys": engine_toys}, load_entry_points=True)
-
-
-def write(tmp_path, name="toy.yaml", **sections):
-    path = tmp_path / name
-    path.write_text(engine_toys.config_text(**sections), encoding="utf-8")
-    return path
 
 
 def toy_plugin_path(tmp_path) -> str:

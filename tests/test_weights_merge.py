@@ -25,11 +25,6 @@ TABLE_GROUP = ADE20K25.classes.index("table")
 
 
 @pytest.fixture
-def toys(use_plugins):
-    return use_plugins({"toys": engine_toys}, load_entry_points=True)
-
-
-@pytest.fixture
 def ade_val(tmp_path):
     """Two validation images labelled table (annotation value 16), with a few unlabelled (0)
     and windowpane (dropped in the 25 classes) pixels."""

@@ -183,12 +183,6 @@ def _backbone_file(
         )
     spec.pop("pretrained", None)
     spec.pop("num_classes", None)
-    if spec["type"].startswith("drn_b"):
-        raise ConfigError(
-            f"{path}: the official DRN code has no DRN-B, and a DRN-C file (same weight names, "
-            f"other connections) would give another network in '{spec['type']}'; convert it for "
-            "the DRN-C of the same depth (e.g. --backbone drn_c_26)"
-        )
     options = dict(spec)
     classifier = state.get("fc.weight")
     if classifier is not None:  # check the ImageNet classifier too, and keep it
@@ -196,6 +190,12 @@ def _backbone_file(
         if "num_classes" in accepted:
             options["num_classes"] = classifier.shape[0]
     backbone = build("backbone", options)
+    if drn.backbone_architecture(backbone) == "b":
+        raise ConfigError(
+            f"{path}: the official DRN code has no DRN-B, and a DRN-C file (same weight names, "
+            f"other connections) would give another network in '{spec['type']}'; convert it for "
+            "the DRN-C of the same depth (e.g. --backbone drn_c_26)"
+        )
     load_into(backbone, state, path)
     return {"model": backbone.state_dict(), "backbone": spec}
 

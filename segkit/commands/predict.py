@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -84,13 +83,12 @@ def run_predict(args) -> int:
     return 0
 
 
-OVERRIDE = re.compile(r"\+?[A-Za-z_]\w*(\.\w+)*=")
-
-
 def split_overrides(arguments: list[str]) -> tuple[list[str], list[str]]:
     """Images and folders on one side, ``KEY=VALUE`` overrides on the other; an existing file
     whose name happens to look like an override stays an image."""
-    overrides = [a for a in arguments if OVERRIDE.match(a) and not Path(a).exists()]
+    from segkit.config import is_override
+
+    overrides = [a for a in arguments if is_override(a) and not Path(a).exists()]
     return [a for a in arguments if a not in overrides], overrides
 
 
