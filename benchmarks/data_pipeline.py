@@ -33,7 +33,7 @@ from torch.utils.data import DataLoader
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, write_results  # noqa: E402
 
-from segkit.build import build  # noqa: E402
+from segkit.builder import build  # noqa: E402
 from segkit.data import TransformedDataset, collate  # noqa: E402
 from segkit.engine.sampler import InfiniteSampler  # noqa: E402
 

@@ -1,9 +1,9 @@
 """segkit: a plugin-based toolkit for semantic segmentation in PyTorch.
 
 Importing segkit is cheap (no torch): plugin modules import it for ``segkit.hookimpl``, and
-``segkit list`` must stay fast. Note that the functions ``segkit.build`` and ``segkit.registry``
+``segkit list`` must stay fast. Note that the functions ``segkit.builder`` and ``segkit.registry``
 shadow the modules of the same name; inside segkit, import from those modules with
-``from segkit.registry import ...``.
+``from segkit.components import ...``.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from segkit.errors import ConfigError, SegkitError
 from segkit.hookspecs import hookimpl
-from segkit.build import build, build_model, registry  # noqa: E402  (shadows the modules)
+from segkit.builder import build, build_model, registry
 from segkit.validation import load_config
 
 __all__ = [

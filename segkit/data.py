@@ -37,12 +37,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from segkit.build import explaining, registry, split_extras
+from segkit.builder import explaining, registry, split_extras
 from segkit.errors import ConfigError, DataError, SampleError
 from segkit.imagefiles import EncodedImage, decode_image
+from segkit.label_map import IGNORE_INDEX
 from segkit.schema import DatasetExtras
 
-IGNORE_INDEX = 255
 # Consecutive bad samples after which skipping gives up: the dataset is broken, not a file.
 MAX_CONSECUTIVE_BAD = 10
 

@@ -26,7 +26,7 @@ from typing import Any, Mapping, Union
 
 import numpy as np
 
-IGNORE = 255
+IGNORE_INDEX = 255  # the one label value that means "not annotated", everywhere in segkit
 _UNMAPPED = -1
 
 LabelMapSpec = Union[str, os.PathLike, Mapping[Any, Any]]
@@ -46,7 +46,7 @@ class LabelMap:
         self.target_names = dict(target_names or {})  # target -> name, where the file names it
         size = max(256, max(self.mapping, default=0) + 1)
         self.table = np.full(size, _UNMAPPED, dtype=np.int16)
-        self.table[IGNORE] = IGNORE
+        self.table[IGNORE_INDEX] = IGNORE_INDEX
         for value, target in self.mapping.items():
             self.table[value] = target
 
@@ -86,7 +86,7 @@ class LabelMap:
     @property
     def num_targets(self) -> int:
         """Number of target classes: one more than the largest target that is not dropped."""
-        kept = [t for t in self.mapping.values() if t != IGNORE]
+        kept = [t for t in self.mapping.values() if t != IGNORE_INDEX]
         return max(kept) + 1 if kept else 0
 
     def lookup_table(self, size: int | None = None) -> np.ndarray:
@@ -130,7 +130,7 @@ class LabelMap:
                 f"{self.source}: the model has {count} classes but the mapping does not list "
                 f"{_listing(np.array(missing))}"
             )
-        kept = [c for c in range(count) if self.mapping[c] != IGNORE]
+        kept = [c for c in range(count) if self.mapping[c] != IGNORE_INDEX]
         targets = torch.tensor([self.mapping[c] for c in kept], device=probabilities.device)
         shape = list(probabilities.shape)
         shape[dim] = self.num_targets
@@ -144,11 +144,11 @@ def _checked(mapping: Mapping[Any, Any], source: str) -> dict[int, int]:
     for key, target in mapping.items():
         value = _as_int(key, f"{source}: source value {key!r}")
         if target is None:
-            target = IGNORE
+            target = IGNORE_INDEX
         target = _as_int(target, f"{source}: target of {key!r}")
         if not 0 <= value <= 65535:
             raise ValueError(f"{source}: source value {value} is outside 0..65535")
-        if not 0 <= target <= IGNORE:
+        if not 0 <= target <= IGNORE_INDEX:
             raise ValueError(f"{source}: target {target} of {value} is outside 0..255")
         checked[value] = target
     return checked
@@ -179,7 +179,7 @@ def _read_csv(path: Path) -> tuple[dict[str, str | None], dict[int, str]]:
         target = (row["target"] or "").strip() or None
         mapping[source] = target
         name = (row.get("target_name") or "").strip()
-        if name and target is not None and target.isdigit() and int(target) != IGNORE:
+        if name and target is not None and target.isdigit() and int(target) != IGNORE_INDEX:
             names.setdefault(int(target), name)
     return mapping, names
 

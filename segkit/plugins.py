@@ -20,7 +20,7 @@ import pluggy
 
 from segkit import hookspecs
 from segkit.errors import PluginError
-from segkit.registry import NAME_PATTERN, Component, Provider, Registry
+from segkit.components import NAME_PATTERN, Component, Provider, Registry
 
 ENTRY_POINT_GROUP = "segkit"
 

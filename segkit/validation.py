@@ -19,7 +19,7 @@ from typing import Any, Iterable
 from segkit import typecheck
 from segkit.config import ConfigSource, KeyPath, apply_overrides, read_config_files
 from segkit.errors import ConfigError, SegkitError, UnknownComponentError
-from segkit.registry import CORE_ARGUMENTS, Registry
+from segkit.components import CORE_ARGUMENTS, Registry
 from segkit.schema import ConfigSchema, Slot, is_section
 
 _PLAIN_TYPES = (type(None), bool, int, float, str)

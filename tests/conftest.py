@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import segkit.plugins
-from segkit.registry import Provider
+from segkit.components import Provider
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from segkit.build import build
+from segkit.builder import build
 from segkit.cli import main
 from segkit.errors import SegkitError
 

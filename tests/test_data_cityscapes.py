@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from segkit.build import build
+from segkit.builder import build
 from segkit.cli import main
 from segkit.errors import SegkitError
 

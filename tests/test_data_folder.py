@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from segkit.build import build
+from segkit.builder import build
 from segkit.cli import main
 from segkit.errors import SegkitError
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segkit.build import build
+from segkit.builder import build
 from segkit.cli import main
 
 from test_data_fixtures import data_plugins, write_data_config  # noqa: F401

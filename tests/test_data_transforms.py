@@ -10,7 +10,7 @@ import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
 
-from segkit.build import build
+from segkit.builder import build
 from segkit.imagefiles import EncodedImage
 from segkit_plugins.transforms.photometric import hsv_adjust
 

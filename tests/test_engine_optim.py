@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from segkit.build import build_lr_scheduler, build_optimizer
+from segkit.builder import build_lr_scheduler, build_optimizer
 
 
 def lrs(schedule_spec, max_iters=10, optimizer_spec=None, model=None):

@@ -14,7 +14,7 @@ import engine_toys
 from engine_toys import write_toy_config as write
 from segkit.cli import main
 from segkit.plugins import Plugins
-from segkit.registry import Provider
+from segkit.components import Provider
 
 
 def lines(run_dir, split):

@@ -8,42 +8,42 @@ from segkit.engine.losses import Criterion, OutputWeight, WeightedLoss, build_cr
 from segkit_plugins.losses.cross_entropy import CrossEntropyLoss, OhemCrossEntropyLoss
 from segkit_plugins.losses.dice import DiceLoss
 
-IGNORE = 255
+from segkit.label_map import IGNORE_INDEX
 
 
 def batch(seed=0, n=2, c=4, h=6, w=7, ignored=0.3):
     generator = torch.Generator().manual_seed(seed)
     logits = torch.randn(n, c, h, w, generator=generator, requires_grad=True)
     target = torch.randint(0, c, (n, h, w), generator=generator)
-    target[torch.rand(n, h, w, generator=generator) < ignored] = IGNORE
+    target[torch.rand(n, h, w, generator=generator) < ignored] = IGNORE_INDEX
     return logits, target
 
 
 def per_pixel_ce(logits, target):
     """-log softmax of the true class at every labelled pixel, computed by hand."""
-    log_probs = logits.log_softmax(1).permute(0, 2, 3, 1)[target != IGNORE]
-    return -log_probs.gather(1, target[target != IGNORE].unsqueeze(1)).squeeze(1)
+    log_probs = logits.log_softmax(1).permute(0, 2, 3, 1)[target != IGNORE_INDEX]
+    return -log_probs.gather(1, target[target != IGNORE_INDEX].unsqueeze(1)).squeeze(1)
 
 
 def test_cross_entropy_is_the_mean_over_labelled_pixels_only():
     logits, target = batch()
-    loss = CrossEntropyLoss(IGNORE)(logits, target)
+    loss = CrossEntropyLoss(IGNORE_INDEX)(logits, target)
     assert loss.item() == pytest.approx(per_pixel_ce(logits, target).mean().item(), rel=1e-6)
 
 
 def test_ignored_pixels_change_nothing_whatever_their_logits():
     logits, target = batch()
     changed = logits.detach().clone()
-    changed[(target == IGNORE).unsqueeze(1).expand_as(changed)] = 1000.0
-    loss = CrossEntropyLoss(IGNORE)
+    changed[(target == IGNORE_INDEX).unsqueeze(1).expand_as(changed)] = 1000.0
+    loss = CrossEntropyLoss(IGNORE_INDEX)
     assert loss(changed, target).item() == pytest.approx(loss(logits, target).item(), rel=1e-6)
 
 
 def test_class_weights_scale_their_class_and_keep_dividing_by_the_pixel_count():
     logits, target = batch()
     weights = [1.0, 2.0, 0.5, 3.0]
-    loss = CrossEntropyLoss(IGNORE, class_weights=weights)(logits, target)
-    labelled = target[target != IGNORE]
+    loss = CrossEntropyLoss(IGNORE_INDEX, class_weights=weights)(logits, target)
+    labelled = target[target != IGNORE_INDEX]
     expected = (torch.tensor(weights)[labelled] * per_pixel_ce(logits, target)).sum() / labelled.numel()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
@@ -51,13 +51,13 @@ def test_class_weights_scale_their_class_and_keep_dividing_by_the_pixel_count():
 def test_class_weights_of_the_wrong_length_are_reported():
     logits, target = batch()
     with pytest.raises(ValueError, match="class_weights has 2 values but the model predicts 4 classes"):
-        CrossEntropyLoss(IGNORE, class_weights=[1.0, 2.0])(logits, target)
+        CrossEntropyLoss(IGNORE_INDEX, class_weights=[1.0, 2.0])(logits, target)
 
 
 def test_label_smoothing_matches_the_textbook_formula():
     logits, target = batch(ignored=0.0)
     eps = 0.1
-    loss = CrossEntropyLoss(IGNORE, label_smoothing=eps)(logits, target)
+    loss = CrossEntropyLoss(IGNORE_INDEX, label_smoothing=eps)(logits, target)
     log_probs = logits.log_softmax(1)
     expected = (1 - eps) * F.nll_loss(log_probs, target) - eps * log_probs.mean(1).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
@@ -65,8 +65,8 @@ def test_label_smoothing_matches_the_textbook_formula():
 
 def test_an_all_ignored_batch_gives_zero_and_a_usable_gradient():
     logits, target = batch()
-    target.fill_(IGNORE)
-    for loss in (CrossEntropyLoss(IGNORE), OhemCrossEntropyLoss(IGNORE), DiceLoss(IGNORE)):
+    target.fill_(IGNORE_INDEX)
+    for loss in (CrossEntropyLoss(IGNORE_INDEX), OhemCrossEntropyLoss(IGNORE_INDEX), DiceLoss(IGNORE_INDEX)):
         value = loss(logits, target)
         value.backward()
         assert math.isfinite(value.item())
@@ -76,11 +76,11 @@ def test_an_all_ignored_batch_gives_zero_and_a_usable_gradient():
 
 def test_ohem_keeps_only_pixels_below_the_threshold():
     logits, target = batch(seed=3)
-    probability = logits.softmax(1).permute(0, 2, 3, 1)[target != IGNORE]
-    true_probability = probability.gather(1, target[target != IGNORE].unsqueeze(1)).squeeze(1)
+    probability = logits.softmax(1).permute(0, 2, 3, 1)[target != IGNORE_INDEX]
+    true_probability = probability.gather(1, target[target != IGNORE_INDEX].unsqueeze(1)).squeeze(1)
     hard = true_probability < 0.3
     assert 0 < hard.sum() < hard.numel()
-    loss = OhemCrossEntropyLoss(IGNORE, threshold=0.3, min_kept=0)(logits, target)
+    loss = OhemCrossEntropyLoss(IGNORE_INDEX, threshold=0.3, min_kept=0)(logits, target)
     assert loss.item() == pytest.approx(per_pixel_ce(logits, target)[hard].mean().item(), rel=1e-6)
 
 
@@ -88,25 +88,25 @@ def test_ohem_keeps_at_least_min_kept_hardest_pixels():
     logits, target = batch(seed=3)
     losses = per_pixel_ce(logits, target)
     hardest = losses.sort(descending=True).values[:10]
-    loss = OhemCrossEntropyLoss(IGNORE, threshold=1e-6, min_kept=10)(logits, target)
+    loss = OhemCrossEntropyLoss(IGNORE_INDEX, threshold=1e-6, min_kept=10)(logits, target)
     assert loss.item() == pytest.approx(hardest.mean().item(), rel=1e-6)
-    everything = OhemCrossEntropyLoss(IGNORE, threshold=1e-6, min_kept=10**6)(logits, target)
+    everything = OhemCrossEntropyLoss(IGNORE_INDEX, threshold=1e-6, min_kept=10**6)(logits, target)
     assert everything.item() == pytest.approx(losses.mean().item(), rel=1e-6)
 
 
 def test_dice_matches_a_one_hot_computation_and_ignores_ignored_pixels():
     logits, target = batch(seed=5)
-    labelled = (target != IGNORE).unsqueeze(1).float()
+    labelled = (target != IGNORE_INDEX).unsqueeze(1).float()
     one_hot = F.one_hot(target.clamp(max=3), 4).permute(0, 3, 1, 2).float() * labelled
     probs = logits.softmax(1) * labelled
     dice = (2 * (probs * one_hot).sum((0, 2, 3)) + 1) / ((probs**2).sum((0, 2, 3)) + one_hot.sum((0, 2, 3)) + 1)
-    assert DiceLoss(IGNORE)(logits, target).item() == pytest.approx((1 - dice.mean()).item(), rel=1e-6)
+    assert DiceLoss(IGNORE_INDEX)(logits, target).item() == pytest.approx((1 - dice.mean()).item(), rel=1e-6)
 
 
 def test_dice_of_a_confident_correct_prediction_is_near_zero():
     _, target = batch(seed=2)
     logits = F.one_hot(target.clamp(max=3), 4).permute(0, 3, 1, 2).float() * 50
-    assert DiceLoss(IGNORE)(logits, target).item() < 1e-3
+    assert DiceLoss(IGNORE_INDEX)(logits, target).item() < 1e-3
 
 
 def constant_loss(value):

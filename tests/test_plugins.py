@@ -7,7 +7,7 @@ import pytest
 import segkit
 from conftest import make_distribution, run_segkit
 from segkit.plugins import Plugins
-from segkit.registry import Provider
+from segkit.components import Provider
 
 GOOD = """
 import segkit

@@ -16,7 +16,7 @@ import numpy as np
 
 from segkit.errors import DataError
 from segkit.imagefiles import FileDataset, Pair, missing_data, pair_files
-from segkit.label_map import IGNORE, LabelMap
+from segkit.label_map import IGNORE_INDEX, LabelMap
 
 HERE = Path(__file__).parent
 LABEL_MAP_150_TO_25 = HERE / "ade20k150_to_25.csv"
@@ -52,7 +52,7 @@ def ade20k25_label_map() -> LabelMap:
 def annotation_table() -> np.ndarray:
     """Annotation value -> class: 0 -> ignore, k -> k-1 for k in 1..150, anything else invalid."""
     table = np.full(256, -1, dtype=np.int16)
-    table[0] = IGNORE
+    table[0] = IGNORE_INDEX
     table[1:151] = np.arange(150)
     return table
 

@@ -14,7 +14,7 @@ from typing import Optional
 import numpy as np
 
 from segkit.imagefiles import FileDataset, missing_data, pair_files
-from segkit.label_map import IGNORE
+from segkit.label_map import IGNORE_INDEX
 
 HERE = Path(__file__).parent
 SPLITS = ("train", "val", "test")
@@ -50,12 +50,12 @@ def train_id_table() -> np.ndarray:
     """trainId files already hold classes: 0..18 and 255."""
     table = np.full(256, -1, dtype=np.int16)
     table[:19] = np.arange(19)
-    table[IGNORE] = IGNORE
+    table[IGNORE_INDEX] = IGNORE_INDEX
     return table
 
 
 def train_classes() -> tuple[list[str], list[tuple[int, int, int]]]:
-    rows = sorted((r for r in read_labels() if int(r["train_id"]) != IGNORE), key=lambda r: int(r["train_id"]))
+    rows = sorted((r for r in read_labels() if int(r["train_id"]) != IGNORE_INDEX), key=lambda r: int(r["train_id"]))
     return [r["name"] for r in rows], [(int(r["r"]), int(r["g"]), int(r["b"])) for r in rows]
 
 

@@ -21,7 +21,7 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from segkit.build import build, build_model, registry
+from segkit.builder import build, build_model, registry
 from segkit.engine.checkpoint import atomic_save
 from segkit.errors import ConfigError, SegkitError
 from segkit.validation import load_config

@@ -16,7 +16,7 @@ import numpy as np
 from segkit.engine.visualize import default_palette
 from segkit.errors import DataError
 from segkit.imagefiles import FileDataset, pair_files
-from segkit.label_map import IGNORE, LabelMap
+from segkit.label_map import IGNORE_INDEX, LabelMap
 
 
 class Folder(FileDataset):
@@ -106,8 +106,8 @@ def _classes(classes: Union[list[str], str], base: Optional[Path]):
         raise ValueError("classes is empty")
     if len(set(names)) != len(names):
         raise ValueError(f"class names must be unique: {names}")
-    if len(names) > IGNORE:
-        raise ValueError(f"at most {IGNORE} classes are supported (255 means ignore)")
+    if len(names) > IGNORE_INDEX:
+        raise ValueError(f"at most {IGNORE_INDEX} classes are supported (255 means ignore)")
     return names, palette
 
 
@@ -143,11 +143,11 @@ def _table(count: int, label_map, ignore_index: Optional[int], base: Optional[Pa
                 "the value that means 'not labelled', or to null if no value does"
             )
         table = mapping.lookup_table()
-        if IGNORE not in mapping.mapping:
-            table[IGNORE] = -1  # here only ignore_index means "ignore"
+        if IGNORE_INDEX not in mapping.mapping:
+            table[IGNORE_INDEX] = -1  # here only ignore_index means "ignore"
     if ignore_index is None:
         return table
     if ignore_index >= len(table):
         table = np.concatenate([table, np.full(ignore_index + 1 - len(table), -1, dtype=np.int16)])
-    table[ignore_index] = IGNORE
+    table[ignore_index] = IGNORE_INDEX
     return table

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from segkit.imagefiles import EncodedImage
-from segkit.label_map import IGNORE
+from segkit.label_map import IGNORE_INDEX
 from segkit_plugins.transforms.photometric import require_uint8
 
 
@@ -142,7 +142,7 @@ class RandomCrop:
         }
 
     def _varied(self, window: torch.Tensor) -> bool:
-        counts = np.bincount(_uint8(window).numpy().ravel(), minlength=256)[:IGNORE]
+        counts = np.bincount(_uint8(window).numpy().ravel(), minlength=256)[:IGNORE_INDEX]
         labelled = counts.sum()
         return np.count_nonzero(counts) > 1 and counts.max() < self.cat_max_ratio * labelled
 
@@ -181,7 +181,7 @@ class RandomRotate:
         pixels = np.ascontiguousarray(sample["image"].permute(1, 2, 0).numpy())
         image = Image.fromarray(pixels).rotate(angle, Image.BILINEAR, fillcolor=self.image_fill)
         labels = Image.fromarray(np.ascontiguousarray(_uint8(sample["mask"]).numpy()))
-        labels = labels.rotate(angle, Image.NEAREST, fillcolor=IGNORE)
+        labels = labels.rotate(angle, Image.NEAREST, fillcolor=IGNORE_INDEX)
         return {
             **sample,
             "image": torch.from_numpy(np.array(image)).permute(2, 0, 1),
@@ -229,6 +229,6 @@ class Pad:
             return sample
         padded_image = image.new_full((image.shape[0], target_h, target_w), self.image_fill)
         padded_image[:, :height, :width] = image
-        padded_mask = mask.new_full((target_h, target_w), IGNORE)
+        padded_mask = mask.new_full((target_h, target_w), IGNORE_INDEX)
         padded_mask[:height, :width] = mask
         return {**sample, "image": padded_image, "mask": padded_mask}

@@ -9,7 +9,7 @@ from typing import Any
 
 from segkit.commands.table import format_table
 from segkit.plugins import get_plugins
-from segkit.registry import CORE_ARGUMENTS, KINDS, normalize_kind
+from segkit.components import CORE_ARGUMENTS, KINDS, normalize_kind
 
 
 def add_commands(subparsers) -> None:

@@ -62,7 +62,7 @@ def _evaluate(args, world) -> int:
     from segkit.engine.inference import InferenceSettings, Predictor
     from segkit.engine.merge import MergedModel, resolve_merge
     from segkit.engine.progress import ProgressBar
-    from segkit.engine.trained import load_trained
+    from segkit.engine.loaded_model import load_trained
     from segkit.errors import ConfigError
     from segkit.metrics import format_metrics
     from segkit.validation import load_config

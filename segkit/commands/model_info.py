@@ -61,7 +61,7 @@ def model_info(config: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
     """Parameter counts and forward FLOPs of ``config``'s model for one 3 x H x W image."""
     import torch
 
-    from segkit.build import build_model
+    from segkit.builder import build_model
 
     try:
         with torch.device("meta"), warnings.catch_warnings():

@@ -44,7 +44,7 @@ def run_predict(args) -> int:
     from segkit.engine.inference import InferenceSettings, Predictor
     from segkit.engine.merge import resolve_merge
     from segkit.engine.progress import ProgressBar
-    from segkit.engine.trained import load_trained
+    from segkit.engine.loaded_model import load_trained
     from segkit.engine.visualize import overlay, save_label_png, save_rgb
     from segkit.imagefiles import EncodedImage
     from segkit.validation import load_config

@@ -16,7 +16,8 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from segkit.data import IGNORE_INDEX, leave_stop_signals_to_the_main_process
+from segkit.label_map import IGNORE_INDEX
+from segkit.data import leave_stop_signals_to_the_main_process
 from segkit.engine.distributed import World
 from segkit.engine.inference import InferenceSettings, InputNormalizer, Predictor
 from segkit.engine.precision import Precision

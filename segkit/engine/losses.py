@@ -17,8 +17,8 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from segkit.build import explaining, registry, split_extras
-from segkit.data import IGNORE_INDEX
+from segkit.builder import explaining, registry, split_extras
+from segkit.label_map import IGNORE_INDEX
 from segkit.schema import AuxHeadPlacement, LossTerm
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]

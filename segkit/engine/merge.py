@@ -21,7 +21,7 @@ from torch import nn
 
 from segkit.engine.inference import Predictor
 from segkit.errors import DataError, SegkitError
-from segkit.label_map import IGNORE, LabelMap
+from segkit.label_map import IGNORE_INDEX, LabelMap
 
 MAP_SUFFIXES = (".csv", ".yaml", ".yml")
 
@@ -60,7 +60,7 @@ def resolve_merge(
 
 
 def _declared_by_dataset(name: str) -> tuple[LabelMap, list[str], list[tuple[int, int, int]]]:
-    from segkit.build import registry
+    from segkit.builder import registry
 
     try:
         factory = registry().get("dataset", name).load()
@@ -84,10 +84,10 @@ def _declared_by_dataset(name: str) -> tuple[LabelMap, list[str], list[tuple[int
 
 
 def _check_sources(spec: str, label_map: LabelMap, count: int) -> None:
-    beyond = sorted(s for s in label_map.mapping if s >= count and s != IGNORE)
+    beyond = sorted(s for s in label_map.mapping if s >= count and s != IGNORE_INDEX)
     missing = [c for c in range(count) if c not in label_map.mapping]
     if beyond or missing:
-        listed = len([s for s in label_map.mapping if s != IGNORE])
+        listed = len([s for s in label_map.mapping if s != IGNORE_INDEX])
         raise DataError(
             f"--merge {spec}: the label map merges {listed} classes, but the model predicts "
             f"{count}; it must list every class 0..{count - 1} of the model"

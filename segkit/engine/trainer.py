@@ -32,7 +32,7 @@ import torch
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.utils.data import DataLoader
 
-from segkit.build import build_lr_scheduler, build_model, build_optimizer, explaining, registry
+from segkit.builder import build_lr_scheduler, build_model, build_optimizer, explaining, registry
 from segkit.data import build_dataset, collate, leave_stop_signals_to_the_main_process
 from segkit.engine.checkpoint import capture_rng, load_for_resume, restore_rng
 from segkit.engine.distributed import LostContact, StopVote, World, rank_seed

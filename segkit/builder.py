@@ -12,7 +12,7 @@ from typing import Any, Iterator
 
 from segkit.errors import ConfigError, SegkitError
 from segkit.plugins import get_plugins
-from segkit.registry import Registry
+from segkit.components import Registry
 from segkit.schema import AuxHeadPlacement, HeadPlacement, OptimizerExtras, core_keys
 
 

@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from segkit.build import build_model
+from segkit.builder import build_model
 from segkit.engine.inference import InputNormalizer
 from segkit.engine.precision import Precision, configure_backends, resolve_device, resolve_precision
 from segkit.engine.visualize import default_palette
