@@ -40,7 +40,7 @@ def train(overrides: list[str]) -> dict:
                                 [*overrides, "logging.loggers=[{type: progress}]"])
     with tempfile.TemporaryDirectory() as work_dir:
         started = time.perf_counter()
-        status = Trainer(config, work_dir, overwrite=True).fit()
+        status = Trainer(config, work_dir, overwrite=True).fit().status
         elapsed = time.perf_counter() - started
         lines = [json.loads(line) for line in (Path(work_dir) / "metrics.jsonl").read_text().splitlines()]
         environment = json.loads((Path(work_dir) / "env.json").read_text())

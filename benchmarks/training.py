@@ -124,7 +124,7 @@ def segkit_steps(config: dict[str, Any], warmup: int) -> list[float]:
 
     CLOCK.times.clear()
     with tempfile.TemporaryDirectory() as work_dir:
-        status = Trainer(config, work_dir, overwrite=True).fit()
+        status = Trainer(config, work_dir, overwrite=True).fit().status
     if status != 0:
         raise SystemExit(f"segkit's trainer stopped with status {status}")
     return steady(CLOCK.times, warmup)
@@ -194,28 +194,30 @@ def interleaved_step_overhead(config: dict[str, Any], warmup: int) -> float:
     """The trainer's training step against the hand-written one on the same model instance,
     alternating step by step: what the trainer's step itself adds (data loader, device
     normalisation, loss terms, logging window, gradient scaler, schedule), free of the
-    machine's drift and of the memory placement of two separate models. Uses the trainer's
-    private step method: this is a measurement, not an API."""
-    from segkit.engine.trainer import Trainer
+    machine's drift and of the memory placement of two separate models. It calls the very
+    ``train_step`` the trainer runs, on the parts it builds."""
+    from segkit.engine.parts import build_training_parts, train_loader
+    from segkit.engine.runtime import Runtime
+    from segkit.engine.step import train_step
     from segkit.engine.watch import LogWindow, NonFiniteWatch
 
-    with tempfile.TemporaryDirectory() as work_dir:
-        trainer = Trainer(config, work_dir, overwrite=True)
-        trainer.setup()
-        trainer.window, trainer.watch = LogWindow(trainer.device), NonFiniteWatch(trainer.device, 0)
-        trainer.model.train()
-        data = iter(trainer.train_loader)
-        hand = hand_written_loop(config, trainer.precision.name, trainer.channels_last,
-                                 model=trainer.model)
-        ratios = []
-        for number in range(config["train"]["max_iters"]):
-            started = time.perf_counter()
-            trainer._train_step(number, data)
-            middle = time.perf_counter()
-            hand(number)
-            if number >= warmup:
-                ratios.append((middle - started) / (time.perf_counter() - middle))
-        trainer.world.close()
+    runtime = Runtime.resolve(config["train"])
+    parts = build_training_parts(config, runtime)
+    window, watch = LogWindow(runtime.device), NonFiniteWatch(runtime.device, 0)
+    parts.model.train()
+    loader, _ = train_loader(config, parts)
+    data = iter(loader)
+    hand = hand_written_loop(config, runtime.precision.name, runtime.channels_last,
+                             model=parts.model)
+    ratios = []
+    for number in range(config["train"]["max_iters"]):
+        started = time.perf_counter()
+        train_step(parts, data, number, accumulate=config["train"]["accumulate"],
+                   grad_clip=config["train"]["grad_clip"], window=window, watch=watch)
+        middle = time.perf_counter()
+        hand(number)
+        if number >= warmup:
+            ratios.append((middle - started) / (time.perf_counter() - middle))
     return median(ratios) - 1.0
 
 

@@ -23,7 +23,16 @@ __all__ = [
     "hookimpl",
     "load_config",
     "registry",
+    "train",
 ]
+
+
+def train(config: Any, work_dir: Any = None, **options: Any) -> Any:
+    """Train a config from Python and return the :class:`segkit.engine.trainer.Outcome`; see
+    :func:`segkit.engine.trainer.train` and docs/python-api.md."""
+    from segkit.engine.trainer import train as run_training
+
+    return run_training(config, work_dir, **options)
 
 
 def __getattr__(name: str) -> Any:

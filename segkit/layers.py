@@ -3,8 +3,8 @@
 Every backbone and head with normalisation layers takes the same options, ``norm`` and
 ``gn_groups``, so that one config line switches a whole model. ``"syncbn"`` builds ordinary
 ``BatchNorm2d`` and marks the component with ``sync_bn = True``: the same config then runs on one
-CPU, where synchronising is meaningless, and on many GPUs, where the engine calls
-:func:`convert_sync_batchnorm` once the process group exists.
+CPU, where synchronising is meaningless, and on several processes, where the engine
+(:mod:`segkit.engine.sync_bn`) synchronises the marked components once the process group exists.
 """
 
 from __future__ import annotations
@@ -62,13 +62,3 @@ class ConvNormReLU(nn.Sequential):
                 relu=nn.ReLU(inplace=True),
             )
         )
-
-
-def convert_sync_batchnorm(model: nn.Module) -> nn.Module:
-    """Turn the batch norms of every component marked ``sync_bn`` into ``nn.SyncBatchNorm``, in
-    place; components built with another norm keep theirs. Call it only when training on more
-    than one process. A marked component is a container, never a norm layer itself, so torch's
-    conversion replaces its children and keeps the component object."""
-    for component in [m for m in model.modules() if getattr(m, "sync_bn", False)]:
-        nn.SyncBatchNorm.convert_sync_batchnorm(component)
-    return model

@@ -13,7 +13,7 @@ from segkit.cli import main
 from segkit.data import BadSampleWarning, build_dataset, collate
 from segkit.engine.evaluator import validation_loader
 from segkit.engine.sampler import InfiniteSampler
-from segkit.engine.trainer import pin_memory
+from segkit.engine.parts import pin_memory
 from segkit.errors import DataError, SampleError
 from segkit.validation import load_config
 

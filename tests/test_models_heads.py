@@ -186,9 +186,9 @@ def test_syncbn_heads_are_marked_for_conversion():
         "aux_heads": [{"type": "fcn"}],
     })
     assert model.backbone.sync_bn and model.head.sync_bn and not model.aux_heads[0].sync_bn
-    from segkit.layers import convert_sync_batchnorm
+    from segkit.engine.sync_bn import CPUSyncBatchNorm, synchronize_batch_norms
 
-    convert_sync_batchnorm(model)
-    assert isinstance(model.head.bottleneck.norm, nn.SyncBatchNorm)
-    assert isinstance(model.backbone.bn1, nn.SyncBatchNorm)
+    synchronize_batch_norms(model, "marked", torch.device("cpu"))
+    assert isinstance(model.head.bottleneck.norm, CPUSyncBatchNorm)
+    assert isinstance(model.backbone.bn1, CPUSyncBatchNorm)
     assert type(model.aux_heads[0].convs[0].norm) is nn.BatchNorm2d

@@ -8,7 +8,7 @@ import torchvision
 from torch import nn
 
 from segkit.errors import CheckpointError
-from segkit.layers import convert_sync_batchnorm
+from segkit.engine.sync_bn import CPUSyncBatchNorm, synchronize_batch_norms
 from segkit_plugins.resnet.model import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 
 FACTORIES = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101, 152: resnet152}
@@ -206,8 +206,7 @@ def test_syncbn_builds_batch_norm_that_the_engine_can_convert():
     holder = nn.ModuleDict({"backbone": backbone, "plain": plain})
     assert backbone.sync_bn and not plain.sync_bn
     assert not any(isinstance(m, nn.SyncBatchNorm) for m in backbone.modules())
-    convert_sync_batchnorm(holder)
+    assert synchronize_batch_norms(holder, "marked", torch.device("cpu")) == 20
     assert holder["backbone"] is backbone
-    batch_norms = [m for m in backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    assert batch_norms and all(isinstance(m, nn.SyncBatchNorm) for m in batch_norms)
-    assert not any(isinstance(m, nn.SyncBatchNorm) for m in plain.modules())
+    assert isinstance(backbone.bn1, CPUSyncBatchNorm)
+    assert not any(isinstance(m, CPUSyncBatchNorm) for m in plain.modules())

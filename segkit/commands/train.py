@@ -7,6 +7,7 @@ machine for you.
 from __future__ import annotations
 
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import NoReturn
@@ -45,6 +46,7 @@ def add_commands(subparsers) -> None:
 
 
 def run_train(args) -> int:
+    from segkit.engine.rundir import RunExists
     from segkit.engine.summary import run_summary
     from segkit.engine.trainer import Trainer
     from segkit.validation import load_config
@@ -63,11 +65,55 @@ def run_train(args) -> int:
         if "=" in str(resume):
             hint = " (write overrides before --resume, which takes an optional path)"
         raise CheckpointError(f"{resume}: no checkpoint to resume from{hint}")
-    trainer = Trainer(config, work_dir, resume, args.overwrite, args.overrides, args.config)
-    status = trainer.fit()
-    if status == 0 and trainer.rank == 0:
-        print(run_summary(trainer.rundir.path, trainer.best), flush=True)
-    return status
+    trainer = Trainer(
+        config, work_dir, resume=resume, overwrite=args.overwrite, overrides=args.overrides
+    )
+    try:
+        outcome = trainer.fit(on_ready=_announce)
+    except RunExists as error:
+        raise SegkitError(
+            f"{error.path} already holds a run; continue it with --resume, start it over with "
+            "--overwrite, or choose another --work-dir"
+        ) from None
+    if trainer.world.rank != 0:
+        return outcome.status
+    if outcome.finished_already:
+        print(
+            f"segkit: {outcome.run_dir} finished already ({outcome.step} of "
+            f"{outcome.max_iters} iterations); raise train.max_iters to train longer"
+        )
+    elif outcome.stopped_by is not None:
+        command = shlex.join([str(args.config), *args.overrides])
+        print(
+            f"segkit: stopped by {outcome.stopped_by} after iteration {outcome.step}; saved "
+            f"{outcome.last_checkpoint}. Resume with: segkit train {command} --resume "
+            f"--work-dir {outcome.run_dir}"
+            + (", started as this run was (torchrun or --nproc)" if trainer.world.size > 1 else ""),
+            file=sys.stderr,
+        )
+    else:
+        print(run_summary(outcome.run_dir, outcome.best), flush=True)
+    return outcome.status
+
+
+def _announce(trainer) -> None:
+    """The start banner: where the run lives, how long, on what."""
+    run, config = trainer.run, trainer.config
+    state = f"resuming at iteration {run.start_step}" if run.start_step else "starting"
+    accumulate = config["train"]["accumulate"]
+    processes = ""
+    if run.world_size > 1:
+        processes = (
+            f"\nsegkit: {run.world_size} processes ({trainer.world.backend}), global batch "
+            f"{run.images_per_step}, {trainer.parts.synced_norms} batch norm layer(s) synchronised"
+        )
+    print(
+        f"segkit: training {run.work_dir} ({state}; {run.max_iters} iterations, "
+        f"batch {run.batch_size} per process"
+        + (f" x {accumulate} accumulated" if accumulate > 1 else "")
+        + f")\nsegkit: {trainer.runtime.describe()}" + processes,
+        flush=True,
+    )
 
 
 def _run_dir_of(checkpoint: Path | None) -> Path | None:

@@ -1,4 +1,9 @@
-"""Checkpoints: atomic writes, the RNG state as plain data, last/best/numbered files.
+"""Checkpoints: the training-state format, atomic writes, the RNG state as plain data,
+last/best/numbered files.
+
+This module owns the format of a training checkpoint: :func:`training_state` is the one writer
+and :func:`read_training_state` the one reader, which checks every field before a resumed run
+uses it. ``format`` counts the layout's versions (1: files written before the field existed).
 
 A checkpoint is a dict of plain data (tensors, dicts, lists, numbers, strings), so that it loads
 with ``torch.load(weights_only=True)`` and no code from a file ever runs. The RNG states of
@@ -13,8 +18,9 @@ from __future__ import annotations
 import os
 import random
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -26,6 +32,9 @@ LAST = "last.pt"
 BEST = "best.pt"
 NUMBERED = re.compile(r"iter_(\d+)\.pt\Z")
 RESUME_KEYS = ("model", "step", "optimizer", "scheduler", "scaler", "rng", "sampler")
+FORMAT_VERSION = 2
+# More iterations than any run makes: a larger step is a broken file, not a long run.
+MAX_STEP = 10**12
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
@@ -156,6 +165,131 @@ class CheckpointDirectory:
         return path
 
 
+def model_record(
+    model_state: dict[str, Any], step: int, config: dict[str, Any], classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
+) -> dict[str, Any]:
+    """What every checkpoint holds (``best.pt`` nothing more): the weights and what they mean."""
+    return {
+        "format": FORMAT_VERSION,
+        "model": model_state,
+        "step": step,
+        "config": config,
+        "classes": list(classes),
+        "palette": [list(colour) for colour in palette],
+    }
+
+
+def training_state(
+    record: dict[str, Any], *, optimizer: dict, scheduler: dict, scaler: dict,
+    rng_per_rank: list[dict[str, Any]], sampler: dict[str, int], best: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """A resumable checkpoint: ``record`` (:func:`model_record`) plus the optimizer, schedule,
+    scaler, every process's RNG state and the sampler position."""
+    state = {
+        **record,
+        "optimizer": optimizer,
+        "scheduler": scheduler,
+        "scaler": scaler,
+        "rng": rng_per_rank[0],
+        "sampler": sampler,
+        "best": best,
+    }
+    if len(rng_per_rank) > 1:
+        state["rng_per_rank"] = rng_per_rank
+    return state
+
+
+@dataclass
+class ResumeState:
+    """A training checkpoint's fields, checked: what a resumed run restores."""
+
+    path: Path
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any]
+    scaler: dict[str, Any] | None
+    step: int
+    position: int
+    sampler_size: int | None
+    rng_per_rank: list[dict[str, Any]]
+    best: dict[str, Any] | None
+    config: dict[str, Any]
+    format: int
+
+
+def read_training_state(path: str | os.PathLike) -> ResumeState:
+    """The resumable state of ``path``, or a CheckpointError naming the first broken field."""
+    path = Path(path)
+    checkpoint = load_for_resume(path)
+
+    def broken(field: str, expected: str) -> CheckpointError:
+        value = checkpoint
+        for part in field.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        return CheckpointError(
+            f"{path}: field '{field}' is broken (expected {expected}, got {repr(value)[:60]}); "
+            "resume from another checkpoint of the run (checkpoints/iter_*.pt) or start over"
+        )
+
+    step = checkpoint["step"]
+    if not _whole(step) or not 0 <= step <= MAX_STEP:
+        raise broken("step", f"a whole number of iterations, 0..{MAX_STEP}")
+    sampler = checkpoint["sampler"]
+    if not isinstance(sampler, dict) or not _whole(sampler.get("position")) \
+            or sampler["position"] < 0:
+        raise broken("sampler", "a dict with a whole, non-negative 'position'")
+    size = sampler.get("size")
+    if size is not None and not _whole(size):
+        raise broken("sampler.size", "a whole number")
+    states = checkpoint.get("rng_per_rank") or [checkpoint["rng"]]
+    if not isinstance(states, list) or not all(_rng_state(s) for s in states):
+        field = "rng_per_rank" if "rng_per_rank" in checkpoint else "rng"
+        raise broken(field, "the random-number state segkit writes (python, numpy, torch)")
+    for field in ("model", "optimizer", "scheduler"):
+        if not isinstance(checkpoint[field], dict):
+            raise broken(field, "a state dict")
+    if not isinstance(checkpoint["optimizer"].get("param_groups"), list):
+        raise broken("optimizer", "an optimizer state dict with 'param_groups'")
+    scaler = checkpoint["scaler"]
+    if scaler is not None and not isinstance(scaler, dict):
+        raise broken("scaler", "a gradient-scaler state dict or nothing")
+    best = checkpoint.get("best")
+    if best is not None and not (
+        isinstance(best, dict) and isinstance(best.get("mIoU"), (int, float))
+        and _whole(best.get("step"))
+    ):
+        raise broken("best", "{'mIoU': number, 'step': whole number} or nothing")
+    config = checkpoint.get("config") or {}
+    if not isinstance(config, dict):
+        raise broken("config", "the run's resolved config")
+    version = checkpoint.get("format", 1)
+    if not _whole(version) or version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: written in checkpoint format {version!r}, which this segkit (format "
+            f"{FORMAT_VERSION}) does not know; resume with a newer segkit"
+        )
+    return ResumeState(
+        path=path, model=checkpoint["model"], optimizer=checkpoint["optimizer"],
+        scheduler=checkpoint["scheduler"], scaler=scaler, step=step,
+        position=sampler["position"], sampler_size=size, rng_per_rank=states, best=best,
+        config=config, format=version,
+    )
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _rng_state(state: Any) -> bool:
+    return (
+        isinstance(state, dict)
+        and isinstance(state.get("python"), dict)
+        and isinstance(state.get("numpy"), dict)
+        and isinstance(state.get("torch"), torch.Tensor)
+    )
+
+
 def load_for_resume(path: str | os.PathLike) -> dict[str, Any]:
     """A checkpoint that holds everything a resumed run needs, or a clear error."""
     checkpoint = read_checkpoint(path)
@@ -168,3 +302,19 @@ def load_for_resume(path: str | os.PathLike) -> dict[str, Any]:
             hint = " (best.pt holds only the model; resume from last.pt or a numbered one)"
         raise CheckpointError(f"{path}: cannot resume from it: it lacks {', '.join(missing)}{hint}")
     return checkpoint
+
+
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ, leaving out where the run lives and how it is watched:
+    what a resumed run notes about the config it was given."""
+    changes = []
+    for key in sorted(set(old) | set(new), key=str):
+        path = f"{prefix}{key}"
+        if path in ("train.work_dir", "logging"):
+            continue
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes.extend(config_changes(a, b, path + "."))
+        elif a != b:
+            changes.append(path)
+    return changes

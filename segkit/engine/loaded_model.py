@@ -1,5 +1,5 @@
 """A trained model ready for inference: the config's segmentor with a checkpoint's weights, on
-the config's device and precision (the ones validation during training used, so that
+the config's runtime (the device and precision validation during training used, so that
 ``segkit eval`` reproduces its numbers), with the class names and palette it was trained with."""
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from torch import nn
 
 from segkit.builder import build_model
 from segkit.engine.inference import InputNormalizer
-from segkit.engine.precision import Precision, configure_backends, resolve_device, resolve_precision
+from segkit.engine.precision import Precision
+from segkit.engine.runtime import Runtime
 from segkit.engine.visualize import default_palette
 from segkit.weights import load_into, read_checkpoint, segmentor_state_dict
 
@@ -41,25 +42,18 @@ def load_trained(config: dict[str, Any], path: str | Path, device: str | None = 
     path = Path(path)
     checkpoint = read_checkpoint(path)
     state = segmentor_state_dict(checkpoint, path)
-    resolved_device = resolve_device(device or config["train"]["device"])
-    precision = resolve_precision(config["train"]["precision"], resolved_device)
-    configure_backends(resolved_device, config["train"]["deterministic"])
-    channels_last = config["train"]["channels_last"] and resolved_device.type != "mps"
+    runtime = Runtime.resolve(config["train"], device=device)
     # The checkpoint replaces every weight; initial weights need not be read.
     model = build_model({**config, "model": {**config["model"], "pretrained": None}})
     load_into(model, state, path)
-    model = model.to(resolved_device).eval()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = runtime.place(model).eval()
     meta: Mapping[str, Any] = checkpoint if isinstance(checkpoint, Mapping) else {}
     palette = meta.get("palette")
     return TrainedModel(
         model=model,
-        device=resolved_device,
-        precision=precision,
-        normalizer=InputNormalizer(
-            config["data"]["mean"], config["data"]["std"], resolved_device, channels_last
-        ),
+        device=runtime.device,
+        precision=runtime.precision,
+        normalizer=runtime.normalizer(config["data"]["mean"], config["data"]["std"]),
         classes=list(meta["classes"]) if meta.get("classes") else None,
         palette=[tuple(c) for c in palette] if palette else None,
         step=meta.get("step") if isinstance(meta.get("step"), int) else None,

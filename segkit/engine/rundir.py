@@ -31,6 +31,14 @@ RUN_FILES = ("config.yaml", "overrides.txt", "env.json", "metrics.jsonl")
 RUN_FOLDERS = ("checkpoints", "tb", "predictions")
 
 
+class RunExists(SegkitError):
+    """A fresh run was asked for in a directory that holds an earlier one."""
+
+    def __init__(self, path: Path):
+        super().__init__(f"{path} already holds a run; resume it, overwrite it or use another")
+        self.path = path
+
+
 class RunDirectory:
     def __init__(self, path: str | Path, keep_checkpoints: int = 3):
         self.path = Path(path)
@@ -52,10 +60,7 @@ class RunDirectory:
         to overwrite it; a resumed run drops the metric lines logged after its checkpoint."""
         if resume_step is None and self.holds_run():
             if not overwrite:
-                raise SegkitError(
-                    f"{self.path} already holds a run; continue it with --resume, start it over "
-                    "with --overwrite, or choose another --work-dir"
-                )
+                raise RunExists(self.path)
             for name in RUN_FILES:
                 (self.path / name).unlink(missing_ok=True)
             for name in RUN_FOLDERS:
