@@ -9,6 +9,7 @@ The module is itself the plugin, so subprocess tests can load it through an entr
 
 from __future__ import annotations
 
+import builtins
 import os
 import signal
 import time
@@ -162,6 +163,41 @@ class StepFile:
         time.sleep(self.sleep)
 
 
+class RaiseIn:
+    """Raises ``error`` (a builtin exception's name) in run-event ``hook`` from step ``step`` on:
+    a logger with a bug, or a tracking service that went down."""
+
+    def __init__(self, hook: str = "segkit_on_train_iter_end", step: int = 2,
+                 error: str = "ConnectionError"):
+        self.hook = hook
+        self.step = step
+        self.error = error
+        self.calls = 0
+
+    def _maybe_raise(self, hook: str, step: int | None) -> None:
+        if hook == self.hook and (step is None or step >= self.step):
+            self.calls += 1
+            raise getattr(builtins, self.error)(
+                f"the tracking service is unreachable (call {self.calls})"
+            )
+
+    @segkit.hookimpl
+    def segkit_on_train_iter_end(self, run, step, logs):
+        self._maybe_raise("segkit_on_train_iter_end", step)
+
+    @segkit.hookimpl
+    def segkit_on_eval_end(self, run, step, metrics):
+        self._maybe_raise("segkit_on_eval_end", step)
+
+    @segkit.hookimpl
+    def segkit_on_checkpoint(self, run, path):
+        self._maybe_raise("segkit_on_checkpoint", run.step)
+
+    @segkit.hookimpl
+    def segkit_on_train_end(self, run):
+        self._maybe_raise("segkit_on_train_end", None)
+
+
 @segkit.hookimpl
 def segkit_register_backbones(register):
     register("toy_cnn", ToyCNN)
@@ -192,6 +228,7 @@ def segkit_register_loggers(register):
     register("toy_signal_at", SignalAt)
     register("toy_step_file", StepFile)
     register("toy_poison_at", PoisonAt)
+    register("toy_raise_in", RaiseIn)
 
 
 def write_toy_config(folder, name: str = "toy.yaml", **sections: str):

@@ -93,6 +93,9 @@ def run_train(args) -> int:
         )
     else:
         print(run_summary(outcome.run_dir, outcome.best), flush=True)
+    for failure in outcome.plugin_failures:
+        print(f"segkit: warning: {failure.describe()}; it was not called again in this run",
+              file=sys.stderr)
     return outcome.status
 
 

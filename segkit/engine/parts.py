@@ -50,7 +50,7 @@ class TrainingParts:
     scaler: torch.amp.GradScaler
     normalizer: InputNormalizer
     evaluator: Evaluator
-    loggers: list[object]
+    loggers: dict[str, object]
     runtime: Runtime
 
 
@@ -110,12 +110,16 @@ def build_training_parts(
     )
 
 
-def build_loggers(config: dict[str, Any]) -> list[object]:
-    """The objects of ``logging.loggers``; the trainer registers them for its run only."""
-    loggers = []
+def build_loggers(config: dict[str, Any]) -> dict[str, object]:
+    """The objects of ``logging.loggers`` by a name for messages (the logger's type, numbered
+    when a type is used twice); the trainer registers them for its run only."""
+    loggers: dict[str, object] = {}
     for number, spec in enumerate(config["logging"]["loggers"]):
         with explaining(f"logging.loggers.{number}"):
-            loggers.append(registry().build("logger", spec))
+            name = f"logger {spec['type']}"
+            if name in loggers:
+                name = f"{name} #{number}"
+            loggers[name] = registry().build("logger", spec)
     return loggers
 
 

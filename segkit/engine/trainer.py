@@ -23,7 +23,7 @@ from __future__ import annotations
 import signal
 import socket
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -39,6 +39,7 @@ from segkit.engine.checkpoint import (
     training_state,
 )
 from segkit.engine.distributed import LostContact, StopVote, World, rank_seed
+from segkit.engine.events import DiskFull, HookFailure, RunEvents
 from segkit.engine.parts import (
     TrainingParts,
     build_training_parts,
@@ -76,6 +77,7 @@ class Outcome:
     last_checkpoint: Path | None = None
     best: dict[str, Any] | None = None
     final_metrics: dict[str, Any] | None = None
+    plugin_failures: list[HookFailure] = field(default_factory=list)
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -247,6 +249,8 @@ class Trainer:
             healthy = True
             try:
                 return self._fit(on_ready)
+            except DiskFull as error:
+                raise DiskFull(f"{error}; {self._kept()}") from error
             except Exception as error:
                 if self.world.lost_contact(error):
                     healthy = False
@@ -261,28 +265,32 @@ class Trainer:
     def _fit(self, on_ready: Callable[[Trainer], None] | None) -> Outcome:
         self.prepare()
         if self.start_step >= self.max_iters:
+            self.events = RunEvents(None, enabled=False)
             return self._outcome(0, self.start_step, finished_already=True)
         if on_ready is not None and self.world.is_main:
             on_ready(self)
         data = iter(self.loader)  # workers start before any logger thread does
         manager = get_plugins().manager
-        hook = manager.hook if self.world.is_main else _NO_HOOKS
+        self.events = RunEvents(manager, enabled=self.world.is_main)
         self.watch = NonFiniteWatch(self.runtime.device, self.start_step)
         self.window = LogWindow(self.runtime.device)
         self.parts.model.train()
         registered = []
         try:
-            for logger in self.parts.loggers if self.world.is_main else ():
-                manager.register(logger)
+            for name, logger in self.parts.loggers.items() if self.world.is_main else ():
+                manager.register(logger, name=name)
                 registered.append(logger)
-            hook.segkit_on_train_start(run=self.run)
-            return self._loop(data, hook)
+            self.events.segkit_on_train_start(run=self.run)
+            outcome = self._loop(data, self.events)
         finally:
             try:
-                hook.segkit_on_train_end(run=self.run)
+                self.events.segkit_on_train_end(run=self.run)
             finally:
                 for logger in registered:
                     manager.unregister(logger)
+        if self.events.must_stop:  # a hook failed after the last checkpoint was written
+            raise self.events.stop_error(self._kept())
+        return outcome
 
     def _loop(self, data: Iterator[dict], hook) -> Outcome:
         train_cfg = self.config["train"]
@@ -301,19 +309,25 @@ class Trainer:
             finished = step == self.max_iters
             logs = self._logs(step) if step % log_interval == 0 or finished else {}
             hook.segkit_on_train_iter_end(run=self.run, step=step, logs=logs)
-            stop = vote(self.stop.signal)
+            # a plugin that failed under SEGKIT_STRICT_PLUGINS stops every process as a signal
+            # would; rank 0 then ends with the plugin's error
+            stop = vote(self.stop.signal or (signal.SIGTERM if hook.must_stop else None))
             # a stopping run saves at once: its data workers may have ended with the signal
             validate = self.val_loader is not None and stop is None and (
                 finished or (eval_interval > 0 and step % eval_interval == 0)
             )
             numbered = checkpoint_interval > 0 and step % checkpoint_interval == 0
-            if validate or numbered or finished or stop is not None:
+            saving = validate or numbered or finished or stop is not None
+            if saving:
                 self._check_finite(step)
             if validate:
                 self._validate(step, hook)
-            if validate or numbered or finished or stop is not None:
+            if saving:
                 self._save(step, numbered, hook)
                 self.window.restart_clock()  # validation and saving are not training speed
+            if stop is not None and hook.must_stop:
+                vote.settle()
+                raise hook.stop_error(self._kept())
             if stop is not None and not finished:
                 vote.settle()
                 return self._outcome(128 + stop, step, stopped_by=signal.Signals(stop).name)
@@ -324,7 +338,8 @@ class Trainer:
         return Outcome(
             status=status, run_dir=self.rundir.path, step=step, max_iters=self.max_iters,
             last_checkpoint=self.saved[0] if self.saved else None, best=self.best,
-            final_metrics=self.final_metrics, **facts,
+            final_metrics=self.final_metrics, plugin_failures=self.events.failures,
+            **facts,
         )
 
     def _logs(self, step: int) -> dict[str, float]:
@@ -444,16 +459,6 @@ class Trainer:
                 path = self.rundir.checkpoints.save_last(state)
                 hook.segkit_on_checkpoint(run=self.run, path=path)
         self.saved = (self.rundir.checkpoints.last, step)
-
-
-class _NoHooks:
-    """What processes other than rank 0 call instead of the run-event hooks: nothing."""
-
-    def __getattr__(self, name: str):
-        return lambda **kwargs: None
-
-
-_NO_HOOKS = _NoHooks()
 
 
 def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
