@@ -13,24 +13,17 @@ run with that message, whatever the setting, since the run's own files cannot be
 
 from __future__ import annotations
 
-import errno
 import os
 import sys
 from dataclasses import dataclass
 from typing import Any
 
 from segkit.errors import SegkitError
-
-# Errors a write fails with when the disk (or the user's quota) is full.
-DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
+from segkit.files import DiskFull, is_disk_full
 
 
 class PluginFailed(SegkitError):
     """A run-event hook raised while ``SEGKIT_STRICT_PLUGINS`` was set."""
-
-
-class DiskFull(SegkitError):
-    """A file of the run could not be written because the disk is full."""
 
 
 @dataclass
@@ -41,10 +34,6 @@ class HookFailure:
 
     def describe(self) -> str:
         return f"plugin '{self.plugin}' failed in {self.hook}: {self.error}"
-
-
-def is_disk_full(error: BaseException) -> bool:
-    return isinstance(error, OSError) and error.errno in DISK_FULL
 
 
 def strict_plugins() -> bool:

@@ -39,7 +39,7 @@ from segkit.engine.checkpoint import (
     training_state,
 )
 from segkit.engine.distributed import LostContact, StopVote, World, rank_seed
-from segkit.engine.events import DiskFull, HookFailure, RunEvents
+from segkit.engine.events import HookFailure, RunEvents
 from segkit.engine.parts import (
     TrainingParts,
     build_training_parts,
@@ -54,6 +54,7 @@ from segkit.engine.runtime import Runtime
 from segkit.engine.step import train_step
 from segkit.engine.watch import LogWindow, NonFiniteWatch, StopRequest, peak_memory_gb
 from segkit.errors import CheckpointError, SegkitError
+from segkit.files import DiskFull
 from segkit.metrics import format_metrics
 from segkit.plugins import get_plugins
 from segkit.weights import load_into
