@@ -153,3 +153,27 @@ data:
     time.sleep(delay)
     _, err = stop_group(process, signum)
     assert_stopped_and_saved(process, err, run, signum, at_least=1)
+
+
+def test_a_data_worker_killed_by_the_kernel_is_one_message_with_the_last_checkpoint(tmp_path):
+    """SIGKILL, as the out-of-memory killer sends it, to the one worker, after a checkpoint."""
+    config = write(
+        tmp_path,
+        train="train: {max_iters: 1000, eval_interval: 0, checkpoint_interval: 2, precision: fp32, device: cpu}\n",
+        data="""
+data:
+  train: {type: toy_marked_shapes, count: 16, kill_at: 30}
+  batch_size: 2
+  workers: 1
+""",
+    )
+    run = tmp_path / "run"
+    process = start(config, run)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 2, err
+    assert "Traceback" not in err, err
+    last = torch.load(run / "checkpoints/last.pt", weights_only=True)["step"]
+    assert (f"segkit: error: a data worker was killed (signal 9), probably out of memory; lower "
+            f"data.workers or the image size; the last good checkpoint is "
+            f"{run / 'checkpoints/last.pt'} (iteration {last})") in err, err
+    assert err.count("data worker") == 1
