@@ -30,6 +30,7 @@ from __future__ import annotations
 import inspect
 import os
 import signal
+import threading
 import warnings
 from typing import Any, Callable, Sequence
 
@@ -178,16 +179,23 @@ def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
 
 def leave_stop_signals_to_the_main_process(worker_id: int) -> None:
     """A DataLoader worker's ``worker_init_fn``. Ctrl-C and SIGTERM go to a whole process group
-    (a terminal, torchrun, SLURM). A worker killed by a signal makes PyTorch end the main process
-    with a 'worker killed' error at once, before it can finish its step and save ``last.pt``;
-    so a worker ignores Ctrl-C (the main process decides) and ends quietly, with status 0, on
-    SIGTERM, which is also how multiprocessing stops workers left over at exit."""
+    (a terminal, torchrun, SLURM, Kubernetes). A worker that ended on them would make PyTorch
+    fail the main process ('worker exited unexpectedly') in the middle of a step or of a
+    validation, before it could save ``last.pt``; so a worker ignores both and serves data until
+    the main process, which decides, shuts it down. A SIGTERM from the worker's own parent still
+    ends it at once: that is how PyTorch and multiprocessing stop workers left over at exit."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _end_worker)
+    # The sender of a signal is known only to sigwaitinfo: SIGTERM is blocked in this thread
+    # (and so in every thread started later) and a watcher thread takes it.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    threading.Thread(target=_end_worker_when_its_parent_says, daemon=True).start()
 
 
-def _end_worker(signum, frame) -> None:
-    os._exit(0)
+def _end_worker_when_its_parent_says() -> None:
+    while True:
+        info = signal.sigwaitinfo({signal.SIGTERM})
+        if info.si_pid == os.getppid():
+            os._exit(0)
 
 
 def collate(samples: Sequence[dict]) -> dict:

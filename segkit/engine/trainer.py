@@ -20,6 +20,7 @@ together, and a process that dies makes the others fail with a message instead o
 
 from __future__ import annotations
 
+import re
 import signal
 import socket
 import sys
@@ -62,6 +63,35 @@ from segkit.weights import load_into
 
 class TrainingDiverged(SegkitError):
     """The loss became NaN or infinite; the run stopped without saving the broken state."""
+
+
+class DataWorkerKilled(SegkitError):
+    """A data-loading worker was killed (most often by the kernel, out of memory)."""
+
+
+_WORKER_SIGNAL = re.compile(r"DataLoader worker \(pid (\d+)\) is killed by signal: (.+?)\.")
+
+
+def worker_killed(error: BaseException, data: Any = None) -> str | None:
+    """What an error means for a user when a data worker died under the main process, or None
+    for another error. PyTorch reports it as 'DataLoader worker ... killed/exited
+    unexpectedly', or, when the worker died while handing over a batch, as the broken
+    connection itself. ``data`` is the loader's iterator, whose workers' exit codes tell the
+    signal (PyTorch keeps them in a private list; without it the message says less)."""
+    workers = list(getattr(data, "_workers", None) or ())
+    number = None
+    match = _WORKER_SIGNAL.search(str(error))
+    if match:
+        number = {signal.strsignal(s): int(s) for s in signal.Signals}.get(match.group(2))
+    for worker in workers:
+        if worker.exitcode is None and not isinstance(error, RuntimeError):
+            worker.join(timeout=2)  # a broken connection can be seen before the death
+        if number is None and (worker.exitcode or 0) < 0:
+            number = -worker.exitcode
+    if "DataLoader worker" not in str(error) and number is None:
+        return None
+    how = f"was killed (signal {number})" if number else "ended unexpectedly"
+    return f"a data worker {how}, probably out of memory; lower data.workers or the image size"
 
 
 @dataclass
@@ -252,6 +282,11 @@ class Trainer:
                 return self._fit(on_ready)
             except DiskFull as error:
                 raise DiskFull(f"{error}; {self._kept()}") from error
+            except (RuntimeError, ConnectionError, EOFError) as error:
+                killed = worker_killed(error, getattr(self, "data", None))
+                if killed is None:
+                    raise
+                raise DataWorkerKilled(f"{killed}; {self._kept()}") from None
             except Exception as error:
                 if self.world.lost_contact(error):
                     healthy = False
@@ -270,7 +305,7 @@ class Trainer:
             return self._outcome(0, self.start_step, finished_already=True)
         if on_ready is not None and self.world.is_main:
             on_ready(self)
-        data = iter(self.loader)  # workers start before any logger thread does
+        data = self.data = iter(self.loader)  # workers start before any logger thread does
         manager = get_plugins().manager
         self.events = RunEvents(manager, enabled=self.world.is_main)
         self.watch = NonFiniteWatch(self.runtime.device, self.start_step)
