@@ -282,15 +282,14 @@ class Trainer:
                 return self._fit(on_ready)
             except DiskFull as error:
                 raise DiskFull(f"{error}; {self._kept()}") from error
-            except (RuntimeError, ConnectionError, EOFError) as error:
-                killed = worker_killed(error, getattr(self, "data", None))
-                if killed is None:
-                    raise
-                raise DataWorkerKilled(f"{killed}; {self._kept()}") from None
             except Exception as error:
                 if self.world.lost_contact(error):
                     healthy = False
                     raise self._lost_contact(error) from error
+                if isinstance(error, (RuntimeError, ConnectionError, EOFError)):
+                    killed = worker_killed(error, getattr(self, "data", None))
+                    if killed is not None:
+                        raise DataWorkerKilled(f"{killed}; {self._kept()}") from None
                 raise
             finally:
                 if hasattr(self, "parts"):
