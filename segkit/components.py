@@ -19,16 +19,19 @@ from typing import Any, Callable
 
 from segkit.errors import SegkitError, UnknownComponentError
 
-KINDS = (
-    "backbone",
-    "head",
-    "dataset",
-    "loss",
-    "lr_scheduler",
-    "optimizer",
-    "transform",
-    "logger",
-)
+# The component kinds, each with the plural its registration hook is named after
+# (``segkit_register_<plural>``); everything else that lists kinds derives from this table.
+KIND_PLURALS = {
+    "backbone": "backbones",
+    "head": "heads",
+    "dataset": "datasets",
+    "loss": "losses",
+    "lr_scheduler": "lr_schedulers",
+    "optimizer": "optimizers",
+    "transform": "transforms",
+    "logger": "loggers",
+}
+KINDS = tuple(KIND_PLURALS)
 
 # Arguments the core passes to a factory itself; configs never write them.
 CORE_ARGUMENTS = {
@@ -44,8 +47,8 @@ NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9_.-]*\Z")
 def normalize_kind(kind: str) -> str:
     """Accept ``backbones``, ``lr-scheduler`` and friends for ``backbone``, ``lr_scheduler``."""
     candidate = kind.strip().lower().replace("-", "_")
-    if candidate not in KINDS and candidate.endswith("s") and candidate[:-1] in KINDS:
-        candidate = candidate[:-1]
+    singular = {plural: kind for kind, plural in KIND_PLURALS.items()}
+    candidate = singular.get(candidate, candidate)
     if candidate not in KINDS:
         raise SegkitError(f"unknown component kind '{kind}'; the kinds are: {', '.join(KINDS)}")
     return candidate

@@ -10,7 +10,9 @@ and every other plugin keeps working.
 from __future__ import annotations
 
 import difflib
+import inspect
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -20,22 +22,13 @@ import pluggy
 
 from segkit import hookspecs
 from segkit.errors import PluginError
-from segkit.components import NAME_PATTERN, Component, Provider, Registry
+from segkit.components import KIND_PLURALS, NAME_PATTERN, Component, Provider, Registry
 
 ENTRY_POINT_GROUP = "segkit"
 
-# (registration hook, component kind)
-REGISTRATION_HOOKS = {
-    "segkit_register_backbones": "backbone",
-    "segkit_register_heads": "head",
-    "segkit_register_datasets": "dataset",
-    "segkit_register_losses": "loss",
-    "segkit_register_lr_schedulers": "lr_scheduler",
-    "segkit_register_optimizers": "optimizer",
-    "segkit_register_transforms": "transform",
-    "segkit_register_loggers": "logger",
-}
+REGISTRATION_HOOKS = {f"segkit_register_{plural}": kind for kind, plural in KIND_PLURALS.items()}
 HOOK_NAMES = sorted(name for name in vars(hookspecs) if name.startswith("segkit_"))
+UNMARKED = "named like a hook but not marked with @segkit.hookimpl"
 
 
 @dataclass
@@ -100,7 +93,7 @@ class Plugins:
                 continue
             try:
                 plugin = entry_point.load()
-            except Exception as error:  # any import failure is isolated to its plugin
+            except BaseException as error:  # noqa: BLE001  (SystemExit from a plugin too)
                 self._record(provider, "error", error=f"import failed: {_describe(error)}")
                 continue
             self.add(plugin, provider)
@@ -109,9 +102,14 @@ class Plugins:
 
     def add(self, plugin: object, provider: Provider) -> PluginRecord:
         """Register one plugin object and its components; a failure unregisters it."""
+        unmarked = unmarked_hooks(plugin)
+        if unmarked:
+            return self._record(provider, "error", error=_unmarked_message(unmarked))
         try:
             self.manager.register(plugin, name=provider.plugin)
-        except Exception as error:
+        except pluggy.PluginValidationError as error:
+            return self._record(provider, "error", error=validation_message(error))
+        except BaseException as error:  # noqa: BLE001
             return self._record(provider, "error", error=_describe(error))
         hooks = sorted(hc.name for hc in self.manager.get_hookcallers(plugin) or ())
         unknown = [name for name in hooks if name not in HOOK_NAMES]
@@ -120,7 +118,7 @@ class Plugins:
             return self._record(provider, "error", hooks, _unknown_hooks_message(unknown))
         try:
             components = self._collect_components(plugin, provider)
-        except Exception as error:
+        except BaseException as error:  # noqa: BLE001  (SystemExit from a plugin too)
             self.manager.unregister(plugin)
             return self._record(provider, "error", hooks, f"registration failed: {_describe(error)}")
         for component in components:
@@ -128,11 +126,12 @@ class Plugins:
         return self._record(provider, "active", hooks)
 
     def _collect_components(self, plugin: object, provider: Provider) -> list[Component]:
-        """Call the plugin's registration hooks; nothing reaches the registry unless all succeed."""
+        """Call the registration hooks pluggy knows for this plugin (whatever their function is
+        called, ``specname`` included); nothing reaches the registry unless all succeed."""
         components: list[Component] = []
-        for hook_name, kind in REGISTRATION_HOOKS.items():
-            implementation = getattr(plugin, hook_name, None)
-            if implementation is None:
+        for caller in self.manager.get_hookcallers(plugin) or ():
+            kind = REGISTRATION_HOOKS.get(caller.name)
+            if kind is None:
                 continue
             taken = {c.name for c in components if c.kind == kind}
 
@@ -144,7 +143,9 @@ class Plugins:
                     _taken.add(claimed)
                 components.append(component)
 
-            implementation(register=register)
+            for implementation in caller.get_hookimpls():
+                if implementation.plugin is plugin:
+                    implementation.function(register=register)
         return components
 
     def add_commands(self, subparsers: Any) -> None:
@@ -201,6 +202,30 @@ class Plugins:
             )
 
 
+def check_logger(logger: object, label: str, plugin: str) -> None:
+    """Check a logger object the way ``add`` checks a plugin, before the run starts: a misspelt
+    argument or an unknown hook name stops the run now (it would otherwise fail at the first
+    event or never be called); a hook-named method without the marker is a warning, since the
+    logger's marked methods still work."""
+    unmarked = unmarked_hooks(logger)
+    if unmarked:
+        names = ", ".join(f"'{name}'" for name in unmarked)
+        print(
+            f"segkit: warning: plugin '{plugin}', {label}: method {names} {UNMARKED}, so it "
+            f"will not be called; decorate it",
+            file=sys.stderr,
+        )
+    trial = pluggy.PluginManager("segkit")
+    trial.add_hookspecs(hookspecs)
+    try:
+        trial.register(logger)
+    except pluggy.PluginValidationError as error:
+        raise PluginError(f"plugin '{plugin}', {label}: {validation_message(error)}") from None
+    unknown = [c.name for c in trial.get_hookcallers(logger) or () if c.name not in HOOK_NAMES]
+    if unknown:
+        raise PluginError(f"plugin '{plugin}', {label}: {_unknown_hooks_message(unknown)}")
+
+
 def _drop_verbs(subparsers: Any, verbs: set[str]) -> None:
     """Remove verbs a failing plugin added before it raised. argparse has no public way to take
     a sub-parser back, so this edits the two places ``add_parser`` writes to."""
@@ -237,7 +262,62 @@ def _names_in(text: str) -> set[str]:
 
 
 def _describe(error: BaseException) -> str:
-    return f"{type(error).__name__}: {error}"
+    """One line, whatever the exception's text: ``segkit plugins`` shows it in a table cell."""
+    text = " ".join(str(error).split())
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def unmarked_hooks(plugin: object) -> list[str]:
+    """The functions or methods of ``plugin`` named like a segkit hook that pluggy would pass
+    over because they lack the ``@segkit.hookimpl`` marker: a silent no-op is the worst way
+    for a plugin to fail, so these are reported instead."""
+    names = []
+    for name in dir(plugin):
+        if name in HOOK_NAMES or name.startswith(("segkit_register_", "segkit_on_")):
+            value = getattr(plugin, name, None)
+            if callable(value) and not hasattr(value, "segkit_impl"):
+                names.append(name)
+    return names
+
+
+def _implementation_of(plugin: object, hook_name: str) -> Any:
+    for name in dir(plugin):
+        value = getattr(plugin, name, None)
+        options = getattr(value, "segkit_impl", None)
+        if isinstance(options, dict) and (options.get("specname") or name) == hook_name:
+            return value
+    return None
+
+
+def _unmarked_message(names: list[str]) -> str:
+    listed = ", ".join(f"'{name}'" for name in names)
+    return f"function {listed} {UNMARKED}; decorate it (or rename it)"
+
+
+def validation_message(error: pluggy.PluginValidationError) -> str:
+    """pluggy's complaint about an implementation's arguments, as one line with a suggestion:
+    an argument the hook does not pass is almost always a typo of one it does."""
+    named = re.search(r"for hook '(\w+)'", str(error))
+    hook_name = named.group(1) if named else ""
+    function = _implementation_of(getattr(error, "plugin", None), hook_name)
+    spec = getattr(hookspecs, hook_name, None)
+    if function is None or spec is None:
+        return _describe(error)
+    offered = list(inspect.signature(spec).parameters)
+    wanted = [name for name in inspect.signature(function).parameters if name != "self"]
+    extra = [name for name in wanted if name not in offered]
+    if not extra:
+        return _describe(error)
+    parts = []
+    for name in extra:
+        close = difflib.get_close_matches(name, offered, n=1)
+        parts.append(f"'{name}'" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return (
+        f"{hook_name} asks for argument {', '.join(parts)}, which the hook does not pass; "
+        f"it passes: {', '.join(offered)}"
+    )
 
 
 _loaded: Plugins | None = None

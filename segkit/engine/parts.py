@@ -27,6 +27,7 @@ from segkit.engine.losses import Criterion, build_criterion
 from segkit.engine.runtime import Runtime
 from segkit.engine.sampler import InfiniteSampler
 from segkit.engine.sync_bn import synchronize_batch_norms
+from segkit.plugins import check_logger
 from segkit.engine.visualize import default_palette
 from segkit.errors import ConfigError
 
@@ -119,7 +120,9 @@ def build_loggers(config: dict[str, Any]) -> dict[str, object]:
             name = f"logger {spec['type']}"
             if name in loggers:
                 name = f"{name} #{number}"
-            loggers[name] = registry().build("logger", spec)
+            logger = registry().build("logger", spec)
+            check_logger(logger, name, registry().get("logger", spec["type"]).provider.plugin)
+            loggers[name] = logger
     return loggers
 
 
