@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 from pathlib import Path
 
 from segkit.errors import SegkitError
@@ -103,3 +104,36 @@ def sync_directory(directory: Path) -> None:
         pass
     finally:
         os.close(descriptor)
+
+
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.tmp\Z")
+
+
+def remove_dead_writers(directory: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Delete the temporary files in ``directory`` (of the file ``name`` only, if given) whose
+    writer is no longer running (a process killed with ``kill -9`` or by the OOM killer
+    mid-write); those of live processes stay."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    removed = []
+    for path in directory.iterdir():
+        match = _TEMPORARY.match(path.name)
+        if not match or (name is not None and match.group("name") != name):
+            continue
+        if not _running(int(match.group("pid"))) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, and someone else's
+        return True
+    return True

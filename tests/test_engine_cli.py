@@ -70,7 +70,7 @@ data:
     last = torch.load(run / "checkpoints/last.pt", weights_only=True)
     assert 3 <= last["step"] < 300
     assert f"stopped by SIGTERM after iteration {last['step']}" in err
-    assert f"segkit train {config} --resume --work-dir {run}" in err
+    assert f"Resume with: segkit train --resume {run}" in err
 
     assert main(["train", str(config), "logging.loggers=[]", "--resume", "--work-dir", str(run)]) == 0
     assert torch.load(run / "checkpoints/last.pt", weights_only=True)["step"] == 300

@@ -24,6 +24,7 @@ from typing import Any
 from segkit.builder import build, build_model, registry
 from segkit.engine.checkpoint import atomic_save
 from segkit.errors import ConfigError, SegkitError
+from segkit.files import remove_dead_writers
 from segkit.validation import load_config
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 from segkit_plugins.converters import csail, drn
@@ -41,6 +42,7 @@ def run_convert(args) -> int:
     else:
         result = _backbone_file(files[0], states[0], args.config, args.backbone)
     result["converted_from"] = _provenance(args.source_format, files)
+    remove_dead_writers(out.parent, out.name)  # of an earlier conversion killed mid-write
     atomic_save(result, out)
     count = sum(v.numel() for k, v in result["model"].items() if not _is_statistic(k))
     sources = " + ".join(path.name for path in files)

@@ -1,4 +1,5 @@
-"""``segkit train CONFIG [overrides] [--resume [PATH]] [--work-dir DIR] [--overwrite] [--nproc N]``.
+"""``segkit train CONFIG [overrides] [--resume [PATH]] [--work-dir DIR] [--overwrite] [--nproc N]``,
+and ``segkit train --resume RUN_DIR`` to continue a run with its own config.
 
 Under torchrun the very same command runs in every process; ``--nproc N`` starts torchrun on this
 machine for you.
@@ -12,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import NoReturn
 
+from segkit.config import is_override
 from segkit.errors import CheckpointError, SegkitError
 
 
@@ -24,12 +26,21 @@ def add_commands(subparsers) -> None:
         "tb/ and predictions/. Exit status: 0 finished, 2 error (bad config, data, diverged "
         "loss), 130/143 stopped by SIGINT/SIGTERM after saving checkpoints/last.pt.",
     )
-    parser.add_argument("config", help="path to a YAML config")
+    parser.add_argument(
+        "config", nargs="?",
+        help="path to a YAML config (leave it out with --resume RUN_DIR: the run's own is used)",
+    )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE or +KEY=VALUE overrides")
     parser.add_argument(
         "--resume", nargs="?", const=True, default=None, metavar="PATH",
-        help="continue a run exactly where it stopped: from PATH, or from the run's "
-        "checkpoints/last.pt (write overrides before this option)",
+        help="continue a run exactly where it stopped: from PATH (a checkpoint or a run "
+        "directory), or from the run's checkpoints/last.pt (its newest iter_*.pt where last.pt "
+        "was never written); write overrides before this option",
+    )
+    parser.add_argument(
+        "--allow-changes", action="store_true",
+        help="resume with values that differ from the checkpoint's config (without it, such a "
+        "resume is refused with the list of differences)",
     )
     parser.add_argument("--work-dir", help="run directory (overrides train.work_dir)")
     parser.add_argument(
@@ -51,22 +62,19 @@ def run_train(args) -> int:
     from segkit.engine.trainer import Trainer
     from segkit.validation import load_config
 
-    config = load_config(args.config, args.overrides)  # a bad config fails here, once
+    _take_stray_override(args)
+    run_dir = _resumed_run_dir(args)
+    config_path = args.config if args.config is not None else run_dir / "config.yaml"
+    config = load_config(config_path, args.overrides)  # a bad config fails here, once
     if args.nproc is not None and args.nproc != 1:
         return launch_torchrun(args)
-    resume = None if args.resume in (None, True) else Path(args.resume)
-    work_dir = Path(args.work_dir or _run_dir_of(resume) or config["train"]["work_dir"]
+    work_dir = Path(args.work_dir or run_dir or config["train"]["work_dir"]
                     or Path("runs") / Path(args.config).stem)
     config["train"]["work_dir"] = str(work_dir)
-    if args.resume is True:
-        resume = work_dir / "checkpoints" / "last.pt"
-    if resume is not None and not resume.is_file():
-        hint = ""
-        if "=" in str(resume):
-            hint = " (write overrides before --resume, which takes an optional path)"
-        raise CheckpointError(f"{resume}: no checkpoint to resume from{hint}")
+    resume = _checkpoint_to_resume(args.resume, work_dir)
     trainer = Trainer(
-        config, work_dir, resume=resume, overwrite=args.overwrite, overrides=args.overrides
+        config, work_dir, resume=resume, overwrite=args.overwrite, overrides=args.overrides,
+        allow_changes=args.allow_changes,
     )
     try:
         outcome = trainer.fit(on_ready=_announce)
@@ -80,14 +88,14 @@ def run_train(args) -> int:
     if outcome.finished_already:
         print(
             f"segkit: {outcome.run_dir} finished already ({outcome.step} of "
-            f"{outcome.max_iters} iterations); raise train.max_iters to train longer"
+            f"{outcome.max_iters} iterations); to train longer, resume with a larger "
+            "train.max_iters and --allow-changes"
         )
     elif outcome.stopped_by is not None:
-        command = shlex.join([str(args.config), *args.overrides])
         print(
             f"segkit: stopped by {outcome.stopped_by} after iteration {outcome.step}; saved "
-            f"{outcome.last_checkpoint}. Resume with: segkit train {command} --resume "
-            f"--work-dir {outcome.run_dir}"
+            f"{outcome.last_checkpoint}. Resume with: segkit train --resume "
+            f"{shlex.quote(str(outcome.run_dir))}"
             + (", started as this run was (torchrun or --nproc)" if trainer.world.size > 1 else ""),
             file=sys.stderr,
         )
@@ -119,9 +127,61 @@ def _announce(trainer) -> None:
     )
 
 
-def _run_dir_of(checkpoint: Path | None) -> Path | None:
+def _take_stray_override(args) -> None:
+    """``segkit train --resume RUN_DIR KEY=VALUE``: argparse hands the override to CONFIG."""
+    if args.config is not None and is_override(args.config) and not Path(args.config).exists():
+        args.overrides.insert(0, args.config)
+        args.config = None
+
+
+def _resumed_run_dir(args) -> Path | None:
+    """The run directory ``--resume`` points at (a run directory, or a checkpoint in one's
+    ``checkpoints/``); without a CONFIG it must hold the run's ``config.yaml``."""
+    if args.resume in (None, True):
+        if args.config is None:
+            raise SegkitError(
+                "train: give a CONFIG to train, or --resume RUN_DIR to continue a run with its "
+                "own config"
+            )
+        return None
+    given = Path(args.resume)
+    run_dir = given if given.is_dir() else _run_dir_of(given)
+    if args.config is None and (run_dir is None or not (run_dir / "config.yaml").is_file()):
+        raise CheckpointError(
+            f"{given}: not a run directory (no config.yaml found); give the run's directory, "
+            "or the CONFIG before --resume"
+        )
+    return run_dir
+
+
+def _checkpoint_to_resume(resume: str | bool | None, work_dir: Path) -> Path | None:
+    from segkit.engine.rundir import RunDirectory
+
+    if resume is None:
+        return None
+    given = work_dir if resume is True else Path(resume)
+    if given.is_dir():
+        checkpoint = RunDirectory(given).checkpoints.resumable()
+        if checkpoint is None:
+            raise CheckpointError(
+                f"{given}: no checkpoint to resume from (neither checkpoints/last.pt nor "
+                "checkpoints/iter_*.pt); start the run again with --overwrite"
+            )
+        if checkpoint.name != "last.pt":
+            print(f"segkit: note: {given} has no last.pt; resuming from {checkpoint}",
+                  file=sys.stderr)
+        return checkpoint
+    if not given.is_file():
+        hint = ""
+        if "=" in str(given):
+            hint = " (write overrides before --resume, which takes an optional path)"
+        raise CheckpointError(f"{given}: no checkpoint to resume from{hint}")
+    return given
+
+
+def _run_dir_of(checkpoint: Path) -> Path | None:
     """The run directory a checkpoint belongs to: the parent of its ``checkpoints/`` folder."""
-    if checkpoint is None or checkpoint.parent.name != "checkpoints":
+    if checkpoint.parent.name != "checkpoints":
         return None
     return checkpoint.parent.parent
 
@@ -133,7 +193,9 @@ def launch_torchrun(args) -> NoReturn:
         raise SegkitError(f"--nproc: needs at least 1 process, got {args.nproc}")
     if "WORLD_SIZE" in os.environ:
         raise SegkitError("--nproc starts torchrun itself; leave it out under torchrun")
-    command = [str(args.config), *args.overrides]
+    command = [*([str(args.config)] if args.config is not None else []), *args.overrides]
+    if args.allow_changes:
+        command.append("--allow-changes")
     if args.resume is True:
         command.append("--resume")
     elif args.resume is not None:

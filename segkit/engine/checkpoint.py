@@ -148,6 +148,14 @@ class CheckpointDirectory:
                 found.append((int(match.group(1)), path))
         return [path for _, path in sorted(found)]
 
+    def resumable(self) -> Path | None:
+        """``last.pt``, or where it was never written (a run killed before its first save of it)
+        the newest numbered checkpoint; every one of them is complete, being written whole."""
+        if self.last.is_file():
+            return self.last
+        numbered = self.numbered()
+        return numbered[-1] if numbered else None
+
     def save_last(self, state: dict[str, Any]) -> Path:
         atomic_save(state, self.last)
         return self.last
@@ -302,6 +310,19 @@ def load_for_resume(path: str | os.PathLike) -> dict[str, Any]:
             hint = " (best.pt holds only the model; resume from last.pt or a numbered one)"
         raise CheckpointError(f"{path}: cannot resume from it: it lacks {', '.join(missing)}{hint}")
     return checkpoint
+
+
+def describe_changes(old: dict[str, Any], new: dict[str, Any], keys: list[str], most: int = 12) -> str:
+    """``train.max_iters: 40 -> 80; data.batch_size: 8 -> 4`` for the first ``most`` keys."""
+    def at(tree: dict[str, Any], dotted: str) -> Any:
+        for part in dotted.split("."):
+            tree = tree.get(part) if isinstance(tree, dict) else None
+        return tree
+
+    listed = [f"{key}: {at(old, key)!r} -> {at(new, key)!r}" for key in keys[:most]]
+    if len(keys) > most:
+        listed.append(f"and {len(keys) - most} more")
+    return "; ".join(listed)
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

@@ -34,6 +34,7 @@ from segkit.engine.checkpoint import (
     ResumeState,
     capture_rng,
     config_changes,
+    describe_changes,
     model_record,
     read_training_state,
     restore_rng,
@@ -51,11 +52,12 @@ from segkit.engine.parts import (
 from segkit.engine.precision import device_name
 from segkit.engine.run import Run
 from segkit.engine.rundir import RunDirectory, environment
+from segkit.engine.runlock import RunLock
 from segkit.engine.runtime import Runtime
 from segkit.engine.step import train_step
 from segkit.engine.watch import LogWindow, NonFiniteWatch, StopRequest, peak_memory_gb
 from segkit.errors import CheckpointError, SegkitError
-from segkit.files import DiskFull
+from segkit.files import DiskFull, remove_dead_writers
 from segkit.metrics import format_metrics
 from segkit.plugins import get_plugins
 from segkit.weights import load_into
@@ -119,8 +121,10 @@ class Outcome:
 class Trainer:
     """``Trainer(config, work_dir).fit()`` trains the resolved ``config`` in ``work_dir``.
 
-    ``resume`` is a training checkpoint to continue from; ``overwrite`` lets a fresh run replace
-    an earlier one in ``work_dir``; ``overrides`` are recorded in ``overrides.txt``."""
+    ``resume`` is a training checkpoint to continue from; a config that differs from the one
+    the checkpoint was trained with is refused unless ``allow_changes``; ``overwrite`` lets a
+    fresh run replace an earlier one in ``work_dir``; ``overrides`` are recorded in
+    ``overrides.txt``."""
 
     def __init__(
         self,
@@ -130,6 +134,7 @@ class Trainer:
         resume: str | Path | None = None,
         overwrite: bool = False,
         overrides: Sequence[str] = (),
+        allow_changes: bool = False,
     ):
         self.config = config
         self.max_iters = config["train"]["max_iters"]
@@ -137,6 +142,8 @@ class Trainer:
         self.resume_path = Path(resume) if resume is not None else None
         self.overwrite = overwrite
         self.overrides = list(overrides)
+        self.allow_changes = allow_changes
+        self.lock = RunLock(work_dir)
         self.world = World.from_environment()
         self.stop = StopRequest()
         self.best: dict[str, Any] | None = None
@@ -156,9 +163,15 @@ class Trainer:
         # Whatever fails here on one process (a dataset missing on one machine, rank 0 finding
         # an earlier run) stops all of them with its message.
         with self.world.together("preparing the run"):
+            if self.world.is_main:
+                self.lock.acquire()
+                self._remove_dead_writers()
+            state = read_training_state(self.resume_path) if self.resume_path else None
+            if state is not None:
+                self._check_changes(state)
             self.parts = build_training_parts(self.config, self.runtime, self.world)
-            if self.resume_path is not None:
-                self._resume(read_training_state(self.resume_path))
+            if state is not None:
+                self._resume(state)
             if self.world.is_main:
                 resumed_at = self.start_step if self.resume_path is not None else None
                 self.rundir.start(resumed_at, self.overwrite)
@@ -209,15 +222,40 @@ class Trainer:
         self._restore_rng(state.rng_per_rank)
         if not self.world.is_main:
             return
-        changed = config_changes(state.config, self.config)
-        if changed:
-            print(f"segkit: note: the config differs from the checkpoint's in {', '.join(changed)}",
-                  file=sys.stderr)
         if state.sampler_size != len(parts.train_set):
             print(
                 f"segkit: warning: the training set has {len(parts.train_set)} samples, the "
                 f"checkpoint's had {state.sampler_size}: the data order differs "
                 "from the interrupted run's",
+                file=sys.stderr,
+            )
+
+    def _check_changes(self, state: ResumeState) -> None:
+        """A resumed run continues the run it resumes: values that differ from the checkpoint's
+        config (a bigger batch, more iterations) are refused unless asked for, since silently
+        training on with them makes the run's results mean something else."""
+        changed = config_changes(state.config, self.config)
+        if not changed:
+            return
+        listed = describe_changes(state.config, self.config, changed)
+        if not self.allow_changes:
+            raise CheckpointError(
+                f"{state.path}: the config differs from the one the run was trained with: "
+                f"{listed}. Resume with the run's own config (segkit train --resume "
+                f"{self.rundir.path}), or add --allow-changes to go on with these values"
+            )
+        if self.world.is_main:
+            print(f"segkit: note: resuming with changed values: {listed}", file=sys.stderr)
+
+    def _remove_dead_writers(self) -> None:
+        removed = [
+            *remove_dead_writers(self.rundir.path),
+            *remove_dead_writers(self.rundir.checkpoints.directory),
+        ]
+        if removed:
+            print(
+                f"segkit: note: removed {len(removed)} temporary file(s) left by a writer that "
+                f"was killed: {', '.join(p.name for p in removed)}",
                 file=sys.stderr,
             )
 
@@ -292,6 +330,7 @@ class Trainer:
                         raise DataWorkerKilled(f"{killed}; {self._kept()}") from None
                 raise
             finally:
+                self.lock.release()
                 if hasattr(self, "parts"):
                     self.parts.train_model = None  # DDP holds the process group
                 if healthy:  # tearing down a broken group may block; the process ends anyway
@@ -539,11 +578,14 @@ def train(
     overrides: Sequence[str] = (),
     resume: str | Path | bool | None = None,
     overwrite: bool = False,
+    allow_changes: bool = False,
 ) -> Outcome:
     """Train from Python as ``segkit train`` does, without its messages: ``config`` is a YAML
     path (with ``overrides``) or an already resolved config (:func:`segkit.load_config`);
     ``work_dir`` defaults to ``train.work_dir``, then ``runs/<config name>``; ``resume=True``
-    continues the run in ``work_dir`` from its ``last.pt``, a path from that checkpoint."""
+    continues the run in ``work_dir`` from its ``last.pt`` (or, where that was never written, its
+    newest numbered checkpoint), a path from that checkpoint; ``allow_changes`` lets the resumed
+    run use values that differ from the checkpoint's config."""
     from segkit.validation import load_config
 
     if isinstance(config, dict):
@@ -556,7 +598,9 @@ def train(
     work_dir = Path(work_dir or config["train"]["work_dir"] or Path("runs") / name)
     config = {**config, "train": {**config["train"], "work_dir": str(work_dir)}}
     if resume is True:
-        resume = work_dir / "checkpoints" / "last.pt"
+        resume = RunDirectory(work_dir).checkpoints.resumable()
+        if resume is None:
+            raise CheckpointError(f"{work_dir}: no checkpoint to resume from")
     trainer = Trainer(config, work_dir, resume=resume or None, overwrite=overwrite,
-                      overrides=overrides)
+                      overrides=overrides, allow_changes=allow_changes)
     return trainer.fit()
