@@ -235,7 +235,7 @@ class Trainer:
         config (a bigger batch, more iterations) are refused unless asked for, since silently
         training on with them makes the run's results mean something else."""
         changed = config_changes(state.config, self.config)
-        if not changed:
+        if not changed or "optimizer.type" in changed:  # refused with its own reason later
             return
         listed = describe_changes(state.config, self.config, changed)
         if not self.allow_changes:
