@@ -81,16 +81,21 @@ def worker_killed(error: BaseException, data: Any = None) -> str | None:
     connection itself. ``data`` is the loader's iterator, whose workers' exit codes tell the
     signal (PyTorch keeps them in a private list; without it the message says less)."""
     workers = list(getattr(data, "_workers", None) or ())
+    text = str(error)
+    for worker in workers:
+        if worker.exitcode is None and not isinstance(error, RuntimeError):
+            try:
+                worker.join(timeout=2)  # a broken connection can be seen before the death
+            except RuntimeError as reported:  # PyTorch's SIGCHLD handler, while we wait
+                text = f"{text} {reported}"
     number = None
-    match = _WORKER_SIGNAL.search(str(error))
+    match = _WORKER_SIGNAL.search(text)
     if match:
         number = {signal.strsignal(s): int(s) for s in signal.Signals}.get(match.group(2))
     for worker in workers:
-        if worker.exitcode is None and not isinstance(error, RuntimeError):
-            worker.join(timeout=2)  # a broken connection can be seen before the death
         if number is None and (worker.exitcode or 0) < 0:
             number = -worker.exitcode
-    if "DataLoader worker" not in str(error) and number is None:
+    if "DataLoader worker" not in text and number is None:
         return None
     how = f"was killed (signal {number})" if number else "ended unexpectedly"
     return f"a data worker {how}, probably out of memory; lower data.workers or the image size"
