@@ -130,7 +130,7 @@ def test_a_second_process_cannot_train_in_a_run_in_use(tmp_path):
         for extra in (["--overwrite"], ["--resume"]):
             second = segkit_train(tmp_path, str(config), "--work-dir", str(run), *extra)
             assert second.returncode == 2, second.stderr
-            assert f"in use by another segkit train (pid {first.pid})" in second.stderr
+            assert f"in use by another segkit train (pid {first.pid} on " in second.stderr
             assert "Traceback" not in second.stderr
         assert first.poll() is None  # the first run went on, its files untouched
         assert (run / "metrics.jsonl").exists()
@@ -140,6 +140,8 @@ def test_a_second_process_cannot_train_in_a_run_in_use(tmp_path):
     after = segkit_train(tmp_path, str(config), "train.max_iters=2", "--work-dir", str(run),
                          "--overwrite")
     assert after.returncode == 0, after.stderr
+    assert f"took over the lock of {run} from a run that is no longer running (pid {first.pid}" \
+        in after.stderr
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=False)["step"] == 2
 
 

@@ -10,7 +10,11 @@ never leaves a stale lock behind.
 from __future__ import annotations
 
 import fcntl
+import json
 import os
+import socket
+import sys
+import time
 from pathlib import Path
 
 from segkit.errors import SegkitError
@@ -23,8 +27,9 @@ class RunInUse(SegkitError):
 
 
 class RunLock:
-    """``with RunLock(run_dir):`` or ``acquire()``/``release()``; the lock file holds the owner's
-    pid so that the refusal can say who has it."""
+    """``with RunLock(run_dir):`` or ``acquire()``/``release()``. The lock file says who holds
+    it (host, pid, start time), so that a refusal can name the holder and a lock left by a
+    process that died is taken over with a note naming it."""
 
     def __init__(self, run_dir: str | os.PathLike):
         self.path = Path(run_dir) / LOCK_NAME
@@ -36,19 +41,31 @@ class RunLock:
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            owner = os.read(descriptor, 32).decode("ascii", "replace").strip() or "unknown"
+            holder = _describe(_read(descriptor))
             os.close(descriptor)
             raise RunInUse(
-                f"{self.path.parent} is in use by another segkit train (pid {owner}); wait for "
-                "it to end, stop it, or choose another --work-dir"
+                f"{self.path.parent} is in use by another segkit train ({holder}); wait for it "
+                "to end, stop it, or choose another --work-dir"
             ) from None
+        previous = _read(descriptor)
+        if previous:
+            print(
+                f"segkit: note: took over the lock of {self.path.parent} from a run that is no "
+                f"longer running ({_describe(previous)})",
+                file=sys.stderr,
+            )
+        holder = {"host": socket.gethostname(), "pid": os.getpid(),
+                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         os.ftruncate(descriptor, 0)
-        os.write(descriptor, f"{os.getpid()}\n".encode("ascii"))
+        os.pwrite(descriptor, (json.dumps(holder) + "\n").encode("utf-8"), 0)
         self._descriptor = descriptor
 
     def release(self) -> None:
+        """Empty the file, then close it (which drops the flock): an empty lock file is one
+        that was let go, not one of a run that died."""
         if self._descriptor is not None:
-            os.close(self._descriptor)  # closing drops the flock
+            os.ftruncate(self._descriptor, 0)
+            os.close(self._descriptor)
             self._descriptor = None
 
     def __enter__(self) -> RunLock:
@@ -57,3 +74,17 @@ class RunLock:
 
     def __exit__(self, *exc_info: object) -> None:
         self.release()
+
+
+def _read(descriptor: int) -> dict:
+    try:
+        return json.loads(os.pread(descriptor, 4096, 0).decode("utf-8") or "{}")
+    except (ValueError, UnicodeDecodeError):
+        return {}
+
+
+def _describe(holder: dict) -> str:
+    if not holder:
+        return "holder unknown"
+    return (f"pid {holder.get('pid')} on {holder.get('host')}, "
+            f"started {holder.get('started')}")
