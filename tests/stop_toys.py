@@ -21,11 +21,13 @@ class MarkedShapes(ToyShapes):
     """Toy shapes that leave a trace of who served them and take ``delay`` seconds each."""
 
     def __init__(self, count: int = 16, image_size: int = 32, seed: int = 0,
-                 marker: Optional[str] = None, delay: float = 0.0, kill_at: int = -1):
+                 marker: Optional[str] = None, delay: float = 0.0, kill_at: int = -1,
+                 kill_rank: Optional[int] = None):
         super().__init__(count=count, image_size=image_size, seed=seed)
         self.marker = marker
         self.delay = delay
         self.kill_at = kill_at
+        self.kill_rank = kill_rank  # under torchrun: only that process's worker is killed
         self.served = 0
 
     def __getitem__(self, index):
@@ -34,7 +36,8 @@ class MarkedShapes(ToyShapes):
         if self.marker:
             with open(self.marker, "a", encoding="utf-8") as file:
                 file.write(f"{os.getpid()}\n")
-        if self.served == self.kill_at:
+        rank_matches = self.kill_rank is None or os.environ.get("RANK") == str(self.kill_rank)
+        if self.served == self.kill_at and rank_matches:
             os.kill(os.getpid(), signal.SIGKILL)  # what the OOM killer does to a worker
         time.sleep(self.delay)
         return sample

@@ -177,3 +177,36 @@ data:
             f"data.workers or the image size; the last good checkpoint is "
             f"{run / 'checkpoints/last.pt'} (iteration {last})") in err, err
     assert err.count("data worker") == 1
+
+
+@pytest.mark.slow
+def test_a_data_worker_killed_under_torchrun_is_one_message_with_the_last_checkpoint(tmp_path):
+    """The OOM killer takes rank 1's worker: that process says what happened, with the last
+    good checkpoint, and exits with 2; torchrun then stops rank 0 and prints its own report,
+    but no traceback comes from segkit's code."""
+    config = write(
+        tmp_path,
+        train="train: {max_iters: 1000, eval_interval: 0, checkpoint_interval: 2, precision: fp32, device: cpu}\n",
+        data="""
+data:
+  train: {type: toy_marked_shapes, count: 16, kill_at: 20, kill_rank: 1}
+  batch_size: 2
+  workers: 1
+""",
+    )
+    run = tmp_path / "run"
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+         "-m", "segkit", "train", str(config), "--work-dir", str(run)],
+        capture_output=True, text=True, env=plugin_environment(tmp_path), timeout=240,
+    )
+    assert result.returncode != 0
+    last = torch.load(run / "checkpoints/last.pt", weights_only=True)["step"]
+    kept = f"the last good checkpoint is {run / 'checkpoints/last.pt'} (iteration {last})"
+    killed = [line for line in result.stderr.splitlines() if "a data worker was killed" in line]
+    assert len(killed) == 1, result.stderr
+    assert "probably out of memory; lower data.workers or the image size" in killed[0]
+    assert kept in killed[0]
+    assert "exitcode  : 2" in result.stderr  # torchrun's report of rank 1
+    frames = [line for line in result.stderr.splitlines() if line.strip().startswith('File "')]
+    assert not [frame for frame in frames if "/segkit/" in frame], result.stderr
