@@ -99,3 +99,11 @@ def test_resuming_with_another_optimizer_says_what_changed(toys, tmp_path):
     with pytest.raises(CheckpointError, match="optimizer 'sgd'.*'adamw'"):
         segkit.train(str(config), tmp_path / "run", resume=True,
                      overrides=["optimizer={type: adamw, lr: 0.001}"])
+
+
+def test_resuming_with_another_schedule_says_what_changed(toys, tmp_path):
+    config = write(tmp_path, train=TRAIN)
+    segkit.train(str(config), tmp_path / "run", overrides=["train.max_iters=2"])
+    with pytest.raises(CheckpointError, match="lr_scheduler 'poly'.*'cosine'.*lr_scheduler.type=poly"):
+        segkit.train(str(config), tmp_path / "run", resume=True, allow_changes=True,
+                     overrides=["lr_scheduler={type: cosine}"])

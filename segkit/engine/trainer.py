@@ -211,6 +211,7 @@ class Trainer:
         parts = self.parts
         load_into(parts.model, state.model, state.path)
         _check_same_optimizer(state, parts.optimizer, self.config)
+        _check_same_schedule(state, self.config)
         try:
             parts.optimizer.load_state_dict(state.optimizer)
             parts.scheduler.load_state_dict(state.scheduler)
@@ -240,8 +241,8 @@ class Trainer:
         config (a bigger batch, more iterations) are refused unless asked for, since silently
         training on with them makes the run's results mean something else."""
         changed = config_changes(state.config, self.config)
-        if not changed or "optimizer.type" in changed:  # refused with its own reason later
-            return
+        if not changed or {"optimizer.type", "lr_scheduler.type"} & set(changed):
+            return  # refused with its own reason in _resume
         listed = describe_changes(state.config, self.config, changed)
         if not self.allow_changes:
             raise CheckpointError(
@@ -574,6 +575,20 @@ def _check_same_optimizer(
         f"or start a new run from these weights (model.pretrained={state.path} and another "
         "work dir)"
     )
+
+
+def _check_same_schedule(state: ResumeState, config: dict[str, Any]) -> None:
+    """A scheduler loads another kind's state without complaint (``load_state_dict`` copies
+    attributes), and the run would go on with a schedule that is neither; refuse it."""
+    before = (state.config.get("lr_scheduler") or {}).get("type")
+    now = config["lr_scheduler"]["type"]
+    if before is not None and before != now:
+        raise CheckpointError(
+            f"{state.path}: the run was trained with lr_scheduler '{before}', the config asks "
+            f"for '{now}', whose state cannot continue the other's. Resume with "
+            f"lr_scheduler.type={before}, or start a new run from these weights "
+            f"(model.pretrained={state.path} and another work dir)"
+        )
 
 
 def train(
