@@ -213,7 +213,9 @@ def test_a_finished_run_resumed_with_more_iterations_follows_the_longer_schedule
     config = write(tmp_path, train=RESUME_TRAIN)
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 0
-    assert main(["train", str(config), "train.max_iters=24", "--resume", "--work-dir", str(run)]) == 0
+    # a longer schedule is a change to the run, said so on the command line
+    assert main(["train", str(config), "train.max_iters=24", "--resume", "--allow-changes",
+                 "--work-dir", str(run)]) == 0
     longer = {line["step"]: line["lr"] for line in lines(run, "train")}
     # poly 0.9 from lr 0.05 over 24 iterations, not the 12 of the checkpoint (lr 0 after 12)
     for step in (14, 20):

@@ -24,11 +24,13 @@ import re
 import signal
 import socket
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
+from torch.utils.data import DataLoader
 
 from segkit.engine.checkpoint import (
     ResumeState,
@@ -101,6 +103,19 @@ def worker_killed(error: BaseException, data: Any = None) -> str | None:
     return f"a data worker {how}, probably out of memory; lower data.workers or the image size"
 
 
+def start_workers(loader: DataLoader) -> Iterator[dict]:
+    """The loader's stream, with its workers started. PyTorch installs a SIGCHLD handler that
+    raises a worker's death wherever the main process happens to be, halfway through writing a
+    checkpoint as well, so that the message could name an older checkpoint than the one on
+    disk. Without that handler the loader finds the dead worker while it waits for its batch
+    (it looks every few seconds), so the death is always reported between two iterations."""
+    previous = signal.getsignal(signal.SIGCHLD)
+    data = iter(loader)
+    if previous is not None and threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGCHLD, previous)
+    return data
+
+
 @dataclass
 class Outcome:
     """How a run ended. ``status`` is the process exit status: 0 finished (or had finished
@@ -168,13 +183,14 @@ class Trainer:
         # Whatever fails here on one process (a dataset missing on one machine, rank 0 finding
         # an earlier run) stops all of them with its message.
         with self.world.together("preparing the run"):
-            if self.world.is_main:
-                self.lock.acquire()
-                self._remove_dead_writers()
             state = read_training_state(self.resume_path) if self.resume_path else None
             if state is not None:
                 self._check_changes(state)
             self.parts = build_training_parts(self.config, self.runtime, self.world)
+            # locked only now: a run refused for its config or data leaves no directory behind
+            if self.world.is_main:
+                self.lock.acquire()
+                self._remove_dead_writers()
             if state is not None:
                 self._resume(state)
             if self.world.is_main:
@@ -349,7 +365,7 @@ class Trainer:
             return self._outcome(0, self.start_step, finished_already=True)
         if on_ready is not None and self.world.is_main:
             on_ready(self)
-        data = self.data = iter(self.loader)  # workers start before any logger thread does
+        data = self.data = start_workers(self.loader)  # before any logger thread starts
         manager = get_plugins().manager
         self.events = RunEvents(manager, enabled=self.world.is_main)
         self.watch = NonFiniteWatch(self.runtime.device, self.start_step)
