@@ -126,7 +126,7 @@ class Component:
         factory = self.load()
         target = factory.__init__ if inspect.isclass(factory) else factory
         try:
-            return typing.get_type_hints(target)
+            return typing.get_type_hints(target, include_extras=True)
         except Exception:  # hints that cannot be evaluated are simply not checked
             return {}
 

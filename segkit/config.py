@@ -32,6 +32,7 @@ class ConfigSource:
         self.origins = origins
         self.path = path
         self.problems: list[str] = []
+        self.notes: list[str] = []  # what validation changed, e.g. a warmup shortened to the run
 
     def where(self, key_path: KeyPath) -> str:
         """The file:line that set ``key_path``, or of its closest ancestor that has one."""
@@ -79,40 +80,137 @@ def read_yaml(path: Path) -> tuple[Any, Origins]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{display_path(path)}: config file not found") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{display_path(path)}: is a folder, not a config file") from None
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"{display_path(path)}: cannot read the config: {error}") from None
+    return load_yaml_text(text, display_path(path))
+
+
+# A config is a few hundred values a few levels deep. The bounds keep hostile YAML (an alias
+# that expands to billions of values, nesting thousands of levels deep) from taking minutes and
+# gigabytes before anything could be said about it.
+MAX_VALUES = 100_000
+MAX_DEPTH = 64
+
+
+def load_yaml_text(text: str, file: str) -> tuple[Any, Origins]:
+    """``text`` as plain data with origins, or one ConfigError that says what is wrong where."""
     loader = ConfigLoader(text)
     try:
         node = loader.get_single_node()
         origins: Origins = {}
-        data = _construct(loader, node, (), origins, display_path(path)) if node else {}
+        builder = _Builder(loader, origins, file)
+        data = builder.build(node, ()) if node else {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
-        where = f"{display_path(path)}:{mark.line + 1}" if mark else display_path(path)
+        where = f"{file}:{mark.line + 1}" if mark else file
         problem = getattr(error, "problem", None) or str(error)
         raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+    except RecursionError:
+        raise ConfigError(
+            f"{file}: nested more than {MAX_DEPTH} levels deep; a config is a few levels deep"
+        ) from None
     finally:
         loader.dispose()
     return data, origins
 
 
-def _construct(loader, node, key_path: KeyPath, origins: Origins, file: str) -> Any:
-    if isinstance(node, yaml.MappingNode):
-        _refuse_repeated_keys(loader, node, key_path, file)
-        loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
-        result = {}
-        for key_node, value_node in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            origins[(*key_path, key)] = f"{file}:{key_node.start_mark.line + 1}"
-            result[key] = _construct(loader, value_node, (*key_path, key), origins, file)
-        return result
-    if isinstance(node, yaml.SequenceNode):
+class _Builder:
+    """Plain data from composed YAML nodes, recording the line of every key and list item.
+
+    Walking the nodes ourselves, rather than letting PyYAML build shared objects, gives each
+    value its own origin; it also makes aliases count for what they expand to."""
+
+    def __init__(self, loader: ConfigLoader, origins: Origins, file: str):
+        self.loader, self.origins, self.file = loader, origins, file
+        self.values = 0
+        self.open: set[int] = set()  # the nodes being built, to find one that contains itself
+
+    def where(self, node) -> str:
+        return f"{self.file}:{node.start_mark.line + 1}"
+
+    def build(self, node, key_path: KeyPath) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            raise ConfigError(
+                f"{self.where(node)}: {dotted(key_path)}: the config expands to over "
+                f"{MAX_VALUES} values (anchors and aliases that repeat each other?)"
+            )
+        if len(key_path) > MAX_DEPTH:
+            raise ConfigError(
+                f"{self.where(node)}: nested more than {MAX_DEPTH} levels deep; a config is a "
+                "few levels deep"
+            )
+        if not isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            return self.loader.construct_object(node, deep=True)
+        if id(node) in self.open:
+            raise ConfigError(
+                f"{self.where(node)}: {dotted(key_path)}: an alias refers to the value that "
+                "contains it, which would never end"
+            )
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return self.sequence(node, key_path)
+            return self.mapping(node, key_path)
+        finally:
+            self.open.discard(id(node))
+
+    def sequence(self, node, key_path: KeyPath) -> list:
         result = []
         for index, item in enumerate(node.value):
-            origins[(*key_path, index)] = f"{file}:{item.start_mark.line + 1}"
-            result.append(_construct(loader, item, (*key_path, index), origins, file))
+            self.origins[(*key_path, index)] = self.where(item)
+            result.append(self.build(item, (*key_path, index)))
         return result
-    return loader.construct_object(node, deep=True)
+
+    def mapping(self, node, key_path: KeyPath) -> dict:
+        self.refuse_complex_keys(node, key_path)
+        _refuse_repeated_keys(self.loader, node, key_path, self.file)
+        self.count_merged(node, key_path)
+        self.loader.flatten_mapping(node)  # YAML merge keys (<<: *anchor)
+        self.refuse_complex_keys(node, key_path)  # merged in from elsewhere
+        result = {}
+        for key_node, value_node in node.value:
+            key = self.loader.construct_object(key_node, deep=True)
+            self.origins[(*key_path, key)] = self.where(key_node)
+            result[key] = self.build(value_node, (*key_path, key))
+        return result
+
+    def refuse_complex_keys(self, node, key_path: KeyPath) -> None:
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise ConfigError(
+                    f"{self.where(key_node)}: {dotted(key_path)}: a key must be a plain name or "
+                    "number, not a list or mapping"
+                )
+
+    def count_merged(self, node, key_path: KeyPath) -> None:
+        """Merge keys copy mappings into each other before any value is built, so what they
+        would copy is counted first."""
+        sizes: dict[int, int] = {}
+
+        def size(mapping, depth: int) -> int:
+            if id(mapping) in sizes:
+                return sizes[id(mapping)]
+            if depth > MAX_DEPTH:
+                raise RecursionError
+            sizes[id(mapping)] = 0  # a merge of itself adds nothing
+            total = 0
+            for key_node, value_node in mapping.value:
+                if key_node.tag != "tag:yaml.org,2002:merge":
+                    total += 1
+                    continue
+                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                total += sum(size(m, depth + 1) for m in merged if isinstance(m, yaml.MappingNode))
+            sizes[id(mapping)] = total
+            return total
+
+        if size(node, 0) + self.values > MAX_VALUES:
+            raise ConfigError(
+                f"{self.where(node)}: {dotted(key_path)}: merge keys (<<) expand to over "
+                f"{MAX_VALUES} values"
+            )
 
 
 def _refuse_repeated_keys(loader, node: yaml.MappingNode, key_path: KeyPath, file: str) -> None:
@@ -210,10 +308,9 @@ def parse_override(text: str) -> tuple[KeyPath, Any, bool]:
     key = key.lstrip("+").strip()
     if not sep or not key:
         raise ConfigError(f"override '{text}': expected KEY=VALUE, e.g. train.max_iters=2000")
-    try:
-        value = yaml.load(raw_value, Loader=ConfigLoader)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"override '{text}': the value is not valid YAML: {error}") from None
+    value, _ = load_yaml_text(raw_value, f"override '{text}'")
+    if not raw_value.strip():
+        value = None  # `key=` sets null, as YAML reads an empty value
     key_path = tuple(int(part) if part.isdigit() else part for part in key.split("."))
     return key_path, value, adds
 
@@ -222,15 +319,23 @@ def parse_override(text: str) -> tuple[KeyPath, Any, bool]:
 KnownKeys = Callable[[ConfigSource, KeyPath], Iterable[str]]
 # key path -> the schema's own default there (a fresh copy), or None where it has none
 SchemaDefault = Callable[[KeyPath], Any]
+# (key path of a component spec, its new type) -> the keys it may keep, or None to keep all
+KeysForType = Callable[[KeyPath, Any], "set[str] | None"]
 
 
 def apply_override(
-    source: ConfigSource, text: str, known_keys: KnownKeys, schema_default: SchemaDefault
+    source: ConfigSource,
+    text: str,
+    known_keys: KnownKeys,
+    schema_default: SchemaDefault,
+    keys_for_type: KeysForType = lambda key_path, new_type: None,
 ) -> None:
     """Apply one override to ``source.data``; a missing key is recorded as a problem.
 
     A container the config does not write starts from the schema's default, so that
-    ``loss.type=dice`` replaces the default loss rather than an empty spec."""
+    ``loss.type=dice`` replaces the default loss rather than an empty spec. An override that
+    changes a component's ``type`` keeps the options the files wrote that the new type accepts
+    too, and drops the others with a note, instead of failing on them."""
     key_path, value, adds = parse_override(text)
     where = f"override '{text}'"
     container: Any = source.data
@@ -275,6 +380,8 @@ def apply_override(
         if last not in known:
             source.problems.append(f"{where}: {dotted(key_path)}: " + _missing_key_message(last, known))
             return
+    if last == "type" and isinstance(container, dict) and container.get("type") not in (None, value):
+        _drop_options(source, key_path[:-1], container, keys_for_type(key_path[:-1], value), value)
     container[last] = value
     source.origins = {
         path: origin
@@ -285,6 +392,21 @@ def apply_override(
 
 
 _ABSENT = object()
+
+
+def _drop_options(
+    source: ConfigSource, spec_path: KeyPath, spec: dict, kept: set[str] | None, new_type: Any
+) -> None:
+    if kept is None:
+        return
+    dropped = [key for key in spec if key != "type" and key not in kept]
+    for key in dropped:
+        del spec[key]
+    if dropped:
+        source.notes.append(
+            f"{dotted(spec_path)}: type {spec['type']} -> {new_type}: dropped "
+            f"{', '.join(dropped)}, which {new_type} does not take"
+        )
 
 
 def _child(container: Any, part: Any) -> Any:
@@ -310,10 +432,11 @@ def apply_overrides(
     overrides: Iterable[str],
     known_keys: KnownKeys,
     schema_default: SchemaDefault,
+    keys_for_type: KeysForType = lambda key_path, new_type: None,
 ) -> None:
     for text in overrides:
         try:
-            apply_override(source, text, known_keys, schema_default)
+            apply_override(source, text, known_keys, schema_default, keys_for_type)
         except ConfigError as error:
             source.problems.extend(error.problems)
 

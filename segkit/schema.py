@@ -10,7 +10,9 @@ kind, and the core keys that may sit beside the factory's own arguments (for exa
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal, Optional, Union
+
+from segkit.constraints import Above, AtLeast, Between, Length, OneOf
 
 
 @dataclass(frozen=True)
@@ -20,6 +22,7 @@ class Slot:
     kind: str
     extras: type | None = None
     many: Literal["no", "yes", "either"] = "no"
+    least: int = 0  # a list needs at least this many specs
 
 
 def setting(default: Any = MISSING, help: str = "", slot: Slot | None = None) -> Any:
@@ -36,6 +39,16 @@ def _copy(value: Any) -> Any:
     if isinstance(value, list):
         return [_copy(v) for v in value]
     return value
+
+
+# ---- value types that several keys share ------------------------------------------------------
+
+Count = Annotated[int, AtLeast(1)]
+Natural = Annotated[int, AtLeast(0)]
+Size = Annotated[list[Annotated[int, AtLeast(1)]], Length(2)]  # [height, width]
+PrecisionName = Literal["auto", "fp32", "bf16", "fp16"]
+InferenceMode = Literal["whole", "slide"]
+DeviceName = Annotated[str, OneOf(r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, cuda, cuda:N or mps")]
 
 
 # ---- core keys beside a component's own arguments ---------------------------------------------
@@ -86,7 +99,7 @@ class OptimizerExtras:
 class ModelSection:
     backbone: dict = setting(help="the backbone", slot=Slot("backbone"))
     head: dict = setting(help="the decode head", slot=Slot("head", HeadPlacement))
-    num_classes: int = setting(help="number of classes the model predicts")
+    num_classes: Count = setting(help="number of classes the model predicts")
     aux_heads: list = setting(
         [],
         "auxiliary deep-supervision heads, used in training only",
@@ -104,9 +117,9 @@ class DataSection:
     root: Optional[str] = setting(
         None, "data root given to every dataset that takes a 'root' and does not set one"
     )
-    batch_size: int = setting(8, "training images per process and iteration")
-    val_batch_size: int = setting(1, "validation images per process and batch")
-    workers: int = setting(2, "data-loading worker processes per process")
+    batch_size: Count = setting(8, "training images per process and iteration")
+    val_batch_size: Count = setting(1, "validation images per process and batch")
+    workers: Natural = setting(2, "data-loading worker processes per process")
     pin_memory: Optional[bool] = setting(None, "pin host memory of batches; default: on when training on CUDA")
     persistent_workers: bool = setting(True, "keep workers alive between validation rounds")
     on_bad_sample: Literal["error", "skip"] = setting(
@@ -114,31 +127,31 @@ class DataSection:
         "a bad sample (unreadable file, mask of the wrong size, labels out of range, image "
         "without mask) stops the run naming the file, or is skipped with a warning",
     )
-    mean: list[float] = setting(
+    mean: Annotated[list[float], Length(3)] = setting(
         [123.675, 116.28, 103.53], "per-channel RGB mean subtracted from 0..255 images (ImageNet's)"
     )
-    std: list[float] = setting(
+    std: Annotated[list[Annotated[float, Above(0)]], Length(3)] = setting(
         [58.395, 57.12, 57.375], "per-channel RGB divisor applied after the mean (ImageNet's)"
     )
 
 
 @dataclass
 class TrainSection:
-    max_iters: int = setting(1000, "number of optimizer steps")
-    eval_interval: int = setting(500, "validate every N iterations (and at the end); 0 = at end")
-    checkpoint_interval: int = setting(
+    max_iters: Count = setting(1000, "number of optimizer steps")
+    eval_interval: Natural = setting(500, "validate every N iterations (and at the end); 0 = at end")
+    checkpoint_interval: Natural = setting(
         0, "also keep a numbered checkpoint every N iterations; 0 = only last.pt and best.pt"
     )
-    keep_checkpoints: int = setting(3, "how many numbered checkpoints to keep")
-    log_interval: int = setting(10, "log training metrics every N iterations")
-    device: str = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = setting(
+    keep_checkpoints: Count = setting(3, "how many numbered checkpoints to keep")
+    log_interval: Count = setting(10, "log training metrics every N iterations")
+    device: DeviceName = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    precision: PrecisionName = setting(
         "auto", "auto: bf16 where the hardware is fast at it, fp16 on older GPUs, else fp32"
     )
     channels_last: bool = setting(True, "use the channels-last memory format")
-    grad_clip: Optional[float] = setting(None, "clip the gradient norm to this value")
-    accumulate: int = setting(1, "accumulate gradients over N batches per optimizer step")
-    seed: int = setting(0, "seed for python, numpy and torch, and for the data order")
+    grad_clip: Optional[Annotated[float, Above(0)]] = setting(None, "clip the gradient norm to this value")
+    accumulate: Count = setting(1, "accumulate gradients over N batches per optimizer step")
+    seed: Annotated[int, Between(0, 2**32 - 1)] = setting(0, "seed for python, numpy and torch, and for the data order")
     deterministic: bool = setting(
         False, "deterministic cuDNN algorithms (reproducible on GPUs, but slower); CPUs always are"
     )
@@ -152,13 +165,13 @@ class TrainSection:
 
 @dataclass
 class EvalSection:
-    mode: Literal["whole", "slide"] = setting("whole", "whole image, or sliding windows")
-    crop: Optional[list[int]] = setting(None, "sliding-window size [height, width]")
-    stride: Optional[list[int]] = setting(None, "sliding-window stride [height, width]")
-    scales: list[float] = setting([1.0], "test-time scales, relative to the image size")
+    mode: InferenceMode = setting("whole", "whole image, or sliding windows")
+    crop: Optional[Size] = setting(None, "sliding-window size [height, width]")
+    stride: Optional[Size] = setting(None, "sliding-window stride [height, width]")
+    scales: Annotated[list[Annotated[float, Above(0)]], Length(least=1)] = setting([1.0], "test-time scales, relative to the image size")
     flip: bool = setting(False, "also predict the mirrored image and average")
-    window_batch: int = setting(4, "sliding windows per forward pass (slide mode)")
-    panels: int = setting(
+    window_batch: Count = setting(4, "sliding windows per forward pass (slide mode)")
+    panels: Natural = setting(
         4, "validation images saved as image | label | prediction panels (predictions/, TensorBoard)"
     )
 
@@ -179,7 +192,7 @@ class ConfigSchema:
     loss: Union[dict, list] = setting(
         {"type": "cross_entropy"},
         "the loss, or a list of weighted loss terms",
-        Slot("loss", LossTerm, many="either"),
+        Slot("loss", LossTerm, many="either", least=1),
     )
     optimizer: dict = setting(
         {"type": "sgd", "lr": 0.01}, "the optimizer", Slot("optimizer", OptimizerExtras)
@@ -207,7 +220,7 @@ def core_keys(kind: str, schema: type = ConfigSchema) -> set[str]:
 def _hint(schema: type, name: str) -> Any:
     import typing
 
-    return typing.get_type_hints(schema)[name]
+    return typing.get_type_hints(schema, include_extras=True)[name]
 
 
 def is_section(hint: Any) -> bool:

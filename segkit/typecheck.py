@@ -2,7 +2,8 @@
 
 YAML gives lists where Python code often hints tuples, and ints where it hints floats; both are
 accepted. Hints this module does not understand accept everything: a config check should never
-reject what the component itself would take.
+reject what the component itself would take. ``Annotated[hint, constraint, ...]`` adds the
+constraints of :mod:`segkit.constraints` to the type.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import types
 import typing
 from typing import Any
 
+from segkit.constraints import Constraint
+
 _PLAIN = {bool: "bool", int: "int", float: "float", str: "str", type(None): "null"}
 
 
@@ -22,6 +25,8 @@ def matches(value: Any, hint: Any) -> bool:
         return True
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        return matches(value, hint.__origin__) and all(c.allows(value) for c in constraints(hint))
     if origin in (typing.Union, types.UnionType):
         return any(matches(value, arg) for arg in args)
     if origin is typing.Literal:
@@ -63,10 +68,18 @@ def _is_path(hint: Any) -> bool:
     return getattr(hint, "__name__", "") in ("Path", "PurePath")
 
 
+def constraints(hint: Any) -> list[Constraint]:
+    return [c for c in getattr(hint, "__metadata__", ()) if isinstance(c, Constraint)]
+
+
 def describe(hint: Any) -> str:
-    """A short, readable name for a hint: ``int``, ``list[int]``, ``'whole' or 'slide'``."""
+    """A short, readable name for a hint: ``int``, ``list[int]``, ``'whole' or 'slide'``,
+    ``int at least 1``."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
+    if origin is typing.Annotated:
+        rules = ", ".join(c.describe() for c in constraints(hint))
+        return f"{describe(hint.__origin__)} {rules}".strip()
     if hint in _PLAIN:
         return _PLAIN[hint]
     if origin in (typing.Union, types.UnionType):

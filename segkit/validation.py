@@ -1,9 +1,13 @@
 """Validating a config against the schema and the component signatures, and resolving it.
 
 One walk does both: it collects every problem (unknown key, unknown component, missing or
-unexpected argument, wrong type) with its file:line and a suggestion, and builds the resolved
-config, in which every default is written out, so that the run directory's ``config.yaml`` can be
-run again as is and shows exactly what was used.
+unexpected argument, wrong type, a value outside its range) with its file:line and a suggestion,
+and builds the resolved config, in which every default is written out, so that the run
+directory's ``config.yaml`` can be run again as is and shows exactly what was used. Then the
+rules that tie keys together are checked: ``model.num_classes`` against the classes a dataset
+declares, a sliding-window mode against its window, and iteration counts that cannot exceed the
+run (a warmup), which are shortened to it with a note. Every check a config gets is here, so
+``segkit config --check`` refuses exactly what ``segkit train`` would.
 """
 
 from __future__ import annotations
@@ -12,12 +16,14 @@ import copy
 import difflib
 import inspect
 import os
+import sys
 import typing
 from dataclasses import MISSING, fields
 from typing import Any, Iterable
 
 from segkit import typecheck
-from segkit.config import ConfigSource, KeyPath, apply_overrides, read_config_files
+from segkit.constraints import UpToRunLength
+from segkit.config import ConfigSource, KeyPath, apply_overrides, dotted, read_config_files
 from segkit.errors import ConfigError, SegkitError, UnknownComponentError
 from segkit.components import CORE_ARGUMENTS, Registry
 from segkit.schema import ConfigSchema, Slot, is_section
@@ -25,18 +31,26 @@ from segkit.schema import ConfigSchema, Slot, is_section
 _PLAIN_TYPES = (type(None), bool, int, float, str)
 
 
-def load_config(path: str | os.PathLike, overrides: Iterable[str] = ()) -> dict:
-    """Read, override, validate and resolve a config; raise one ConfigError listing all problems."""
+def load_config(
+    path: str | os.PathLike, overrides: Iterable[str] = (), *, check_val_classes: bool = True
+) -> dict:
+    """Read, override, validate and resolve a config; raise one ConfigError listing all problems.
+    ``check_val_classes=False`` where ``data.val`` is not scored with the model's classes:
+    labelled in merged classes (``segkit eval --merge``), or not read at all (``predict``)."""
     from segkit.plugins import get_plugins
 
     registry = get_plugins().registry
     source = read_config_files(path)
     apply_overrides(
-        source, overrides, lambda src, key_path: known_keys(src, key_path, registry), schema_default
+        source, overrides, lambda src, key_path: known_keys(src, key_path, registry),
+        schema_default, lambda key_path, new_type: keys_for_type(key_path, new_type, registry),
     )
-    resolved = Validator(source, registry).resolve()
+    resolved = Validator(source, registry, check_val_classes).resolve()
     if source.problems:
         raise ConfigError(source.problems)
+    if os.environ.get("RANK", "0") == "0":  # once per run, also under torchrun
+        for note in source.notes:
+            print(f"segkit: note: {note}", file=sys.stderr)
     return resolved
 
 
@@ -66,8 +80,8 @@ def schema_default(key_path: KeyPath) -> Any:
             field = next((f for f in fields(node) if f.name == part), None)
             if field is None:
                 return None
-            if is_section(typing.get_type_hints(node)[field.name]):
-                node = typing.get_type_hints(node)[field.name]
+            if is_section(typing.get_type_hints(node, include_extras=True)[field.name]):
+                node = typing.get_type_hints(node, include_extras=True)[field.name]
             elif field.default is not MISSING:
                 node = copy.deepcopy(field.default)
             elif field.default_factory is not MISSING:
@@ -81,6 +95,50 @@ def schema_default(key_path: KeyPath) -> Any:
         else:
             return None
     return None if is_section(node) else node
+
+
+def keys_for_type(key_path: KeyPath, new_type: Any, registry: Registry) -> set[str] | None:
+    """The keys a component spec at ``key_path`` may keep when its type becomes ``new_type``:
+    the new type's arguments and the slot's core keys (``in_index``, ``transforms``,
+    ``lr_mult``, ...); None where the schema puts no component or the new type takes anything."""
+    slot = slot_at(key_path)
+    if slot is None or not isinstance(new_type, str):
+        return None
+    try:
+        component = registry.get(slot.kind, new_type)
+        if component.accepts_any_keyword():
+            return None
+        arguments = {p.name for p in component.parameters()}
+    except SegkitError:
+        return None  # an unknown type is reported by the validation
+    return arguments | ({f.name for f in fields(slot.extras)} if slot.extras else set())
+
+
+def slot_at(key_path: KeyPath) -> Slot | None:
+    """The slot of the component spec at ``key_path``, or None where the schema puts none."""
+    schema: Any = ConfigSchema
+    slot: Slot | None = None
+    want_item = False
+    for part in key_path:
+        if want_item:
+            if not isinstance(part, int):
+                return None
+            want_item = False
+            continue
+        owner = slot.extras if slot is not None else schema
+        if owner is None or not is_section(owner):
+            return None
+        field = next((f for f in fields(owner) if f.name == part), None)
+        if field is None:
+            return None
+        if field.metadata.get("slot") is not None:
+            slot = field.metadata["slot"]
+            want_item = slot.many == "yes"
+        elif slot is None and is_section(typing.get_type_hints(owner)[part]):
+            schema = typing.get_type_hints(owner)[part]
+        else:
+            return None
+    return None if want_item else slot
 
 
 def _unknown(what: str, key: Any, candidates: list[str]) -> str:
@@ -113,15 +171,78 @@ def _plain(value: Any) -> Any:
 
 
 class Validator:
-    def __init__(self, source: ConfigSource, registry: Registry):
+    def __init__(self, source: ConfigSource, registry: Registry, check_val_classes: bool = True):
         self.source = source
         self.registry = registry
+        self.check_val_classes = check_val_classes
+        self.up_to_run_length: list[KeyPath] = []
 
     def report(self, key_path: KeyPath, message: str) -> None:
         self.source.report(key_path, message)
 
     def resolve(self) -> dict:
-        return self.section(self.source.data, ConfigSchema, ())
+        resolved = self.section(self.source.data, ConfigSchema, ())
+        self.shorten_to_run(resolved)
+        self.check_declared_classes(resolved)
+        self.check_window(resolved)
+        return resolved
+
+    # ---- rules between keys ----------------------------------------------------------------
+
+    def shorten_to_run(self, resolved: dict) -> None:
+        max_iters = resolved.get("train", {}).get("max_iters")
+        if not isinstance(max_iters, int) or max_iters < 1:
+            return
+        for key_path in self.up_to_run_length:
+            container = resolved
+            for part in key_path[:-1]:
+                container = container[part]
+            value = container.get(key_path[-1])
+            if isinstance(value, int) and value > max_iters:
+                container[key_path[-1]] = max_iters
+                self.source.notes.append(
+                    f"{dotted(key_path)} {value} is longer than the run (train.max_iters "
+                    f"{max_iters}); shortened to {max_iters}"
+                )
+
+    def check_declared_classes(self, resolved: dict) -> None:
+        """A dataset class that knows its classes without its files (``classes`` on the class,
+        as ADE20K and Cityscapes have) is checked against the model here; the classes read from
+        files (a folder's list) are checked when the data is opened."""
+        num_classes = resolved.get("model", {}).get("num_classes")
+        if not isinstance(num_classes, int):
+            return
+        disagree = {}
+        for split in ("train", "val") if self.check_val_classes else ("train",):
+            spec = resolved.get("data", {}).get(split)
+            if not isinstance(spec, dict) or not isinstance(spec.get("type"), str):
+                continue
+            try:
+                factory = self.registry.get("dataset", spec["type"]).load()
+            except SegkitError:
+                continue  # already reported
+            declared = vars(factory).get("classes") if isinstance(factory, type) else None
+            if isinstance(declared, (list, tuple)) and len(declared) != num_classes:
+                disagree[f"data.{split} ({spec['type']})"] = len(declared)
+        if disagree:
+            which = " and ".join(disagree)
+            counts = sorted(set(disagree.values()))
+            self.report(
+                ("model", "num_classes"),
+                f"is {num_classes} but {which} {'have' if len(disagree) > 1 else 'has'} "
+                f"{' or '.join(map(str, counts))} classes; "
+                f"set model.num_classes: {counts[0]}"
+                + ("; to score a model on merged classes, use segkit eval --merge"
+                   if min(counts) < num_classes else ""),
+            )
+
+    def check_window(self, resolved: dict) -> None:
+        section = resolved.get("eval", {})
+        if section.get("mode") == "slide" and section.get("crop") is None:
+            self.report(
+                ("eval", "mode"),
+                "slide needs the window size: set eval.crop: [height, width]",
+            )
 
     # ---- sections --------------------------------------------------------------------------
 
@@ -131,7 +252,7 @@ class Validator:
         if not isinstance(value, dict):
             self.report(key_path, f"expected a mapping of keys, got {typecheck.describe_value(value)}")
             return {}
-        hints = typing.get_type_hints(schema)
+        hints = typing.get_type_hints(schema, include_extras=True)
         known = [f.name for f in fields(schema)]
         for key in value:
             if key not in known:
@@ -174,6 +295,8 @@ class Validator:
             if not isinstance(value, list):
                 self.report(key_path, f"expected a list of {slot.kind} specs ({{type: NAME, ...}})")
                 return []
+            if len(value) < slot.least:
+                self.report(key_path, f"needs at least {slot.least} {slot.kind}, got an empty list")
             return [self.component(item, slot, (*key_path, i)) for i, item in enumerate(value)]
         return self.component(value, slot, key_path)
 
@@ -195,7 +318,7 @@ class Validator:
             self.report((*key_path, "type"), str(error))
             return _plain(spec)
         extras = {f.name: f for f in fields(slot.extras)} if slot.extras else {}
-        extra_hints = typing.get_type_hints(slot.extras) if slot.extras else {}
+        extra_hints = typing.get_type_hints(slot.extras, include_extras=True) if slot.extras else {}
         core = CORE_ARGUMENTS.get(kind, ())
         allowed = [*parameters, *extras]
         for key, value in spec.items():
@@ -206,6 +329,8 @@ class Validator:
                 self.report(child_path, f"'{key}' is supplied by segkit for every {kind}; remove it")
             elif key in parameters:
                 hint = hints.get(key, inspect.Parameter.empty)
+                if any(isinstance(c, UpToRunLength) for c in typecheck.constraints(hint)):
+                    self.up_to_run_length.append(child_path)
                 if not typecheck.matches(value, hint):
                     self.report(
                         child_path,

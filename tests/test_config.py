@@ -197,7 +197,7 @@ def test_all_problems_reported_at_once_with_file_line_and_suggestion(write_confi
     assert "4 problems" in err and "Traceback" not in err
     assert "_base_/model.yaml:4: model.backbone.dpeth: unknown argument of backbone 'toy'; did you mean 'depth'?" in err
     assert "run.yaml:3: model.head.type: unknown head 'toy_haed'; did you mean 'toy_head'?" in err
-    assert "run.yaml:5: train.max_iters: expected int, got str 'many'" in err
+    assert "run.yaml:5: train.max_iters: expected int at least 1, got str 'many'" in err
     assert "override 'train.sed=3': train.sed: no such key 'sed'; did you mean 'seed'?" in err
 
 

@@ -10,9 +10,16 @@ multiplier, so a head trained at 10x keeps its 10x down to the end. During the f
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
+
+from segkit.constraints import Above, AtLeast, Between, UpToRunLength
+
+NonNegative = Annotated[float, AtLeast(0)]
+WarmupIters = Annotated[int, AtLeast(0), UpToRunLength()]
+WarmupRatio = Annotated[float, Above(0), Between(0, 1)]
 
 
 class IterationSchedule(LRScheduler):
@@ -20,9 +27,9 @@ class IterationSchedule(LRScheduler):
         self,
         optimizer: Optimizer,
         max_iters: int,
-        min_lr: float = 0.0,
-        warmup_iters: int = 0,
-        warmup_ratio: float = 0.1,
+        min_lr: NonNegative = 0.0,
+        warmup_iters: WarmupIters = 0,
+        warmup_ratio: WarmupRatio = 0.1,
     ):
         if max_iters <= 0:
             raise ValueError(f"max_iters must be positive, got {max_iters}")
@@ -79,10 +86,10 @@ class PolyLR(IterationSchedule):
         self,
         optimizer: Optimizer,
         max_iters: int,
-        power: float = 0.9,
-        min_lr: float = 0.0,
-        warmup_iters: int = 0,
-        warmup_ratio: float = 0.1,
+        power: NonNegative = 0.9,
+        min_lr: NonNegative = 0.0,
+        warmup_iters: WarmupIters = 0,
+        warmup_ratio: WarmupRatio = 0.1,
     ):
         if power < 0:
             raise ValueError(f"power must be >= 0, got {power}")
@@ -100,9 +107,9 @@ class CosineLR(IterationSchedule):
         self,
         optimizer: Optimizer,
         max_iters: int,
-        min_lr: float = 0.0,
-        warmup_iters: int = 0,
-        warmup_ratio: float = 0.1,
+        min_lr: NonNegative = 0.0,
+        warmup_iters: WarmupIters = 0,
+        warmup_ratio: WarmupRatio = 0.1,
     ):
         super().__init__(optimizer, max_iters, min_lr, warmup_iters, warmup_ratio)
 
@@ -118,10 +125,10 @@ class StepLR(IterationSchedule):
         optimizer: Optimizer,
         max_iters: int,
         milestones: list[int],
-        gamma: float = 0.1,
-        min_lr: float = 0.0,
-        warmup_iters: int = 0,
-        warmup_ratio: float = 0.1,
+        gamma: Annotated[float, Above(0)] = 0.1,
+        min_lr: NonNegative = 0.0,
+        warmup_iters: WarmupIters = 0,
+        warmup_ratio: WarmupRatio = 0.1,
     ):
         milestones = list(milestones)
         if not milestones or milestones != sorted(milestones) or milestones[0] <= 0:
@@ -143,8 +150,8 @@ class ConstantLR(IterationSchedule):
         self,
         optimizer: Optimizer,
         max_iters: int,
-        warmup_iters: int = 0,
-        warmup_ratio: float = 0.1,
+        warmup_iters: WarmupIters = 0,
+        warmup_ratio: WarmupRatio = 0.1,
     ):
         super().__init__(optimizer, max_iters, 0.0, warmup_iters, warmup_ratio)
 

@@ -33,6 +33,8 @@ SKY, GROUND, WATER, ROAD, BUILDING, TREE, SUN, BALL = range(len(CLASSES))
 class Synthetic(Dataset):
     """Procedural outdoor scenes generated in memory (no files), deterministic by seed."""
 
+    classes, palette = list(CLASSES), list(PALETTE)  # known before any scene is drawn
+
     def __init__(self, length: int = 256, size: tuple[int, int] = (128, 128), seed: int = 0, split: str = "train"):
         """``length`` scenes of ``size`` [height, width]; ``split`` names an independent set
         (``train`` and ``val`` never share a scene)."""
@@ -44,8 +46,6 @@ class Synthetic(Dataset):
         self.size = (int(size[0]), int(size[1]))
         self.seed = seed
         self.split = split
-        self.classes = list(CLASSES)
-        self.palette = list(PALETTE)
         self._split_key = zlib.crc32(split.encode("utf-8"))
 
     def __len__(self) -> int:

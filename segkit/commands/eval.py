@@ -67,7 +67,7 @@ def _evaluate(args, world) -> int:
     from segkit.metrics import format_metrics
     from segkit.validation import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, check_val_classes=args.merge is None)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
     process_device = world.resolve_device(args.device or config["train"]["device"])
     world.start(process_device)

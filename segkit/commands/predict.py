@@ -50,7 +50,7 @@ def run_predict(args) -> int:
     from segkit.validation import load_config
 
     inputs, overrides = split_overrides(args.inputs)
-    config = load_config(args.config, overrides)
+    config = load_config(args.config, overrides, check_val_classes=False)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
     paths = collect_images(inputs)
     trained = load_trained(config, args.checkpoint, args.device)

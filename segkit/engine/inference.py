@@ -32,8 +32,6 @@ class InputNormalizer:
 
     def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device,
                  channels_last: bool = False):
-        if len(mean) != 3 or len(std) != 3 or any(s <= 0 for s in std):
-            raise ConfigError("data.mean and data.std need three values each (std > 0)")
         self.device = device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -61,7 +59,8 @@ class InferenceSettings:
     @classmethod
     def from_config(cls, section: dict[str, Any], mode: str | None = None, tta: bool = False):
         """The ``eval`` section, optionally with ``mode`` replaced and test-time augmentation on:
-        the config's scales if it lists several, else 0.5..1.75, and flipping."""
+        the config's scales if it lists several, else 0.5..1.75, and flipping. The values were
+        checked by the config's validation; only a mode chosen here can lack its window."""
         mode = mode or section.get("mode", "whole")
         crop = section.get("crop")
         stride = section.get("stride")
@@ -70,23 +69,17 @@ class InferenceSettings:
                 raise ConfigError(
                     "eval.crop: sliding-window inference needs a window size [height, width]"
                 )
-            crop = _pair(crop, "eval.crop")
+            crop = (int(crop[0]), int(crop[1]))
             if stride:
-                stride = _pair(stride, "eval.stride")
+                stride = (int(stride[0]), int(stride[1]))
             else:
                 stride = tuple(max(1, size * 2 // 3) for size in crop)
-        elif mode != "whole":
-            raise ConfigError(f"eval.mode: '{mode}' is not 'whole' or 'slide'")
         scales = tuple(float(s) for s in section.get("scales") or (1.0,))
         flip = bool(section.get("flip", False))
         if tta:
             scales = scales if len(scales) > 1 else DEFAULT_TTA_SCALES
             flip = True
-        if any(s <= 0 for s in scales):
-            raise ConfigError(f"eval.scales: scales must be positive, got {list(scales)}")
         window_batch = int(section.get("window_batch", 4))
-        if window_batch < 1:
-            raise ConfigError("eval.window_batch must be at least 1")
         return cls(mode, crop if mode == "slide" else None, stride if mode == "slide" else None,
                    scales, flip, window_batch)
 
@@ -99,14 +92,6 @@ class InferenceSettings:
         if self.flip:
             text += ", flip"
         return text
-
-
-def _pair(value: Any, key: str) -> tuple[int, int]:
-    if isinstance(value, int):
-        value = [value, value]
-    if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(int(v) > 0 for v in value)):
-        raise ConfigError(f"{key}: expected [height, width] of positive integers, got {value!r}")
-    return int(value[0]), int(value[1])
 
 
 class Predictor:

@@ -47,8 +47,6 @@ class Criterion:
     that the training loop reads them only when it logs."""
 
     def __init__(self, terms: list[WeightedLoss], outputs: dict[str, OutputWeight], max_iters: int):
-        if not terms:
-            raise ValueError("at least one loss term is needed")
         self.terms = terms
         self.outputs = outputs
         self.max_iters = max_iters
