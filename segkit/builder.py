@@ -60,12 +60,17 @@ def split_extras(spec: dict[str, Any], extras: type) -> tuple[dict[str, Any], di
 
 def build_model(config: dict[str, Any]):
     """The segmentor of ``config['model']``: backbone, head, auxiliary heads, pretrained weights."""
-    from segkit.segmentor import Segmentor, stage_channels
+    from segkit.segmentor import Segmentor, check_backbone, stage_channels
 
     model = config["model"]
     num_classes = model["num_classes"]
     with explaining("model.backbone"):
+        component = registry().get("backbone", model["backbone"]["type"])
         backbone = registry().build("backbone", model["backbone"])
+        label = f"backbone '{component.name}' (plugin '{component.provider.plugin}')"
+        if model["backbone"].get("num_classes") is not None:
+            label += " with num_classes (which makes it an ImageNet classifier: leave it out)"
+        check_backbone(backbone, label)
 
     def build_head(spec: dict, placement: type, key_path: str):
         head_spec, core = split_extras(spec, placement)

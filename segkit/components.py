@@ -8,13 +8,17 @@ component is built or its signature is needed.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
+import functools
 import importlib
+import importlib.util
 import inspect
 import re
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 from segkit.errors import SegkitError, UnknownComponentError
@@ -50,7 +54,12 @@ def normalize_kind(kind: str) -> str:
     singular = {plural: kind for kind, plural in KIND_PLURALS.items()}
     candidate = singular.get(candidate, candidate)
     if candidate not in KINDS:
-        raise SegkitError(f"unknown component kind '{kind}'; the kinds are: {', '.join(KINDS)}")
+        close = difflib.get_close_matches(candidate, [*KINDS, *KIND_PLURALS.values()], n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise SegkitError(
+            f"unknown component kind '{kind}'; {hint}the kinds are: {', '.join(KINDS)} "
+            "(plurals work too)"
+        )
     return candidate
 
 
@@ -131,16 +140,51 @@ class Component:
             return {}
 
     def summary(self) -> str:
+        """The one-line help: ``help`` if registered, else the first line of the factory's
+        docstring, read from the module's source for a factory not imported yet, so that
+        listing never imports model code."""
         if self.help:
             return self.help
         if callable(self.factory) or self._loaded is not None:
             return first_doc_line(self.load())
-        return ""
+        return source_doc_line(str(self.factory))
 
 
 def first_doc_line(obj: Any) -> str:
     doc = inspect.getdoc(obj) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+def source_doc_line(factory: str) -> str:
+    """The first docstring line of the class or function ``"module:attribute"`` names, found in
+    the module's source without running it; "" where the source does not show one (a factory
+    made at import time, a module that is not a plain file)."""
+    module_name, _, attribute = factory.partition(":")
+    node: Any = _module_source_tree(module_name)
+    for part in attribute.split("."):
+        body = getattr(node, "body", [])
+        node = next((n for n in body if isinstance(n, _DEFINITIONS) and n.name == part), None)
+        if node is None:
+            return ""
+    doc = ast.get_docstring(node) or ""
+    return doc.strip().splitlines()[0] if doc.strip() else ""
+
+
+_DEFINITIONS = (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+
+
+@functools.cache
+def _module_source_tree(module_name: str) -> ast.Module | None:
+    try:
+        spec = importlib.util.find_spec(module_name)
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        return None
+    try:
+        return ast.parse(Path(spec.origin).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return None
 
 
 class Registry:
@@ -149,6 +193,7 @@ class Registry:
     def __init__(self) -> None:
         self._claims: dict[str, dict[str, list[Component]]] = {kind: {} for kind in KINDS}
         self.failed_plugins: list[str] = []
+        self.disabled_plugins: list[str] = []  # by SEGKIT_DISABLE_PLUGINS
 
     def add(self, component: Component) -> None:
         for name in (component.name, *component.aliases):
@@ -180,6 +225,14 @@ class Registry:
             )
         raise UnknownComponentError(self._unknown_message(kind, name))
 
+    def provides(self, kind: str, name: str) -> bool:
+        """Whether ``name`` (or ``plugin:name``) names exactly one component of ``kind``."""
+        try:
+            self.get(kind, name)
+        except UnknownComponentError:
+            return False
+        return True
+
     def _unknown_message(self, kind: str, name: str) -> str:
         message = f"unknown {kind} '{name}'"
         close = difflib.get_close_matches(name.rpartition(":")[2], self._claims[kind], n=3)
@@ -191,6 +244,11 @@ class Registry:
             message += (
                 f" (plugins that failed to load: {', '.join(self.failed_plugins)}; "
                 "see `segkit plugins`)"
+            )
+        if self.disabled_plugins:
+            message += (
+                f" (SEGKIT_DISABLE_PLUGINS disables {', '.join(self.disabled_plugins)}: enable "
+                f"the plugin that provides '{name}', or take it out of the config)"
             )
         return message
 

@@ -82,7 +82,9 @@ def segkit_register_transforms(register):
 @hookspec
 def segkit_register_loggers(register):
     """Register loggers: ``factory(**options)`` returns an object implementing any of the
-    run-event hooks below; the trainer registers the loggers a config lists for one run."""
+    run-event hooks below; the trainer registers the loggers a config lists for one run. A logger
+    that writes files says so for the run's summary: ``outputs``, a list of ``(path,
+    description)`` pairs, and ``watch``, a one-line command to follow the run (both optional)."""
 
 
 @hookspec

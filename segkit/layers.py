@@ -1,4 +1,5 @@
-"""Layers shared by model plugins: normalisation chosen by name, and conv-norm-ReLU.
+"""Layers shared by model plugins: normalisation chosen by name, conv-norm-ReLU, and PSPNet's
+pyramid pooling (used by the ``ppm`` and ``uper`` heads, which are separate plugins).
 
 Every backbone and head with normalisation layers takes the same options, ``norm`` and
 ``gn_groups``, so that one config line switches a whole model. ``"syncbn"`` builds ordinary
@@ -10,8 +11,10 @@ CPU, where synchronising is meaningless, and on several processes, where the eng
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal
+from typing import Literal, Sequence
 
+import torch
+import torch.nn.functional as F
 from torch import nn
 
 Norm = Literal["bn", "syncbn", "gn"]
@@ -62,3 +65,55 @@ class ConvNormReLU(nn.Sequential):
                 relu=nn.ReLU(inplace=True),
             )
         )
+
+
+def check_bins(bins: Sequence[int]) -> None:
+    """Refuse pyramid grid sizes before a head divides its width by their number."""
+    if not bins or any(not isinstance(b, int) or b < 1 for b in bins):
+        raise ValueError(f"bins must be a non-empty list of positive grid sizes; got {bins}")
+
+
+class PyramidPooling(nn.Module):
+    """Pool the features to bins x bins grids, reduce each with a 1x1 conv-norm-ReLU, upsample
+    back, and concatenate them with the features (``out_channels`` says how many channels).
+
+    Its parameter names (``branches.<i>.conv.weight``, ``branches.<i>.norm.*``) are part of the
+    checkpoint format of every head that holds one as ``pyramid``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        channels: int,
+        bins: Sequence[int] = (1, 2, 3, 6),
+        pool: str = "avg",
+        norm: str = "bn",
+        gn_groups: int = 32,
+        align_corners: bool = False,
+    ):
+        super().__init__()
+        check_bins(bins)
+        if pool not in ("avg", "max"):
+            raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}")
+        pooling = nn.AdaptiveAvgPool2d if pool == "avg" else nn.AdaptiveMaxPool2d
+        self.branches = nn.ModuleList(
+            nn.Sequential(
+                OrderedDict(
+                    pool=pooling(size),
+                    conv=nn.Conv2d(in_channels, channels, 1, bias=False),
+                    norm=norm_layer(norm, channels, gn_groups),
+                    relu=nn.ReLU(inplace=True),
+                )
+            )
+            for size in bins
+        )
+        self.align_corners = align_corners
+        self.out_channels = in_channels + len(bins) * channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size = x.shape[-2:]
+        pooled = [
+            F.interpolate(branch(x), size=size, mode="bilinear", align_corners=self.align_corners)
+            for branch in self.branches
+        ]
+        return torch.cat([x, *pooled], dim=1)

@@ -26,6 +26,35 @@ from segkit.components import KIND_PLURALS, NAME_PATTERN, Component, Provider, R
 
 ENTRY_POINT_GROUP = "segkit"
 
+# The stable surface of segkit for plugins: the modules a plugin may import and the names it may
+# take from each. Anything else is internal and may change without notice. docs/plugins.md ("What
+# a plugin may import") lists exactly these, and tests/test_core_boundary.py holds the built-in
+# plugins and the example plugin to them.
+PLUGIN_API: dict[str, tuple[str, ...]] = {
+    "segkit": (
+        "hookimpl", "SegkitError", "ConfigError", "build", "build_model", "registry", "load_config",
+    ),
+    "segkit.constraints": (
+        "Constraint", "AtLeast", "Above", "Between", "Length", "OneOf", "UpToRunLength",
+    ),
+    "segkit.errors": ("SegkitError", "ConfigError", "DataError", "SampleError", "CheckpointError"),
+    "segkit.layers": (
+        "Norm", "NORMS", "check_norm", "norm_layer", "ConvNormReLU", "check_bins", "PyramidPooling",
+    ),
+    "segkit.weights": ("read_checkpoint", "state_dict_of", "load_into"),
+    "segkit.label_map": ("IGNORE_INDEX", "LabelMap"),
+    "segkit.imagefiles": ("EncodedImage", "FileDataset", "Pair", "pair_files", "missing_data"),
+    "segkit.config": ("dump_config",),
+    "segkit.files": ("remove_dead_writers",),
+    "segkit.engine.checkpoint": ("atomic_save",),
+    "segkit.engine.run": ("Run",),
+    "segkit.engine.progress": ("ProgressBar",),
+    "segkit.engine.visualize": ("default_palette", "panel"),
+    # for a plugin's tests (docs/plugins.md, "Testing a plugin")
+    "segkit.plugins": ("Plugins",),
+    "segkit.components": ("Provider",),
+}
+
 REGISTRATION_HOOKS = {f"segkit_register_{plural}": kind for kind, plural in KIND_PLURALS.items()}
 HOOK_NAMES = sorted(name for name in vars(hookspecs) if name.startswith("segkit_"))
 UNMARKED = "named like a hook but not marked with @segkit.hookimpl"
@@ -175,6 +204,8 @@ class Plugins:
         self.records.append(record)
         if status == "error":
             self.registry.failed_plugins.append(provider.plugin)
+        elif status == "disabled":
+            self.registry.disabled_plugins.append(provider.plugin)
         return record
 
     def _check_strict(self) -> None:

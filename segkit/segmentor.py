@@ -7,13 +7,19 @@ only in training mode: deep supervision is a training device, not part of the pr
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Any, Sequence, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit.errors import SegkitError
+
 StageIndex = Union[int, Sequence[int]]
+
+
+class ContractError(SegkitError):
+    """A plugin's component that does not do what every component of its kind must."""
 
 
 class Segmentor(nn.Module):
@@ -62,3 +68,69 @@ def stage_channels(backbone: nn.Module, index: StageIndex) -> Union[int, list[in
     if isinstance(index, int):
         return channels[index]
     return [channels[i] for i in index]
+
+
+def check_backbone(backbone: Any, label: str) -> None:
+    """Refuse, when the model is built, a backbone that breaks the contract the heads rely on
+    (docs/plugins.md): ``out_channels`` and ``strides``, lists of positive ints of one length, and
+    ``forward(x)`` returning that many 4-D features with those channels. Otherwise the break
+    surfaces later as a shape error deep inside a head (a BatchNorm's, typically). ``forward`` is
+    tried once in eval mode on one small image (S x S, S = 2 x the largest stride, at least 32),
+    with the random state put back after."""
+    if not isinstance(backbone, nn.Module):
+        raise ContractError(f"{label} is a {type(backbone).__name__}, not a torch nn.Module")
+    lists = {}
+    for name in ("out_channels", "strides"):
+        value = getattr(backbone, name, None)
+        if not _positive_ints(value):
+            raise ContractError(
+                f"{label} has no '{name}' list of positive ints (got {value!r}); a backbone "
+                "describes its stage features with out_channels and strides"
+            )
+        lists[name] = list(value)
+    channels, strides = lists["out_channels"], lists["strides"]
+    if len(channels) != len(strides):
+        raise ContractError(
+            f"{label} says {len(channels)} stages in out_channels {channels} but {len(strides)} "
+            f"in strides {strides}"
+        )
+    features = _probe(backbone, max(32, 2 * max(strides)))
+    if not isinstance(features, (list, tuple)):
+        raise ContractError(
+            f"{label}: forward(x) returned a {type(features).__name__}, not the list of stage "
+            f"features (one per out_channels entry)"
+        )
+    found = [tuple(f.shape) if isinstance(f, torch.Tensor) else type(f).__name__ for f in features]
+    if len(features) != len(channels) or any(
+        not isinstance(f, torch.Tensor) or f.dim() != 4 or f.shape[1] != c
+        for f, c in zip(features, channels)
+    ):
+        raise ContractError(
+            f"{label}: forward(x) returned {len(features)} feature(s) {found}, but out_channels "
+            f"says {len(channels)} of N x C x H x W with C = {channels}"
+        )
+
+
+def _positive_ints(value: Any) -> bool:
+    return (
+        isinstance(value, (list, tuple)) and len(value) > 0
+        and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+    )
+
+
+def _probe(backbone: nn.Module, size: int) -> Any:
+    """``backbone``'s output for one size x size image of the channels its first conv takes."""
+    first_conv = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
+    parameter = next(backbone.parameters(), None)
+    image = torch.zeros(
+        1, first_conv.in_channels if first_conv is not None else 3, size, size,
+        device=parameter.device if parameter is not None else None,
+        dtype=parameter.dtype if parameter is not None and parameter.is_floating_point() else None,
+    )
+    was_training = backbone.training
+    backbone.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            return backbone(image)
+    finally:
+        backbone.train(was_training)

@@ -43,7 +43,8 @@ def load_config(
     source = read_config_files(path)
     apply_overrides(
         source, overrides, lambda src, key_path: known_keys(src, key_path, registry),
-        schema_default, lambda key_path, new_type: keys_for_type(key_path, new_type, registry),
+        lambda key_path: schema_default(key_path, registry),
+        lambda key_path, new_type: keys_for_type(key_path, new_type, registry),
     )
     resolved = Validator(source, registry, check_val_classes).resolve()
     if source.problems:
@@ -71,9 +72,10 @@ def known_keys(source: ConfigSource, key_path: KeyPath, registry: Registry) -> l
     return sorted(keys)
 
 
-def schema_default(key_path: KeyPath) -> Any:
+def schema_default(key_path: KeyPath, registry: Registry | None = None) -> Any:
     """The default the schema itself gives at ``key_path`` (a deep copy), or None. Only the
-    sections and the component slots' default specs are walked, not component signatures."""
+    sections and the component slots' default specs are walked, not component signatures.
+    With ``registry``, a default list of components keeps only those it has (:func:`available`)."""
     node: Any = ConfigSchema
     for part in key_path:
         if is_section(node):
@@ -86,6 +88,8 @@ def schema_default(key_path: KeyPath) -> Any:
                 node = copy.deepcopy(field.default)
             elif field.default_factory is not MISSING:
                 node = field.default_factory()
+                if registry is not None:
+                    node = available(node, field.metadata.get("slot"), registry)
             else:
                 return None
         elif isinstance(node, dict) and part in node:
@@ -139,6 +143,16 @@ def slot_at(key_path: KeyPath) -> Slot | None:
         else:
             return None
     return None if want_item else slot
+
+
+def available(default: Any, slot: Slot | None, registry: Registry) -> Any:
+    """A schema default that is a list of components (``logging.loggers``) keeps only those some
+    loaded plugin provides: disabling or uninstalling a plugin then removes its default logger
+    and nothing else. A component the config writes itself is never dropped: if no plugin
+    provides it, validation says so."""
+    if slot is None or slot.many != "yes" or not isinstance(default, list):
+        return default
+    return [spec for spec in default if registry.provides(slot.kind, spec["type"])]
 
 
 def _unknown(what: str, key: Any, candidates: list[str]) -> str:
@@ -267,7 +281,7 @@ class Validator:
             elif f.default is not MISSING:
                 child = f.default
             elif f.default_factory is not MISSING:
-                child = f.default_factory()
+                child = available(f.default_factory(), slot, self.registry)
             else:
                 self.report(child_path, f"missing required key ({f.metadata.get('help', '')})")
                 continue

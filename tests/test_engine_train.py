@@ -282,6 +282,23 @@ def test_a_fresh_run_refuses_a_directory_that_holds_one(toys, tmp_path, capsys):
     assert "finished already (3 of 3 iterations)" in capsys.readouterr().out
 
 
+def test_overwriting_a_run_replaces_its_tensorboard_events_and_the_summary_names_them(
+    toys, tmp_path, capsys
+):
+    """The core neither deletes nor announces tb/: the tensorboard logger does both."""
+    config = write(tmp_path, train=NAN_TRAIN.replace("20", "3"),
+                   logging="logging: {loggers: [{type: tensorboard}]}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run)]) == 0
+    first = sorted((run / "tb").iterdir())
+    out = capsys.readouterr().out
+    assert "segkit:   tb/                   TensorBoard events" in out
+    assert f"segkit: watch it: tensorboard --logdir {run / 'tb'}" in out
+    assert main(["train", str(config), "--work-dir", str(run), "--overwrite"]) == 0
+    second = sorted((run / "tb").iterdir())
+    assert len(first) == len(second) == 1 and first != second
+
+
 def test_resume_without_a_checkpoint_is_a_clear_error(toys, tmp_path, capsys):
     config = write(tmp_path)
     assert main(["train", str(config), "--work-dir", str(tmp_path / "nothing"), "--resume"]) == 2
@@ -292,7 +309,9 @@ def test_class_count_mismatch_is_a_config_error(toys, tmp_path, capsys):
     model = engine_toys.config_text().split("data:")[0].replace("num_classes: 3", "num_classes: 5")
     config = write(tmp_path, model=model)
     assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 2
-    assert "model.num_classes is 5 but data.train has 3 classes" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "model.num_classes: is 5 but data.train (toy_shapes) and data.val (toy_shapes) have 3 classes" in err
+    assert "set model.num_classes: 3" in err
 
 
 def test_loss_terms_and_aux_outputs_are_logged(toys, tmp_path):

@@ -62,6 +62,14 @@ def test_stage_features_have_expected_channels_and_strides(name):
     assert [32 // f.shape[-1] for f in features] == strides
 
 
+def test_every_drn_says_its_official_layout_in_drn_arch():
+    """The converters plugin reads this public attribute instead of importing the drn plugin."""
+    for name in NAMES:
+        with torch.device("meta"):
+            backbone = segkit.build("backbone", {"type": name})
+        assert backbone.drn_arch == name.split("_")[1], name
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_parameter_count_with_classifier_matches_the_reference(name):
     with torch.device("meta"):

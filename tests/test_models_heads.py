@@ -8,9 +8,10 @@ from torch import nn
 
 import segkit
 from segkit.errors import ConfigError
+from segkit.layers import PyramidPooling
 from segkit_plugins.aspp.head import ASPPHead
 from segkit_plugins.pspnet.fcn import FCNHead
-from segkit_plugins.pspnet.ppm import PPMHead, PyramidPooling
+from segkit_plugins.pspnet.ppm import PPMHead
 from segkit_plugins.uper.head import UPerHead
 
 

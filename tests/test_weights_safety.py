@@ -85,7 +85,7 @@ def test_eval_refuses_a_malicious_checkpoint(malicious, tmp_path, capsys, write_
         model:
           backbone: {type: resnet18}
           head: {type: fcn, channels: 8}
-          num_classes: 4
+          num_classes: 8
         data:
           val: {type: synthetic, length: 1, size: [32, 32], split: val}
           workers: 0

@@ -21,11 +21,10 @@ from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
-from segkit.builder import build, build_model, registry
+from segkit import build, build_model, load_config, registry
 from segkit.engine.checkpoint import atomic_save
 from segkit.errors import ConfigError, SegkitError
 from segkit.files import remove_dead_writers
-from segkit.validation import load_config
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 from segkit_plugins.converters import csail, drn
 

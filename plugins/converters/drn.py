@@ -39,12 +39,10 @@ def architecture(state: dict[str, torch.Tensor]) -> str:
 
 
 def backbone_architecture(backbone: nn.Module) -> str | None:
-    """``a``, ``b``, ``c`` or ``d`` for segkit's DRN backbones, None for any other backbone."""
-    from segkit_plugins.drn.model import DRN, DRNA
-
-    if isinstance(backbone, DRNA):
-        return "a"
-    return backbone.arch if isinstance(backbone, DRN) else None
+    """``a``, ``b``, ``c`` or ``d`` for the drn plugin's backbones (their public ``drn_arch``),
+    None for any other backbone."""
+    arch = getattr(backbone, "drn_arch", None)
+    return arch if arch in ("a", "b", "c", "d") else None
 
 
 def segmentor_state(

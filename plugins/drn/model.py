@@ -34,6 +34,7 @@ from torch import nn
 from segkit.errors import CheckpointError
 from segkit.layers import Norm, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
+from segkit_plugins.drn import variant_help
 
 LEVEL_CHANNELS = (16, 32, 64, 128, 256, 512, 512, 512)
 
@@ -135,9 +136,14 @@ A_LAYERS = {
 
 
 class _Backbone(nn.Module):
-    """What every DRN shares: initialisation and pretrained loading."""
+    """What every DRN shares: initialisation and pretrained loading.
+
+    ``drn_arch`` (``"a"``, ``"b"``, ``"c"`` or ``"d"``) is public: it tells other code (the
+    converters plugin) which official layout the weights follow, without importing this module.
+    """
 
     fc: Optional[nn.Module]
+    drn_arch: str
     network: str  # the registered name, e.g. drn_c_26
 
     def _initialise(self) -> None:
@@ -216,7 +222,7 @@ class DRN(_Backbone):
             raise ValueError(f"no DRN-{arch.upper()}-{depth}; the DRNs are: {known}")
         check_norm(norm, gn_groups)
         block, counts = LEVELS[(arch, depth)]
-        self.arch, self.network = arch, f"drn_{arch}_{depth}"
+        self.drn_arch, self.network = arch, f"drn_{arch}_{depth}"
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
         c = LEVEL_CHANNELS
@@ -296,7 +302,7 @@ class DRN(_Backbone):
         return nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
-        if self.arch == "d":
+        if self.drn_arch == "d":
             x = self.layer0(x)
         else:
             x = self.relu(self.bn1(self.conv1(x)))
@@ -333,7 +339,7 @@ class DRNA(_Backbone):
             raise ValueError(f"DRN-A depth must be one of 18, 34, 50; got {depth}")
         check_norm(norm, gn_groups)
         block, counts = A_LAYERS[depth]
-        self.network = f"drn_a_{depth}"
+        self.drn_arch, self.network = "a", f"drn_a_{depth}"
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
 
@@ -394,7 +400,7 @@ def _variant(cls: type[nn.Module], title: str, **fixed):
     hints = typing.get_type_hints(cls.__init__)
     factory.__annotations__ = {k: v for k, v in hints.items() if k not in fixed}
     factory.__name__ = factory.__qualname__ = title.lower().replace("-", "_")
-    factory.__doc__ = f"{title}, dilated residual network at output stride 8 (Yu et al., 2017)."
+    factory.__doc__ = variant_help(factory.__name__)
     return factory
 
 

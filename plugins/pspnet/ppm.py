@@ -1,57 +1,14 @@
-"""The pyramid pooling module of PSPNet (Zhao et al., CVPR 2017) and the head built on it."""
+"""The PSPNet head (Zhao et al., CVPR 2017), built on the core's pyramid pooling module
+(:class:`segkit.layers.PyramidPooling`, which UPerNet shares)."""
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from typing import Literal, Optional, Sequence
+from typing import Literal, Optional
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from segkit.layers import ConvNormReLU, Norm, check_norm, norm_layer
-
-
-class PyramidPooling(nn.Module):
-    """Pool the features to bins x bins grids, reduce each with a 1x1 conv-norm-ReLU, upsample
-    back, and concatenate them with the features (``out_channels`` says how many channels)."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        channels: int,
-        bins: Sequence[int] = (1, 2, 3, 6),
-        pool: str = "avg",
-        norm: str = "bn",
-        gn_groups: int = 32,
-        align_corners: bool = False,
-    ):
-        super().__init__()
-        check_bins(bins)
-        if pool not in ("avg", "max"):
-            raise ValueError(f"pool must be 'avg' or 'max'; got {pool!r}")
-        pooling = nn.AdaptiveAvgPool2d if pool == "avg" else nn.AdaptiveMaxPool2d
-        self.branches = nn.ModuleList(
-            nn.Sequential(
-                OrderedDict(
-                    pool=pooling(size),
-                    conv=nn.Conv2d(in_channels, channels, 1, bias=False),
-                    norm=norm_layer(norm, channels, gn_groups),
-                    relu=nn.ReLU(inplace=True),
-                )
-            )
-            for size in bins
-        )
-        self.align_corners = align_corners
-        self.out_channels = in_channels + len(bins) * channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[-2:]
-        pooled = [
-            F.interpolate(branch(x), size=size, mode="bilinear", align_corners=self.align_corners)
-            for branch in self.branches
-        ]
-        return torch.cat([x, *pooled], dim=1)
+from segkit.layers import ConvNormReLU, Norm, PyramidPooling, check_bins, check_norm
 
 
 class PPMHead(nn.Module):
@@ -97,11 +54,6 @@ class PPMHead(nn.Module):
     def forward(self, features: torch.Tensor) -> torch.Tensor:
         x = self.bottleneck(self.pyramid(features))
         return self.classifier(self.dropout(x))
-
-
-def check_bins(bins: Sequence[int]) -> None:
-    if not bins or any(not isinstance(b, int) or b < 1 for b in bins):
-        raise ValueError(f"bins must be a non-empty list of positive grid sizes; got {bins}")
 
 
 def require_one_stage(head: str, in_channels) -> None:

@@ -24,6 +24,7 @@ from torch import nn
 from segkit.errors import CheckpointError
 from segkit.layers import Norm, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
+from segkit_plugins.resnet import variant_help
 
 DEPTHS = (18, 34, 50, 101, 152)
 
@@ -300,7 +301,7 @@ def _with_depth(depth: int):
     )
     factory.__annotations__ = typing.get_type_hints(ResNet.__init__)
     factory.__name__ = factory.__qualname__ = f"resnet{depth}"
-    factory.__doc__ = f"ResNet-{depth} backbone (the options of 'resnet' with depth {depth})."
+    factory.__doc__ = variant_help(depth)
     return factory
 
 

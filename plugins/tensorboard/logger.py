@@ -1,10 +1,16 @@
 """Writes ``<work_dir>/tb`` (or ``log_dir``): ``train/<name>`` for every logged value (loss and
 each loss term, lr, imgs_per_s, peak_mem_gb), ``val/mIoU``, ``val/mAcc``, ``val/aAcc`` and
 ``val/IoU/<class>``, ``val/panels/<n>`` images (image | ground truth | prediction in the dataset
-palette), and the resolved config as text under ``config``."""
+palette), and the resolved config as text under ``config``.
+
+The folder is this logger's alone: it tells the run's summary about it (``outputs``, ``watch``),
+and a fresh run empties ``<work_dir>/tb`` first, so that an overwritten run's events do not mix
+with the new ones (a ``log_dir`` of the user's is never emptied)."""
 
 from __future__ import annotations
 
+import shlex
+import shutil
 from pathlib import Path
 from typing import Optional
 
@@ -21,6 +27,8 @@ class TensorBoardLogger:
         self.panels = panels
         self.flush_secs = flush_secs
         self.writer = None
+        self.outputs: list[tuple[Path, str]] = []  # read by the run's summary
+        self.watch: str | None = None
 
     @segkit.hookimpl
     def segkit_on_train_start(self, run):
@@ -29,12 +37,16 @@ class TensorBoardLogger:
         from torch.utils.tensorboard import SummaryWriter
 
         log_dir = Path(self.log_dir) if self.log_dir else Path(run.work_dir) / "tb"
+        if not self.log_dir and not run.start_step:
+            shutil.rmtree(log_dir, ignore_errors=True)
         # A resumed run drops the events the interrupted one logged after its checkpoint.
         self.writer = SummaryWriter(
             str(log_dir), purge_step=run.start_step + 1 if run.start_step else None,
             flush_secs=self.flush_secs,
         )
         self.writer.add_text("config", "```yaml\n" + dump_config(run.config) + "```", run.start_step)
+        self.outputs = [(log_dir, "TensorBoard events")]
+        self.watch = f"tensorboard --logdir {shlex.quote(str(log_dir))}"
 
     @segkit.hookimpl
     def segkit_on_train_iter_end(self, run, step, logs):

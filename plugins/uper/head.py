@@ -1,8 +1,8 @@
 """The UPerNet decode head (Xiao et al., ECCV 2018): PSPNet's pyramid pooling on the last stage,
 a feature pyramid (FPN) over the others, all fused at the finest of them.
 
-Uses :class:`segkit_plugins.pspnet.ppm.PyramidPooling`, so this plugin needs the pspnet plugin's
-package installed (both ship with segkit).
+The pyramid pooling is the core's :class:`segkit.layers.PyramidPooling`, the one PSPNet's head
+uses, so this plugin depends on no other plugin.
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segkit.layers import ConvNormReLU, Norm, check_norm
-from segkit_plugins.pspnet.ppm import PyramidPooling
+from segkit.layers import ConvNormReLU, Norm, PyramidPooling, check_norm
 
 
 class UPerHead(nn.Module):

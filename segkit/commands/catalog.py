@@ -16,7 +16,9 @@ def add_commands(subparsers) -> None:
     listing = subparsers.add_parser(
         "list", help="list installed components", description="List installed components."
     )
-    listing.add_argument("kind", nargs="?", help=f"one of: {', '.join(KINDS)}")
+    listing.add_argument(
+        "kind", nargs="?", help=f"one of: {', '.join(KINDS)} (or the plural: backbones, ...)"
+    )
     listing.add_argument("pattern", nargs="?", help="shell-style name pattern, e.g. 'resnet*'")
     listing.add_argument("--json", action="store_true", help="print JSON")
     listing.set_defaults(handler=run_list, warn_plugins=False)
@@ -24,7 +26,7 @@ def add_commands(subparsers) -> None:
     show = subparsers.add_parser(
         "show", help="show a component's options", description="Show a component's config options."
     )
-    show.add_argument("kind", help=f"one of: {', '.join(KINDS)}")
+    show.add_argument("kind", help=f"one of: {', '.join(KINDS)} (or the plural: backbones, ...)")
     show.add_argument("name", help="component name, alias or plugin:name")
     show.set_defaults(handler=run_show)
 
@@ -41,16 +43,18 @@ def run_list(args) -> int:
     pattern = args.pattern
     if kind is not None and pattern is None and any(ch in kind for ch in "*?["):
         kind, pattern = None, kind  # `segkit list 'resnet*'`
+    if kind is not None:
+        kind = normalize_kind(kind)  # `segkit list backbones`, as `segkit show` takes it
     components = plugins.registry.list(kind, pattern)
     if args.json:
         print(json.dumps([_listing(c) for c in components], indent=2))
     else:
         rows = [
             (c.kind, c.name, ", ".join(c.aliases), c.provider.plugin, c.provider.distribution,
-             c.provider.version)
+             c.provider.version, c.summary())
             for c in components
         ]
-        header = ("KIND", "NAME", "ALIASES", "PLUGIN", "DISTRIBUTION", "VERSION")
+        header = ("KIND", "NAME", "ALIASES", "PLUGIN", "DISTRIBUTION", "VERSION", "HELP")
         print(format_table(header, rows) if rows else "no components match")
     failed = plugins.failed()
     if failed:
@@ -71,6 +75,7 @@ def _listing(component) -> dict[str, Any]:
         "plugin": component.provider.plugin,
         "distribution": component.provider.distribution,
         "version": component.provider.version,
+        "help": component.summary(),
     }
 
 

@@ -23,7 +23,7 @@ def add_commands(subparsers) -> None:
         help="train a model",
         description="Train the model of a config. The run directory (train.work_dir, default "
         "runs/<config name>) receives the resolved config, env.json, metrics.jsonl, checkpoints/, "
-        "tb/ and predictions/. Exit status: 0 finished, 2 error (bad config, data, diverged "
+        "predictions/ and what the loggers write. Exit status: 0 finished, 2 error (bad config, data, diverged "
         "loss), 130/143 stopped by SIGINT/SIGTERM after saving checkpoints/last.pt.",
     )
     parser.add_argument(
@@ -100,7 +100,8 @@ def run_train(args) -> int:
             file=sys.stderr,
         )
     else:
-        print(run_summary(outcome.run_dir, outcome.best), flush=True)
+        print(run_summary(outcome.run_dir, outcome.best, outcome.logger_outputs, outcome.watch),
+              flush=True)
     for failure in outcome.plugin_failures:
         print(f"segkit: warning: {failure.describe()}; it was not called again in this run",
               file=sys.stderr)

@@ -7,8 +7,10 @@
     env.json           versions of segkit, torch and every plugin; device, precision, world size
     metrics.jsonl      one JSON object a line: {"split": "train"|"val", "step", ...}
     checkpoints/       last.pt, best.pt, iter_NNNNNN.pt
-    tb/                TensorBoard events (the tensorboard logger)
     predictions/       image | ground truth | prediction panels of the last validation
+
+and whatever the run's loggers write, which is theirs to name (their ``outputs``) and to keep
+fresh: ``--overwrite`` deletes the files above, a logger replaces its own at a fresh start.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from segkit.engine.visualize import panel, save_rgb
 from segkit.errors import SegkitError
 
 RUN_FILES = ("config.yaml", "overrides.txt", "env.json", "metrics.jsonl")
-RUN_FOLDERS = ("checkpoints", "tb", "predictions")
+RUN_FOLDERS = ("checkpoints", "predictions")
 
 
 class RunExists(SegkitError):

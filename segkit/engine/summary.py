@@ -1,10 +1,25 @@
-"""What a finished training run prints last: the result, and where everything is."""
+"""What a finished training run prints last: the result, and where everything is.
+
+The core lists its own files; every other file or folder of the run is a logger's, and the
+logger says so itself (docs/plugins.md, "What the engine reads from components"): ``outputs``, a
+list of ``(path, description)`` pairs, and ``watch``, a command that follows the run live. The
+summary prints them as they are; it knows no logger by name.
+"""
 
 from __future__ import annotations
 
 import json
-import shlex
+import sys
 from pathlib import Path
+from typing import Iterable
+
+CORE_ENTRIES = (
+    ("config.yaml", "the resolved config (runs again as is)"),
+    ("metrics.jsonl", "training and validation metrics"),
+    ("checkpoints/last.pt", "the latest state, for --resume"),
+    ("checkpoints/best.pt", "the best model by validation mIoU"),
+    ("predictions", "validation pictures: image | ground truth | prediction"),
+)
 
 
 def last_validation(metrics_path: Path) -> dict | None:
@@ -20,8 +35,36 @@ def last_validation(metrics_path: Path) -> dict | None:
     return found
 
 
-def run_summary(run_dir: Path, best: dict | None) -> str:
-    """Final mIoU, the best one, the run's files and the TensorBoard command."""
+def logger_reports(loggers: dict[str, object]) -> tuple[list[tuple[Path, str]], list[str]]:
+    """The files and folders the loggers say they wrote, and their lines on how to watch the run.
+    A logger that says nothing is fine; one that says it in another shape is pointed out (a
+    plugin's bug, which must not cost the summary)."""
+    outputs: list[tuple[Path, str]] = []
+    watch: list[str] = []
+    for name, logger in loggers.items():
+        written = getattr(logger, "outputs", None) or ()
+        try:
+            outputs += [(Path(path), str(what)) for path, what in written]
+        except (TypeError, ValueError):
+            print(
+                f"segkit: warning: {name}: 'outputs' must be a list of (path, description) "
+                f"pairs, got {written!r}; its files are not listed",
+                file=sys.stderr,
+            )
+        line = getattr(logger, "watch", None)
+        if isinstance(line, str) and line.strip():
+            watch.append(" ".join(line.split()))
+    return outputs, watch
+
+
+def run_summary(
+    run_dir: Path,
+    best: dict | None,
+    outputs: Iterable[tuple[Path, str]] = (),
+    watch: Iterable[str] = (),
+) -> str:
+    """Final mIoU, the best one, the run's files (the core's, then the loggers' ``outputs``) and
+    the loggers' ``watch`` lines."""
     lines = []
     final = last_validation(run_dir / "metrics.jsonl")
     if final is not None and final.get("mIoU") is not None:
@@ -30,17 +73,18 @@ def run_summary(run_dir: Path, best: dict | None) -> str:
             result += f" (best {best['mIoU']:.3f} at iteration {best['step']})"
         lines.append(result)
     lines.append(f"run directory: {run_dir}")
-    entries = [
-        ("config.yaml", "the resolved config (runs again as is)"),
-        ("metrics.jsonl", "training and validation metrics"),
-        ("checkpoints/last.pt", "the latest state, for --resume"),
-        ("checkpoints/best.pt", "the best model by validation mIoU"),
-        ("predictions", "validation pictures: image | ground truth | prediction"),
-        ("tb", "TensorBoard events"),
-    ]
-    for name, meaning in entries:
-        if (run_dir / name).exists():
-            lines.append(f"  {name + ('/' if (run_dir / name).is_dir() else ''):<22}{meaning}")
-    if (run_dir / "tb").is_dir():
-        lines.append(f"watch it: tensorboard --logdir {shlex.quote(str(run_dir / 'tb'))}")
+    entries = [(run_dir / name, meaning) for name, meaning in CORE_ENTRIES] + list(outputs)
+    for path, meaning in entries:
+        if path.exists():
+            label = _shown(path, run_dir) + ("/" if path.is_dir() else "")
+            lines.append(f"  {label:<21} {meaning}")
+    lines += [f"watch it: {line}" for line in watch]
     return "\n".join(f"segkit: {line}" for line in lines)
+
+
+def _shown(path: Path, run_dir: Path) -> str:
+    """A path inside the run directory by its name there, any other as it is."""
+    try:
+        return path.resolve().relative_to(run_dir.resolve()).as_posix()
+    except ValueError:
+        return str(path)

@@ -57,6 +57,7 @@ from segkit.engine.rundir import RunDirectory, environment
 from segkit.engine.runlock import RunLock
 from segkit.engine.runtime import Runtime
 from segkit.engine.step import train_step
+from segkit.engine.summary import logger_reports
 from segkit.engine.watch import LogWindow, NonFiniteWatch, StopRequest, peak_memory_gb
 from segkit.errors import CheckpointError, SegkitError
 from segkit.files import DiskFull, remove_dead_writers
@@ -131,6 +132,9 @@ class Outcome:
     best: dict[str, Any] | None = None
     final_metrics: dict[str, Any] | None = None
     plugin_failures: list[HookFailure] = field(default_factory=list)
+    # what the loggers said they wrote, and how to watch the run (segkit.engine.summary)
+    logger_outputs: list[tuple[Path, str]] = field(default_factory=list)
+    watch: list[str] = field(default_factory=list)
 
     @property
     def best_checkpoint(self) -> Path | None:
@@ -384,6 +388,8 @@ class Trainer:
             finally:
                 for logger in registered:
                     manager.unregister(logger)
+        if self.world.is_main:
+            outcome.logger_outputs, outcome.watch = logger_reports(self.parts.loggers)
         if self.events.must_stop:  # a hook failed after the last checkpoint was written
             raise self.events.stop_error(self._kept())
         return outcome
