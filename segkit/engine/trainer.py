@@ -2,8 +2,9 @@
 
 The pieces live elsewhere, each with one job: :mod:`segkit.engine.runtime` (device, precision),
 :mod:`segkit.engine.parts` (the objects a config describes), :mod:`segkit.engine.step` (one
-optimizer step), :mod:`segkit.engine.checkpoint` (the training-state format) and
-:mod:`segkit.engine.watch` (what the loop keeps an eye on). The trainer owns the order of events
+optimizer step), :mod:`segkit.engine.checkpoint` (the training-state format),
+:mod:`segkit.engine.resume` (continuing from it), :mod:`segkit.engine.workers` (data workers
+and their deaths) and :mod:`segkit.engine.watch` (what the loop keeps an eye on). The trainer owns the order of events
 and returns an :class:`Outcome`; what a person reads (banners, resume hints, exit codes) is the
 command's (``segkit/commands/train.py``).
 
@@ -20,38 +21,28 @@ together, and a process that dies makes the others fail with a message instead o
 
 from __future__ import annotations
 
-import re
 import signal
 import socket
 import sys
-import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
 
 from segkit.engine.checkpoint import (
     ResumeState,
     capture_rng,
-    config_changes,
-    describe_changes,
     model_record,
     read_training_state,
-    restore_rng,
     training_state,
 )
-from segkit.engine.distributed import LostContact, StopVote, World, rank_seed
+from segkit.engine.distributed import LostContact, StopVote, World
 from segkit.engine.events import HookFailure, RunEvents
-from segkit.engine.parts import (
-    TrainingParts,
-    build_training_parts,
-    seed_everything,
-    train_loader,
-    val_loader,
-)
+from segkit.engine.parts import build_training_parts, train_loader, val_loader
 from segkit.engine.precision import device_name
+from segkit.engine.resume import check_changes, resume_parts
 from segkit.engine.run import Run
 from segkit.engine.rundir import RunDirectory, environment
 from segkit.engine.runlock import RunLock
@@ -59,62 +50,15 @@ from segkit.engine.runtime import Runtime
 from segkit.engine.step import train_step
 from segkit.engine.summary import logger_reports
 from segkit.engine.watch import LogWindow, NonFiniteWatch, StopRequest, peak_memory_gb
+from segkit.engine.workers import DataWorkerKilled, start_workers, worker_killed
 from segkit.errors import CheckpointError, SegkitError
 from segkit.files import DiskFull, remove_dead_writers
 from segkit.metrics import format_metrics
 from segkit.plugins import get_plugins
-from segkit.weights import load_into
 
 
 class TrainingDiverged(SegkitError):
     """The loss became NaN or infinite; the run stopped without saving the broken state."""
-
-
-class DataWorkerKilled(SegkitError):
-    """A data-loading worker was killed (most often by the kernel, out of memory)."""
-
-
-_WORKER_SIGNAL = re.compile(r"DataLoader worker \(pid (\d+)\) is killed by signal: (.+?)\.")
-
-
-def worker_killed(error: BaseException, data: Any = None) -> str | None:
-    """What an error means for a user when a data worker died under the main process, or None
-    for another error. PyTorch reports it as 'DataLoader worker ... killed/exited
-    unexpectedly', or, when the worker died while handing over a batch, as the broken
-    connection itself. ``data`` is the loader's iterator, whose workers' exit codes tell the
-    signal (PyTorch keeps them in a private list; without it the message says less)."""
-    workers = list(getattr(data, "_workers", None) or ())
-    text = str(error)
-    for worker in workers:
-        if worker.exitcode is None and not isinstance(error, RuntimeError):
-            try:
-                worker.join(timeout=2)  # a broken connection can be seen before the death
-            except RuntimeError as reported:  # PyTorch's SIGCHLD handler, while we wait
-                text = f"{text} {reported}"
-    number = None
-    match = _WORKER_SIGNAL.search(text)
-    if match:
-        number = {signal.strsignal(s): int(s) for s in signal.Signals}.get(match.group(2))
-    for worker in workers:
-        if number is None and (worker.exitcode or 0) < 0:
-            number = -worker.exitcode
-    if "DataLoader worker" not in text and number is None:
-        return None
-    how = f"was killed (signal {number})" if number else "ended unexpectedly"
-    return f"a data worker {how}, probably out of memory; lower data.workers or the image size"
-
-
-def start_workers(loader: DataLoader) -> Iterator[dict]:
-    """The loader's stream, with its workers started. PyTorch installs a SIGCHLD handler that
-    raises a worker's death wherever the main process happens to be, halfway through writing a
-    checkpoint as well, so that the message could name an older checkpoint than the one on
-    disk. Without that handler the loader finds the dead worker while it waits for its batch
-    (it looks every few seconds), so the death is always reported between two iterations."""
-    previous = signal.getsignal(signal.SIGCHLD)
-    data = iter(loader)
-    if previous is not None and threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGCHLD, previous)
-    return data
 
 
 @dataclass
@@ -189,7 +133,10 @@ class Trainer:
         with self.world.together("preparing the run"):
             state = read_training_state(self.resume_path) if self.resume_path else None
             if state is not None:
-                self._check_changes(state)
+                check_changes(
+                    state, self.config, self.rundir.path, allow_changes=self.allow_changes,
+                    announce=self.world.is_main,
+                )
             self.parts = build_training_parts(self.config, self.runtime, self.world)
             # locked only now: a run refused for its config or data leaves no directory behind
             if self.world.is_main:
@@ -228,50 +175,10 @@ class Trainer:
         )
 
     def _resume(self, state: ResumeState) -> None:
-        parts = self.parts
-        load_into(parts.model, state.model, state.path)
-        _check_same_optimizer(state, parts.optimizer, self.config)
-        _check_same_schedule(state, self.config)
-        try:
-            parts.optimizer.load_state_dict(state.optimizer)
-            parts.scheduler.load_state_dict(state.scheduler)
-        except (ValueError, KeyError, RuntimeError) as error:
-            raise CheckpointError(
-                f"{state.path}: the optimizer or LR-scheduler state does not fit this config "
-                f"(was optimizer, lr_mult or lr_scheduler changed?): {error}"
-            ) from None
-        if state.scaler and parts.scaler.is_enabled():
-            parts.scaler.load_state_dict(state.scaler)
+        resume_parts(state, self.parts, self.config, self.world)
         self.start_step, self.position = state.step, state.position
         self.best = state.best
         self.saved = (state.path, state.step)
-        self._restore_rng(state.rng_per_rank)
-        if not self.world.is_main:
-            return
-        if state.sampler_size != len(parts.train_set):
-            print(
-                f"segkit: warning: the training set has {len(parts.train_set)} samples, the "
-                f"checkpoint's had {state.sampler_size}: the data order differs "
-                "from the interrupted run's",
-                file=sys.stderr,
-            )
-
-    def _check_changes(self, state: ResumeState) -> None:
-        """A resumed run continues the run it resumes: values that differ from the checkpoint's
-        config (a bigger batch, more iterations) are refused unless asked for, since silently
-        training on with them makes the run's results mean something else."""
-        changed = config_changes(state.config, self.config)
-        if not changed or {"optimizer.type", "lr_scheduler.type"} & set(changed):
-            return  # refused with its own reason in _resume
-        listed = describe_changes(state.config, self.config, changed)
-        if not self.allow_changes:
-            raise CheckpointError(
-                f"{state.path}: the config differs from the one the run was trained with: "
-                f"{listed}. Resume with the run's own config (segkit train --resume "
-                f"{self.rundir.path}), or add --allow-changes to go on with these values"
-            )
-        if self.world.is_main:
-            print(f"segkit: note: resuming with changed values: {listed}", file=sys.stderr)
 
     def _remove_dead_writers(self) -> None:
         removed = [
@@ -284,26 +191,6 @@ class Trainer:
                 f"was killed: {', '.join(p.name for p in removed)}",
                 file=sys.stderr,
             )
-
-    def _restore_rng(self, states: list[dict[str, Any]]) -> None:
-        """Every process continues its own random stream. A checkpoint of another number of
-        processes gives the streams of its rank 0 to a single process, and fresh ones, seeded
-        from the seed, rank and iteration, to several; the data stream continues at the same
-        position either way."""
-        if len(states) == self.world.size:
-            restore_rng(states[self.world.rank])
-        elif self.world.size == 1:
-            restore_rng(states[0])
-        else:
-            seed = self.config["train"]["seed"]
-            seed_everything(rank_seed(seed, self.world.rank, self.start_step))
-            if self.world.is_main:
-                print(
-                    f"segkit: note: the checkpoint was written by {len(states)} process(es), this "
-                    f"run has {self.world.size}: the data continue where they were, the model's "
-                    "random numbers (dropout) are drawn afresh",
-                    file=sys.stderr,
-                )
 
     def _environment(self, hosts: list[str]) -> dict[str, Any]:
         train_cfg, per_process = self.config["train"], self.config["data"]["batch_size"]
@@ -575,42 +462,6 @@ def learning_rates(optimizer: torch.optim.Optimizer) -> dict[str, float]:
             rates.setdefault(f"lr_{group.get('name', 'group')}", group["lr"])
             rates.setdefault("lr", group["lr"] / multiplier)
     return rates
-
-
-def _check_same_optimizer(
-    state: ResumeState, optimizer: torch.optim.Optimizer, config: dict[str, Any]
-) -> None:
-    """An optimizer of another kind loads another's state without complaint and fails inside
-    torch at the first step (``KeyError: 'momentum'``); refuse it here, saying what changed."""
-    before = (state.config.get("optimizer") or {}).get("type")
-    now = config["optimizer"]["type"]
-    if before is None:  # a checkpoint without its config: compare the settings torch keeps
-        saved = set((state.optimizer.get("param_groups") or [{}])[0]) - {"params"}
-        if saved == set(optimizer.param_groups[0]) - {"params"}:
-            return
-        before = "another optimizer"
-    elif before == now:
-        return
-    raise CheckpointError(
-        f"{state.path}: the run was trained with optimizer '{before}', the config asks for "
-        f"'{now}', whose state cannot continue the other's. Resume with optimizer.type={before}, "
-        f"or start a new run from these weights (model.pretrained={state.path} and another "
-        "work dir)"
-    )
-
-
-def _check_same_schedule(state: ResumeState, config: dict[str, Any]) -> None:
-    """A scheduler loads another kind's state without complaint (``load_state_dict`` copies
-    attributes), and the run would go on with a schedule that is neither; refuse it."""
-    before = (state.config.get("lr_scheduler") or {}).get("type")
-    now = config["lr_scheduler"]["type"]
-    if before is not None and before != now:
-        raise CheckpointError(
-            f"{state.path}: the run was trained with lr_scheduler '{before}', the config asks "
-            f"for '{now}', whose state cannot continue the other's. Resume with "
-            f"lr_scheduler.type={before}, or start a new run from these weights "
-            f"(model.pretrained={state.path} and another work dir)"
-        )
 
 
 def train(
