@@ -184,3 +184,31 @@ def test_eval_with_a_corrupt_checkpoint_is_a_user_error(trained, tmp_path, capsy
     assert main(["eval", str(config), "--checkpoint", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.pt" in err and "Traceback" not in err
+
+
+def test_eval_of_weights_holding_nan_or_inf_warns_before_the_score(trained, tmp_path, capsys):
+    config, checkpoint = trained
+    assert main(["eval", str(config), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "clean.json")]) == 0
+    assert "segkit: warning" not in capsys.readouterr().err
+    state = torch.load(checkpoint, weights_only=True)
+    poisoned = [name for name, tensor in state["model"].items() if tensor.is_floating_point()][:2]
+    for name, value in zip(poisoned, (float("nan"), float("inf"))):
+        tensor = state["model"][name]
+        tensor[(-1,) * tensor.ndim] = value
+    broken = tmp_path / "poisoned.pt"
+    torch.save(state, broken)
+    # one stream, unbuffered: the order of the lines is the order they were written in
+    env = {**os.environ, "PYTHONPATH": toy_plugin_path(tmp_path), "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "segkit", "eval", str(config), "--checkpoint", str(broken)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    warnings = [number for number, line in enumerate(lines) if line.startswith("segkit: warning:")]
+    assert len(warnings) == 1, result.stdout
+    assert lines[warnings[0]].startswith(
+        f"segkit: warning: {broken}: 2 weight tensor(s) hold NaN or inf values ({poisoned[0]}, {poisoned[1]})"
+    )
+    score = next(number for number, line in enumerate(lines) if line.startswith("mIoU"))
+    assert warnings[0] < score

@@ -97,6 +97,7 @@ def _evaluate(args, world) -> int:
     evaluator = Evaluator(evaluator_settings, classes, trained.normalizer, precision, panels=0,
                           world=world)
     if world.is_main:
+        _warn_if_non_finite(trained)
         processes = f" on {world.size} processes" if world.size > 1 else ""
         merged = f", classes merged by {args.merge}" if args.merge else ""
         print(
@@ -132,6 +133,20 @@ def _evaluate(args, world) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"segkit: wrote {out}")
     return 0
+
+
+def _warn_if_non_finite(trained) -> None:
+    """A model with NaN or inf weights still produces a score; say so before it is believed."""
+    import sys
+
+    names = trained.non_finite
+    if names:
+        listed = ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+        print(
+            f"segkit: warning: {trained.path}: {len(names)} weight tensor(s) hold NaN or inf "
+            f"values ({listed}); the scores below measure a broken model",
+            file=sys.stderr, flush=True,
+        )
 
 
 def _check_merged_classes(spec: str, groups: list[str], classes: list[str]) -> None:

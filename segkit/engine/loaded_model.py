@@ -29,6 +29,7 @@ class TrainedModel:
     palette: list[tuple[int, int, int]] | None
     step: int | None
     path: Path
+    non_finite: list[str]  # names of the weights holding NaN or inf
 
     def class_names(self, count: int) -> list[str]:
         return list(self.classes) if self.classes else [f"class_{i}" for i in range(count)]
@@ -58,4 +59,14 @@ def load_trained(config: dict[str, Any], path: str | Path, device: str | None = 
         palette=[tuple(c) for c in palette] if palette else None,
         step=meta.get("step") if isinstance(meta.get("step"), int) else None,
         path=path,
+        non_finite=non_finite_weights(state),
     )
+
+
+def non_finite_weights(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The floating-point tensors of a state dict that hold NaN or inf. segkit never saves such
+    weights, but a diverged run elsewhere does, and such a model still yields a score."""
+    return [
+        name for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
