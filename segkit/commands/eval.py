@@ -13,6 +13,7 @@ are summed, so the metrics are exactly those of one process.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -77,9 +78,10 @@ def _evaluate(args, world) -> int:
     num_classes = config["model"]["num_classes"]
     model, evaluator_settings, precision = trained.model, settings, trained.precision
     if args.merge:
-        merge = resolve_merge(
-            args.merge, trained.class_names(num_classes), trained.colours(num_classes)
-        )
+        names, colours, note = trained.labels(num_classes)
+        if note and world.is_main:
+            print(f"segkit: note: {note}", file=sys.stderr)
+        merge = resolve_merge(args.merge, names, colours)
         _check_merged_classes(args.merge, merge.names, classes)
         # the merged model predicts with the settings itself; the evaluator only scores
         model = MergedModel(Predictor(trained.model, settings, trained.precision), merge)
@@ -137,8 +139,6 @@ def _evaluate(args, world) -> int:
 
 def _warn_if_non_finite(trained) -> None:
     """A model with NaN or inf weights still produces a score; say so before it is believed."""
-    import sys
-
     names = trained.non_finite
     if names:
         listed = ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
