@@ -257,6 +257,10 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins
     merged_origins: Origins = {}
     for base in bases:
         base_path = (path.parent / base).resolve()
+        if base_path.is_dir():
+            raise ConfigError(
+                f"{base_line}: _base_ '{base}' is a folder ({base_path}); {_name_a_file(base, base_path)}"
+            )
         if not base_path.is_file():
             raise ConfigError(f"{base_line}: _base_ file '{base}' not found (looked at {base_path})")
         base_data, base_origins = _read_with_bases(base_path, (*chain, path))
@@ -265,6 +269,16 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins
     merged = merge(merged, data)
     merged_origins.update(origins)
     return merged, merged_origins
+
+
+def _name_a_file(base: str, folder: Path) -> str:
+    """What to write instead of a folder in ``_base_``: a YAML file in it, by name."""
+    names = sorted(p.name for pattern in ("*.yaml", "*.yml") for p in folder.glob(pattern))
+    if not names:
+        return "_base_ must name a YAML file, and this folder holds none"
+    return "_base_ must name a YAML file, e.g. " + ", ".join(
+        f"{base.rstrip('/')}/{name}" for name in names[:3]
+    )
 
 
 def merge(base: Any, override: Any) -> Any:

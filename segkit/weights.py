@@ -182,10 +182,21 @@ def _is_pickle(path: Path) -> bool:
     return start[:1] == b"\x80" or start == b"PK\x03\x04"
 
 
+# Sentences of torch's refusal that are advice, not the reason: load with the protection off or
+# allow-list what the file asks for (either runs the file's code), read the docs, file an issue.
+_TORCH_ADVICE = re.compile(
+    r"weights.only|safe_globals|arbitrary code|trusted source|documentation|file an issue", re.I
+)
+
+
 def _refusal_reason(error: BaseException) -> str:
-    """The line of torch's refusal that names what the file asked for, without its advice to
-    turn the protection off."""
+    """What the file asked for, as torch's refusal names it: the blocked global (``posix.system``)
+    where there is one, otherwise torch's sentences without its advice to load the file anyway."""
     text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    match = re.search(r"WeightsUnpickler error:\s*(.+?)(?:\. Please|\n\n|$)", text, re.DOTALL)
-    reason = match.group(1) if match else _first_line(error)
-    return " ".join(reason.split())
+    blocked = re.search(r"GLOBAL (\S+)", text)
+    if blocked:
+        return f"it asks for {blocked.group(1)}"
+    text = text.replace("WeightsUnpickler error:", "\n")
+    sentences = re.split(r"(?<=\.)\s+|\n", text)
+    kept = [s for s in sentences if s.strip() and not _TORCH_ADVICE.search(s)]
+    return " ".join(" ".join(kept).split()).rstrip(".") or type(error).__name__

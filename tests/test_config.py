@@ -258,6 +258,30 @@ def test_missing_base_file_names_the_referring_line(write_config):
         segkit.load_config(path)
 
 
+def test_base_naming_a_folder_says_so_and_suggests_its_files(write_config):
+    write_config("_base_/models/small.yaml", "model: {num_classes: 3}\n")
+    write_config("_base_/models/large.yaml", "model: {num_classes: 5}\n")
+    path = write_config("c.yaml", "train:\n  seed: 1\n_base_: _base_/models\n")
+    with pytest.raises(segkit.ConfigError) as caught:
+        segkit.load_config(path)
+    folder = path.parent / "_base_" / "models"
+    assert str(caught.value) == (
+        f"{path}:3: _base_ '_base_/models' is a folder ({folder}); _base_ must name a YAML file, "
+        "e.g. _base_/models/large.yaml, _base_/models/small.yaml"
+    )
+
+
+def test_base_naming_a_folder_without_configs_is_one_cli_error(write_config, tmp_path):
+    (tmp_path / "empty").mkdir()
+    path = write_config("c.yaml", "_base_: [empty/]\n")
+    result = run_segkit("config", str(path), "--check", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr == (
+        f"segkit: error: c.yaml:1: _base_ 'empty/' is a folder ({tmp_path / 'empty'}); "
+        "_base_ must name a YAML file, and this folder holds none\n"
+    )
+
+
 TOY_PLUGIN = """
 import segkit
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -164,6 +167,72 @@ def test_broken_odgt_line_names_file_and_line(tmp_path):
     index.write_text('{"fpath_img": "a.jpg", "fpath_segm": "a.png"}\nnot json\n', encoding="utf-8")
     with pytest.raises(SegkitError, match=r"broken.odgt:2: expected a JSON object"):
         build("dataset", {"type": "ade20k", "index": str(index)})
+
+
+def odgt_with_an_entry_outside(ade_root, tmp_path, key, path):
+    """validation.odgt beside the layout folder: line 1 the real sample, line 2 the same sample
+    with ``key`` replaced by ``path``. The file ``path`` leads to exists (a copy outside the
+    root), so only the location can be wrong."""
+    index = write_odgt(ade_root / "validation.odgt", ade_root, "validation")
+    good = json.loads(index.read_text(encoding="utf-8").splitlines()[0])
+    outside = tmp_path / "elsewhere" / Path(good[key]).name
+    outside.parent.mkdir()
+    shutil.copy(ade_root / good[key], outside)
+    escaped = {**good, key: path.format(outside=outside)}
+    index.write_text(json.dumps(good) + "\n" + json.dumps(escaped) + "\n", encoding="utf-8")
+    return index, escaped[key]
+
+
+ESCAPES = [
+    ("fpath_img", "../elsewhere/ADE_val_00000001.jpg"),
+    ("fpath_segm", "ADEChallengeData2016/../../elsewhere/ADE_val_00000001.png"),
+    ("fpath_img", "{outside}"),
+    ("fpath_segm", "{outside}"),
+]
+
+
+@pytest.mark.parametrize("key, path", ESCAPES, ids=["dotdot", "dotdot-inside", "absolute-img", "absolute-segm"])
+def test_odgt_entry_outside_the_data_root_names_index_line_and_path(ade_root, tmp_path, key, path):
+    index, written = odgt_with_an_entry_outside(ade_root, tmp_path, key, path)
+    with pytest.raises(SegkitError) as caught:
+        build("dataset", {"type": "ade20k", "root": str(ade_root), "index": "validation.odgt"})
+    message = str(caught.value)
+    assert f"{index}:2: {key} '{written}' is outside the data root {ade_root};" in message
+    assert "allow_outside_root: true" in message
+
+
+def test_odgt_entry_outside_the_index_folder_is_refused_without_a_root(ade_root, tmp_path):
+    index, _ = odgt_with_an_entry_outside(ade_root, tmp_path, "fpath_img", "../elsewhere/ADE_val_00000001.jpg")
+    with pytest.raises(SegkitError, match=r"validation.odgt:2: fpath_img '\.\./elsewhere/"):
+        build("dataset", {"type": "ade20k25", "index": str(index)})
+
+
+@pytest.mark.parametrize("key, path", ESCAPES[::2], ids=["dotdot", "absolute"])
+def test_allow_outside_root_reads_entries_from_elsewhere(ade_root, tmp_path, key, path):
+    odgt_with_an_entry_outside(ade_root, tmp_path, key, path)
+    spec = {"type": "ade20k", "root": str(ade_root), "index": "validation.odgt", "allow_outside_root": True}
+    dataset = build("dataset", spec)
+    assert len(dataset) == 2 and dataset.problems == []
+    second = dataset.pairs[1]
+    assert tmp_path / "elsewhere" in {second.image.resolve().parent, second.mask.resolve().parent}
+
+
+@pytest.mark.usefixtures("data_plugins")
+def test_data_check_refuses_an_escaping_index_unless_the_config_allows_it(ade_root, tmp_path, capsys):
+    index, _ = odgt_with_an_entry_outside(ade_root, tmp_path, "fpath_segm", "../elsewhere/ADE_val_00000001.png")
+    config = write_data_config(
+        tmp_path / "ade.yaml",
+        f"""
+        root: {ade_root}
+        workers: 0
+        val: {{type: ade20k, index: validation.odgt}}
+        """,
+        num_classes=150,
+    )
+    assert main(["data", "check", str(config)]) == 2
+    assert f"{index}:2: fpath_segm '../elsewhere/ADE_val_00000001.png' is outside" in capsys.readouterr().out
+    assert main(["data", "check", str(config), "+data.val.allow_outside_root=true"]) == 0
+    assert "data.val: ade20k, 2 samples, 150 classes" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("root", [None, "missing"])

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import io
+import os
+import textwrap
+
 import numpy as np
 import pytest
+from conftest import run_segkit
 from PIL import Image
 
 from segkit.builder import build
 from segkit.cli import main
+from segkit.commands.table import printable
 from segkit.errors import SegkitError
 
 from test_data_fixtures import data_plugins, photo, write_data_config, write_jpeg, write_png  # noqa: F401
@@ -121,3 +127,39 @@ def test_data_check_is_clean_on_a_folder_dataset(user_data, data_plugins, tmp_pa
     out = capsys.readouterr().out
     assert "data.train: folder, 3 samples, 3 classes" in out and "data.train: OK" in out
     assert "(66 labelled pixels; 8.3% ignored)" in out
+
+
+UNDECODABLE = os.fsdecode(b"bad\xff")  # a name that is not UTF-8, as Python reads it from disk
+
+
+@pytest.mark.parametrize("encoding, cafe", [("ascii", "caf\\xe9"), ("utf-8", "caf\u00e9")])
+def test_data_check_prints_undecodable_file_names_under_any_stdout_encoding(user_data, tmp_path, encoding, cafe):
+    root, _ = user_data
+    write_jpeg(root / "img" / f"{UNDECODABLE}.jpg", photo(6, 4))
+    write_jpeg(root / "img" / "caf\u00e9.jpg", photo(6, 4))
+    config = tmp_path / "mine.yaml"
+    config.write_text(textwrap.dedent(f"""\
+        model:
+          backbone: {{type: resnet18}}
+          head: {{type: fcn, channels: 8}}
+          num_classes: 3
+        data:
+          root: {root}
+          workers: 0
+          train: {{type: folder, images: img, masks: ann, mask_suffix: _mask.png, classes: [road, car, tree]}}
+        """), encoding="utf-8")
+    result = run_segkit("data", "check", str(config), env={"PYTHONIOENCODING": encoding})
+    assert result.returncode == 2, result.stderr  # two images without masks
+    assert "UnicodeEncodeError" not in result.stderr and "Traceback" not in result.stderr
+    assert f"img/bad\\xff.jpg: image without a mask (expected {root}/ann/bad\\xff_mask.png)" in result.stdout
+    assert f"img/{cafe}.jpg: image without a mask" in result.stdout
+    assert result.stdout.rstrip().endswith("data.train: PROBLEMS")
+
+
+def test_printable_escapes_only_what_the_stream_cannot_encode():
+    ascii_stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+    utf8_stream = io.TextIOWrapper(io.BytesIO(), encoding="utf-8")
+    name = f"{UNDECODABLE}/caf\u00e9\ud800.png"
+    assert printable(name, ascii_stream) == "bad\\xff/caf\\xe9\\ud800.png"
+    assert printable(name, utf8_stream) == "bad\\xff/caf\u00e9\\ud800.png"
+    assert printable("plain/name.png", ascii_stream) == "plain/name.png"

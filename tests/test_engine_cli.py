@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 import engine_toys
+from conftest import run_segkit
 from engine_toys import write_toy_config as write
 from segkit.cli import main
 
@@ -184,3 +185,84 @@ def test_eval_with_a_corrupt_checkpoint_is_a_user_error(trained, tmp_path, capsy
     assert main(["eval", str(config), "--checkpoint", str(broken)]) == 2
     err = capsys.readouterr().err
     assert "broken.pt" in err and "Traceback" not in err
+
+
+def test_eval_of_weights_holding_nan_or_inf_warns_before_the_score(trained, tmp_path, capsys):
+    config, checkpoint = trained
+    assert main(["eval", str(config), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "clean.json")]) == 0
+    assert "segkit: warning" not in capsys.readouterr().err
+    state = torch.load(checkpoint, weights_only=True)
+    poisoned = [name for name, tensor in state["model"].items() if tensor.is_floating_point()][:2]
+    for name, value in zip(poisoned, (float("nan"), float("inf"))):
+        tensor = state["model"][name]
+        tensor[(-1,) * tensor.ndim] = value
+    broken = tmp_path / "poisoned.pt"
+    torch.save(state, broken)
+    # one stream, unbuffered: the order of the lines is the order they were written in
+    env = {**os.environ, "PYTHONPATH": toy_plugin_path(tmp_path), "PYTHONUNBUFFERED": "1"}
+    result = subprocess.run(
+        [sys.executable, "-m", "segkit", "eval", str(config), "--checkpoint", str(broken)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout
+    lines = result.stdout.splitlines()
+    warnings = [number for number, line in enumerate(lines) if line.startswith("segkit: warning:")]
+    assert len(warnings) == 1, result.stdout
+    assert lines[warnings[0]].startswith(
+        f"segkit: warning: {broken}: 2 weight tensor(s) hold NaN or inf values ({poisoned[0]}, {poisoned[1]})"
+    )
+    score = next(number for number, line in enumerate(lines) if line.startswith("mIoU"))
+    assert warnings[0] < score
+
+
+def with_stored_labels(checkpoint: Path, out: Path, **stored) -> Path:
+    """A copy of ``checkpoint`` whose stored ``classes`` and/or ``palette`` are replaced."""
+    record = torch.load(checkpoint, weights_only=True)
+    torch.save({**record, **stored}, out)
+    return out
+
+
+DEFAULT_NAMES = ["class_0", "class_1", "class_2"]
+UNFIT_LABELS = [
+    ({"classes": ["road", "car"]}, DEFAULT_NAMES, engine_toys.PALETTE,
+     "the stored class list has 2 names for the model's 3 classes; using the default class names"),
+    ({"palette": [[1, 2, 3], "red", 7]}, engine_toys.CLASSES, None,
+     "the stored palette's entry 1 is 'red', not [r, g, b] in 0..255; using the default colours"),
+    ({"palette": [[1, 2, 3], [4, 5, 6], [300, 0, 0]]}, engine_toys.CLASSES, None,
+     "the stored palette's entry 2 is [300, 0, 0], not [r, g, b] in 0..255; using the default colours"),
+    ({"classes": "abc", "palette": [[1, 2, 3]]}, DEFAULT_NAMES, None,
+     "the stored class list is not a list of names ('abc'); the stored palette has 1 colours for the "
+     "model's 3 classes; using the default class names and colours"),
+]
+
+
+@pytest.mark.parametrize("stored, names, colours, note", UNFIT_LABELS, ids=["classes", "palette", "range", "both"])
+def test_predict_with_stored_labels_that_do_not_fit_uses_the_defaults(trained, tmp_path, capsys, stored, names, colours, note):
+    from segkit.engine.visualize import default_palette
+
+    config, checkpoint = trained
+    edited = with_stored_labels(checkpoint, tmp_path / "edited.pt", **stored)
+    images = write_images(tmp_path / "images", [(32, 32)])
+    out = tmp_path / "out"
+    assert main(["predict", str(config), "--checkpoint", str(edited), str(images[0]), "--out", str(out)]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segkit: note:")]
+    assert notes == [f"segkit: note: {edited}: {note}"]
+    classes = json.loads((out / "classes.json").read_text())
+    assert [c["name"] for c in classes] == names
+    assert [tuple(c["color"]) for c in classes] == [tuple(c) for c in colours or default_palette(3)]
+
+
+def test_eval_merge_with_a_malformed_stored_palette_uses_the_defaults(trained, tmp_path):
+    config, checkpoint = trained
+    edited = with_stored_labels(checkpoint, tmp_path / "edited.pt", palette=[[40, 40, 40], 220, None])
+    label_map = tmp_path / "merge.csv"
+    label_map.write_text("source,target,target_name\n0,0,background\n1,1,red\n2,2,green\n")
+    result = run_segkit("eval", str(config), "--checkpoint", str(edited), "--merge", str(label_map),
+                        "--out", str(tmp_path / "eval.json"),
+                        env={"PYTHONPATH": toy_plugin_path(tmp_path)})
+    assert result.returncode == 0, result.stderr
+    notes = [line for line in result.stderr.splitlines() if line.startswith("segkit: note:")]
+    assert notes == [f"segkit: note: {edited}: the stored palette's entry 1 is 220, not [r, g, b] in 0..255; "
+                     "using the default colours"]
+    assert "Traceback" not in result.stderr
+    assert json.loads((tmp_path / "eval.json").read_text())["merge"] == str(label_map)

@@ -3,11 +3,13 @@ command and option that reads weights, and its code never runs."""
 
 from __future__ import annotations
 
+import os
 import pickle
 from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_segkit
 from PIL import Image
 
 import segkit
@@ -25,6 +27,17 @@ class Payload:
 
     def __reduce__(self):
         return (exec, (self.code,))
+
+
+class SystemCall:
+    """Unpickling this object runs a shell command through ``os.system``, which pickle records
+    as the global ``posix.system``: the textbook malicious checkpoint."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return (os.system, (self.command,))
 
 
 @pytest.fixture
@@ -73,10 +86,39 @@ def test_every_way_of_reading_weights_refuses_pickled_code(malicious, tmp_path, 
 
 
 def test_refusal_names_what_the_file_asked_for(malicious, capsys):
-    _, (zipped, _) = malicious
+    """The zip file asks for a global; the legacy pickle (protocol 4) uses an opcode that torch's
+    safe unpickler lacks, and its refusal is torch's minus the advice to load it anyway."""
+    _, (zipped, legacy) = malicious
     assert main(["convert", "--from", "torchvision", str(zipped), "--backbone", "resnet18", "--out", "x.pt"]) == 2
     err = capsys.readouterr().err
-    assert "exec" in err and "\x1b[" not in err
+    assert "it asks for exec" in err and "\x1b[" not in err
+    assert main(["convert", "--from", "torchvision", str(legacy), "--backbone", "resnet18", "--out", "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert f"{legacy}: refused" in err and "weights_only" not in err
+
+
+def test_cli_names_the_blocked_global_and_never_advises_loading_it_anyway(tmp_path):
+    """torch's refusal of a blocked module starts by suggesting ``weights_only`` set to False;
+    the user sees what the file asked for instead."""
+    marker = tmp_path / "payload_ran"
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": {"backbone.conv1.weight": torch.zeros(8, 3, 3, 3)}, "step": 1,
+                "payload": SystemCall(f"touch {marker}")}, evil)
+    quickstart = str(CONFIGS / "quickstart.yaml")
+    for command in (
+        ["eval", quickstart, "--checkpoint", str(evil)],
+        ["train", quickstart, "--resume", str(evil), "--work-dir", str(tmp_path / "run")],
+    ):
+        result = run_segkit(*command, cwd=tmp_path)
+        errors = [line for line in result.stderr.splitlines() if line.startswith("segkit: error:")]
+        assert result.returncode == 2, result.stderr
+        assert len(errors) == 1 and f"{evil}: refused" in errors[0], result.stderr
+        assert "it asks for posix.system" in errors[0]
+        assert "weights_only" not in result.stderr and "Traceback" not in result.stderr
+    assert not marker.exists()
+
+    torch.load(evil, weights_only=False)  # the file is really malicious
+    assert marker.exists()
 
 
 def test_eval_refuses_a_malicious_checkpoint(malicious, tmp_path, capsys, write_config):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import Optional
 
@@ -62,12 +63,22 @@ class ADE20K(FileDataset):
 
     classes, palette = read_classes("ade20k150_classes.csv")  # known without the data
 
-    def __init__(self, root: Optional[str] = None, split: str = "training", index: Optional[str] = None):
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        split: str = "training",
+        index: Optional[str] = None,
+        allow_outside_root: bool = False,
+    ):
+        """``index``: a CSAIL ``.odgt`` file to read the samples from instead of the folders.
+        ``allow_outside_root``: accept index entries whose files lie outside the data root
+        (``..`` or absolute paths); off, so that an index from elsewhere cannot point the
+        run at arbitrary files."""
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; ADE20K has training and validation (or train, val)")
         split = SPLITS[split]
         if index is not None:
-            pairs, problems = _pairs_from_index(Path(index), root)
+            pairs, problems = _pairs_from_index(Path(index), root, allow_outside_root)
         else:
             pairs, problems = _pairs_from_folders(root, split)
         super().__init__(pairs, self.classes, self.palette, annotation_table(), problems)
@@ -84,8 +95,14 @@ class ADE20K25(FileDataset):
     classes, palette = read_classes("ade20k25_classes.csv")
     label_map = ade20k25_label_map()
 
-    def __init__(self, root: Optional[str] = None, split: str = "training", index: Optional[str] = None):
-        full = ADE20K(root, split, index)
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        split: str = "training",
+        index: Optional[str] = None,
+        allow_outside_root: bool = False,
+    ):
+        full = ADE20K(root, split, index, allow_outside_root)
         table = annotation_table()
         merged = self.label_map.lookup_table()
         table = np.where(table >= 0, merged[np.clip(table, 0, None)], -1).astype(np.int16)
@@ -119,10 +136,13 @@ def _data_root(root: Path) -> Path:
     return root
 
 
-def _pairs_from_index(index: Path, root: Optional[str]) -> tuple[list[Pair], list[str]]:
+def _pairs_from_index(
+    index: Path, root: Optional[str], allow_outside_root: bool
+) -> tuple[list[Pair], list[str]]:
     """The pairs of a CSAIL ``.odgt`` index: one JSON object per line with ``fpath_img`` and
     ``fpath_segm``, relative to the data root (the folder holding ADEChallengeData2016), or to
-    the index's own folder when no root is set."""
+    the index's own folder when no root is set. Entries that leave that folder are refused
+    unless ``allow_outside_root``."""
     base = _data_root(Path(root)) if root is not None else None
     if not index.is_file() and base is not None and not index.is_absolute():
         index = next((p for p in (Path(root) / index, base / index) if p.is_file()), index)
@@ -140,6 +160,9 @@ def _pairs_from_index(index: Path, root: Optional[str]) -> tuple[list[Pair], lis
             raise DataError(
                 f"{index}:{number}: expected a JSON object with 'fpath_img' and 'fpath_segm'"
             ) from None
+        if not allow_outside_root:
+            for key in ("fpath_img", "fpath_segm"):
+                _refuse_outside(base, entry[key], f"{index}:{number}: {key}")
         missing = [str(p) for p in (image, mask) if not p.is_file()]
         if missing:
             problems.append(f"{index}:{number}: file not found: {', '.join(missing)}")
@@ -148,3 +171,15 @@ def _pairs_from_index(index: Path, root: Optional[str]) -> tuple[list[Pair], lis
     if not pairs and not problems:
         raise DataError(f"ADE20K index file '{index}' lists no samples")
     return pairs, problems
+
+
+def _refuse_outside(base: Path, path: str, where: str) -> None:
+    """An index entry must name a file below ``base``. The check is on the path as written
+    (``..`` collapsed, symlinks not followed), so a root whose folders are links elsewhere
+    still works."""
+    folder = Path(os.path.abspath(base))
+    if not Path(os.path.abspath(base / path)).is_relative_to(folder):
+        raise DataError(
+            f"{where} '{path}' is outside the data root {folder}; correct the index, or set "
+            "allow_outside_root: true on this dataset if its files are meant to live elsewhere"
+        )

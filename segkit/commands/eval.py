@@ -13,6 +13,7 @@ are summed, so the metrics are exactly those of one process.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 
@@ -77,9 +78,10 @@ def _evaluate(args, world) -> int:
     num_classes = config["model"]["num_classes"]
     model, evaluator_settings, precision = trained.model, settings, trained.precision
     if args.merge:
-        merge = resolve_merge(
-            args.merge, trained.class_names(num_classes), trained.colours(num_classes)
-        )
+        names, colours, note = trained.labels(num_classes)
+        if note and world.is_main:
+            print(f"segkit: note: {note}", file=sys.stderr)
+        merge = resolve_merge(args.merge, names, colours)
         _check_merged_classes(args.merge, merge.names, classes)
         # the merged model predicts with the settings itself; the evaluator only scores
         model = MergedModel(Predictor(trained.model, settings, trained.precision), merge)
@@ -97,6 +99,7 @@ def _evaluate(args, world) -> int:
     evaluator = Evaluator(evaluator_settings, classes, trained.normalizer, precision, panels=0,
                           world=world)
     if world.is_main:
+        _warn_if_non_finite(trained)
         processes = f" on {world.size} processes" if world.size > 1 else ""
         merged = f", classes merged by {args.merge}" if args.merge else ""
         print(
@@ -132,6 +135,18 @@ def _evaluate(args, world) -> int:
     out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"segkit: wrote {out}")
     return 0
+
+
+def _warn_if_non_finite(trained) -> None:
+    """A model with NaN or inf weights still produces a score; say so before it is believed."""
+    names = trained.non_finite
+    if names:
+        listed = ", ".join(names[:3]) + (f", ... ({len(names) - 3} more)" if len(names) > 3 else "")
+        print(
+            f"segkit: warning: {trained.path}: {len(names)} weight tensor(s) hold NaN or inf "
+            f"values ({listed}); the scores below measure a broken model",
+            file=sys.stderr, flush=True,
+        )
 
 
 def _check_merged_classes(spec: str, groups: list[str], classes: list[str]) -> None:

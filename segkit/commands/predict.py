@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -54,8 +55,9 @@ def run_predict(args) -> int:
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
     paths = collect_images(inputs)
     trained = load_trained(config, args.checkpoint, args.device)
-    num_classes = config["model"]["num_classes"]
-    names, palette = trained.class_names(num_classes), trained.colours(num_classes)
+    names, palette, note = trained.labels(config["model"]["num_classes"])
+    if note:
+        print(f"segkit: note: {note}", file=sys.stderr)
     merge = resolve_merge(args.merge, names, palette) if args.merge else None
     if merge is not None:
         names, palette = merge.names, merge.palette

@@ -1,8 +1,28 @@
-"""Plain-text tables for the terminal."""
+"""Plain-text tables for the terminal, and text made safe to print there."""
 
 from __future__ import annotations
 
-from typing import Sequence
+import re
+import sys
+from typing import Sequence, TextIO
+
+# Python keeps the bytes of a file name that are not valid UTF-8 as lone surrogates
+# (U+DC80..U+DCFF for byte 0x80..0xFF), which no stream can encode.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def printable(name: str, stream: TextIO | None = None) -> str:
+    """``name`` as ``stream`` (default: stdout) can print it, so that a report listing a badly
+    named file does not die halfway with UnicodeEncodeError: an undecodable byte becomes
+    ``\\xff``, a character the stream's encoding lacks a backslash escape such as ``\\xe9``."""
+    encoding = (stream or sys.stdout).encoding or "utf-8"
+    name = _SURROGATE.sub(_byte_escape, name)
+    return name.encode(encoding, "backslashreplace").decode(encoding)
+
+
+def _byte_escape(match: re.Match) -> str:
+    code = ord(match.group())
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
 
 
 def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str:

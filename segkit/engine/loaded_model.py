@@ -4,6 +4,7 @@ the config's runtime (the device and precision validation during training used, 
 
 from __future__ import annotations
 
+import reprlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
@@ -25,16 +26,24 @@ class TrainedModel:
     device: torch.device
     precision: Precision
     normalizer: InputNormalizer
-    classes: list[str] | None
-    palette: list[tuple[int, int, int]] | None
+    classes: Any  # as stored in the checkpoint, checked by labels()
+    palette: Any
     step: int | None
     path: Path
+    non_finite: list[str]  # names of the weights holding NaN or inf
 
-    def class_names(self, count: int) -> list[str]:
-        return list(self.classes) if self.classes else [f"class_{i}" for i in range(count)]
-
-    def colours(self, count: int) -> list[tuple[int, int, int]]:
-        return list(self.palette) if self.palette else default_palette(count)
+    def labels(self, count: int) -> tuple[list[str], list[tuple[int, int, int]], str | None]:
+        """The class names and colours of a model of ``count`` classes, and a note when a stored
+        list does not fit that model (edited, or written by another tool) and the defaults
+        (``class_i``, generated colours) replace it: a bad palette should not stop a prediction."""
+        names, names_problem = _stored_names(self.classes, count)
+        colours, colours_problem = _stored_colours(self.palette, count)
+        problems = {"class names": names_problem, "colours": colours_problem}
+        replaced = {what: problem for what, problem in problems.items() if problem}
+        note = None
+        if replaced:
+            note = f"{self.path}: {'; '.join(replaced.values())}; using the default {' and '.join(replaced)}"
+        return names or [f"class_{i}" for i in range(count)], colours or default_palette(count), note
 
 
 def load_trained(config: dict[str, Any], path: str | Path, device: str | None = None) -> TrainedModel:
@@ -48,14 +57,54 @@ def load_trained(config: dict[str, Any], path: str | Path, device: str | None = 
     load_into(model, state, path)
     model = runtime.place(model).eval()
     meta: Mapping[str, Any] = checkpoint if isinstance(checkpoint, Mapping) else {}
-    palette = meta.get("palette")
     return TrainedModel(
         model=model,
         device=runtime.device,
         precision=runtime.precision,
         normalizer=runtime.normalizer(config["data"]["mean"], config["data"]["std"]),
-        classes=list(meta["classes"]) if meta.get("classes") else None,
-        palette=[tuple(c) for c in palette] if palette else None,
+        classes=meta.get("classes"),
+        palette=meta.get("palette"),
         step=meta.get("step") if isinstance(meta.get("step"), int) else None,
         path=path,
+        non_finite=non_finite_weights(state),
+    )
+
+
+def non_finite_weights(state: Mapping[str, torch.Tensor]) -> list[str]:
+    """The floating-point tensors of a state dict that hold NaN or inf. segkit never saves such
+    weights, but a diverged run elsewhere does, and such a model still yields a score."""
+    return [
+        name for name, tensor in state.items()
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
+    ]
+
+
+def _stored_names(stored: Any, count: int) -> tuple[list[str] | None, str | None]:
+    """The stored class names if they fit ``count`` classes, else what is wrong with them."""
+    if stored is None:
+        return None, None
+    if not isinstance(stored, (list, tuple)) or not all(isinstance(name, str) for name in stored):
+        return None, f"the stored class list is not a list of names ({reprlib.repr(stored)})"
+    if len(stored) != count:
+        return None, f"the stored class list has {len(stored)} names for the model's {count} classes"
+    return list(stored), None
+
+
+def _stored_colours(stored: Any, count: int) -> tuple[list[tuple[int, int, int]] | None, str | None]:
+    """The stored palette if it has one RGB colour per class, else what is wrong with it."""
+    if stored is None:
+        return None, None
+    if not isinstance(stored, (list, tuple)):
+        return None, f"the stored palette is not a list of colours ({reprlib.repr(stored)})"
+    if len(stored) != count:
+        return None, f"the stored palette has {len(stored)} colours for the model's {count} classes"
+    for index, colour in enumerate(stored):
+        if not _is_rgb(colour):
+            return None, f"the stored palette's entry {index} is {reprlib.repr(colour)}, not [r, g, b] in 0..255"
+    return [tuple(colour) for colour in stored], None
+
+
+def _is_rgb(colour: Any) -> bool:
+    return isinstance(colour, (list, tuple)) and len(colour) == 3 and all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour
     )
