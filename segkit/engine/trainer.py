@@ -60,7 +60,7 @@ from segkit.engine.step import train_step
 from segkit.engine.summary import logger_reports
 from segkit.engine.watch import LogWindow, NonFiniteWatch, StopRequest, peak_memory_gb
 from segkit.errors import CheckpointError, SegkitError
-from segkit.files import DiskFull, remove_dead_writers
+from segkit.files import DiskFull, WriteFailed, remove_dead_writers
 from segkit.metrics import format_metrics
 from segkit.plugins import get_plugins
 from segkit.weights import load_into
@@ -190,6 +190,7 @@ class Trainer:
             state = read_training_state(self.resume_path) if self.resume_path else None
             if state is not None:
                 self._check_changes(state)
+                self.saved = (state.path, state.step)  # what a failure from here on leaves
             self.parts = build_training_parts(self.config, self.runtime, self.world)
             # locked only now: a run refused for its config or data leaves no directory behind
             if self.world.is_main:
@@ -244,7 +245,6 @@ class Trainer:
             parts.scaler.load_state_dict(state.scaler)
         self.start_step, self.position = state.step, state.position
         self.best = state.best
-        self.saved = (state.path, state.step)
         self._restore_rng(state.rng_per_rank)
         if not self.world.is_main:
             return
@@ -344,8 +344,8 @@ class Trainer:
             healthy = True
             try:
                 return self._fit(on_ready)
-            except DiskFull as error:
-                raise DiskFull(f"{error}; {self._kept()}") from error
+            except (DiskFull, WriteFailed) as error:
+                raise type(error)(f"{error}; {self._kept()}") from error
             except Exception as error:
                 if self.world.lost_contact(error):
                     healthy = False
