@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
 
 from segkit.errors import SegkitError
@@ -46,7 +47,32 @@ def temporary_path(path: Path) -> Path:
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview, what: str = "") -> None:
     """Replace ``path`` by ``data`` whole or not at all."""
-    path = Path(path)
+    atomic_write_files({Path(path): data}, what)
+
+
+def atomic_write_files(contents: Mapping[Path, bytes | memoryview], what: str = "") -> None:
+    """Replace every file of ``contents`` (path -> data) whole or not at all, as a set: all are
+    written to temporary files first and renamed only once every one is on disk, so that a full
+    disk halfway through leaves the old files as they were, not a mixture of old and new."""
+    staged: list[tuple[Path, Path]] = []
+    try:
+        for path, data in contents.items():
+            staged.append((_stage(path, data, what), path))
+        for temporary, path in staged:
+            try:
+                os.replace(temporary, path)
+            except OSError as error:
+                raise write_error(path, error, what) from error
+    finally:
+        for temporary, _ in staged:  # those renamed are gone already
+            temporary.unlink(missing_ok=True)
+    for directory in {path.parent for path in contents}:
+        sync_directory(directory)
+
+
+def _stage(path: Path, data: bytes | memoryview, what: str) -> Path:
+    """``data`` in the temporary file beside ``path``, flushed to disk; on failure no temporary
+    file is left."""
     temporary = temporary_path(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -54,14 +80,13 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes | memoryview, what: 
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
-        os.replace(temporary, path)
     except OSError as error:
         temporary.unlink(missing_ok=True)
         raise write_error(path, error, what) from error
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
-    sync_directory(path.parent)
+    return temporary
 
 
 def atomic_write_text(path: str | os.PathLike, text: str, what: str = "") -> None:

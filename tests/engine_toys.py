@@ -3,13 +3,15 @@
 A two-stage conv backbone, a 1x1 head and an in-memory dataset of coloured rectangles whose class
 is readable from the colour: a model learns it in a few dozen iterations on a CPU. Also a few
 test-only pieces: a flip transform (uses the draw's generator), a loss that turns NaN on a given
-call, and loggers that send a signal or record progress, to exercise the trainer's fault paths.
+call, and loggers that send a signal, record progress or fill the disk, to exercise the trainer's
+fault paths.
 The module is itself the plugin, so subprocess tests can load it through an entry point.
 """
 
 from __future__ import annotations
 
 import builtins
+import errno
 import os
 import signal
 import time
@@ -198,6 +200,44 @@ class RaiseIn:
         self._maybe_raise("segkit_on_train_end", None)
 
 
+def fill_disk(path: str | os.PathLike) -> None:
+    """Grow the ballast file ``path`` until its file system is full (tmpfs counts whole 4 KiB
+    pages, so a later small append into a page already used can still succeed)."""
+    descriptor = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    chunk = bytes(1 << 20)
+    try:
+        while True:
+            os.write(descriptor, chunk)
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+    finally:
+        os.close(descriptor)
+
+
+class FillDisk:
+    """Fills the disk that holds the ballast file ``path`` in run-event ``hook`` (at ``step``, for
+    the per-iteration hook): a disk that becomes full at a chosen moment of a run. Its hooks run
+    before other loggers' (tryfirst), so that they meet the full disk in the same event."""
+
+    def __init__(self, path: str, hook: str = "segkit_on_train_start", step: int = 1):
+        self.path = path
+        self.hook = hook
+        self.step = step
+
+    def _fill(self, hook: str, step: int | None = None) -> None:
+        if hook == self.hook and step in (None, self.step):
+            fill_disk(self.path)
+
+    @segkit.hookimpl(tryfirst=True)
+    def segkit_on_train_start(self, run):
+        self._fill("segkit_on_train_start")
+
+    @segkit.hookimpl(tryfirst=True)
+    def segkit_on_train_iter_end(self, run, step, logs):
+        self._fill("segkit_on_train_iter_end", step)
+
+
 @segkit.hookimpl
 def segkit_register_backbones(register):
     register("toy_cnn", ToyCNN)
@@ -229,6 +269,7 @@ def segkit_register_loggers(register):
     register("toy_step_file", StepFile)
     register("toy_poison_at", PoisonAt)
     register("toy_raise_in", RaiseIn)
+    register("toy_fill_disk", FillDisk)
 
 
 def write_toy_config(folder, name: str = "toy.yaml", **sections: str):

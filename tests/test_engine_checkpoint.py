@@ -1,10 +1,12 @@
+import errno
+import os
 import random
 
 import numpy as np
 import pytest
 import torch
 
-from segkit.engine import checkpoint as checkpoint_module
+from segkit import files
 from segkit.engine.checkpoint import (
     CheckpointDirectory,
     atomic_save,
@@ -13,6 +15,7 @@ from segkit.engine.checkpoint import (
     restore_rng,
 )
 from segkit.errors import CheckpointError
+from segkit.files import DiskFull
 
 
 def draws():
@@ -29,19 +32,24 @@ def test_rng_state_is_plain_data_and_restores_every_generator(tmp_path):
     assert draws() == expected
 
 
-def test_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch):
+@pytest.mark.parametrize("code, error, words", [
+    (errno.EIO, CheckpointError, "could not write checkpoint .*last.pt: Input/output error"),
+    (errno.ENOSPC, DiskFull, "no space left on device: could not write checkpoint .*last.pt"),
+], ids=["io-error", "disk-full"])
+def test_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch, code, error, words):
     path = tmp_path / "last.pt"
     atomic_save({"step": 1, "model": {"w": torch.ones(3)}}, path)
 
-    def broken_save(obj, file):
-        file.write(b"partial garbage")
-        raise OSError(28, "No space left on device")
+    def failing_fsync(descriptor):
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(checkpoint_module.torch, "save", broken_save)
-    with pytest.raises(CheckpointError, match="could not write.*No space left.*previous file is intact"):
+    monkeypatch.setattr(files.os, "fsync", failing_fsync)
+    with pytest.raises(error, match=f"{words}; the previous file is intact"):
         atomic_save({"step": 2}, path)
     assert torch.load(path, weights_only=True)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]  # no temporary file left
+    with pytest.raises(error, match=f"{words.replace('last', 'other')}; nothing was written"):
+        atomic_save({"step": 2}, tmp_path / "other.pt")
 
 
 def test_numbered_checkpoints_keep_the_newest(tmp_path):

@@ -65,9 +65,12 @@ def _evaluate(args, world) -> int:
     from segkit.engine.progress import ProgressBar
     from segkit.engine.loaded_model import load_trained
     from segkit.errors import ConfigError
+    from segkit.files import atomic_write_text
     from segkit.metrics import format_metrics
     from segkit.validation import load_config
 
+    if args.out:
+        check_out_file(Path(args.out))
     config = load_config(args.config, args.overrides, check_val_classes=args.merge is None)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
     process_device = world.resolve_device(args.device or config["train"]["device"])
@@ -117,7 +120,6 @@ def _evaluate(args, world) -> int:
         return 0
     print(format_metrics(metrics))
     out = Path(args.out) if args.out else _default_output(trained.path, settings, args.merge)
-    out.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "checkpoint": str(trained.path),
         "step": trained.step,
@@ -132,7 +134,7 @@ def _evaluate(args, world) -> int:
         "precision": trained.precision.name,
         **metrics,
     }
-    out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out, json.dumps(report, indent=2) + "\n", "the evaluation report")
     print(f"segkit: wrote {out}")
     return 0
 
@@ -146,6 +148,20 @@ def _warn_if_non_finite(trained) -> None:
             f"segkit: warning: {trained.path}: {len(names)} weight tensor(s) hold NaN or inf "
             f"values ({listed}); the scores below measure a broken model",
             file=sys.stderr, flush=True,
+        )
+
+
+def check_out_file(out: Path) -> None:
+    """``--out`` names a file in a folder that exists. A missing folder is refused, not made:
+    it is most often a mistyped path, and the report would land where nobody looks."""
+    from segkit.errors import SegkitError
+
+    if out.is_dir():
+        raise SegkitError(f"--out {out} is a folder; give a file name, e.g. {out / 'eval.json'}")
+    if not out.parent.is_dir():
+        raise SegkitError(
+            f"--out {out}: the folder {out.parent} does not exist (or is not a folder); make "
+            "it first, or choose another --out"
         )
 
 

@@ -47,9 +47,12 @@ def run_predict(args) -> int:
     from segkit.engine.progress import ProgressBar
     from segkit.engine.loaded_model import load_trained
     from segkit.engine.visualize import overlay, save_label_png, save_rgb
+    from segkit.files import atomic_write_text
     from segkit.imagefiles import EncodedImage
     from segkit.validation import load_config
 
+    out = Path(args.out)
+    check_out_folder(out)
     inputs, overrides = split_overrides(args.inputs)
     config = load_config(args.config, overrides, check_val_classes=False)
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
@@ -61,8 +64,6 @@ def run_predict(args) -> int:
     merge = resolve_merge(args.merge, names, palette) if args.merge else None
     if merge is not None:
         names, palette = merge.names, merge.palette
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     predictor = Predictor(trained.model, settings, trained.precision)
     bar = ProgressBar(len(paths), "predict")
     for number, path in enumerate(paths, start=1):
@@ -71,18 +72,37 @@ def run_predict(args) -> int:
         if merge is not None:
             probabilities = merge(probabilities)
         labels = probabilities.argmax(dim=1)[0].cpu()
-        save_label_png(labels, palette, out / f"{path.stem}.png")
+        save_label_png(labels, palette, out / f"{path.stem}.png", "the prediction")
         if args.overlay:
-            save_rgb(overlay(image, labels, palette), out / f"{path.stem}_overlay.png")
+            picture = overlay(image, labels, palette)
+            save_rgb(picture, out / f"{path.stem}_overlay.png", "the overlay")
         bar.update(number)
     bar.close()
     classes = [
         {"index": i, "name": name, "color": list(colour)}
         for i, (name, colour) in enumerate(zip(names, palette))
     ]
-    (out / "classes.json").write_text(json.dumps(classes, indent=2) + "\n", encoding="utf-8")
+    atomic_write_text(out / "classes.json", json.dumps(classes, indent=2) + "\n")
     print(f"segkit: wrote {len(paths)} prediction(s) to {out}")
     return 0
+
+
+def check_out_folder(out: Path) -> None:
+    """``--out`` is a folder, made with its parents where missing; a file there or above it is
+    refused before any work, so that nothing is written anywhere else."""
+    from segkit.errors import SegkitError
+
+    if out.exists() and not out.is_dir():
+        raise SegkitError(
+            f"--out {out} is a file, not a folder; give a folder for the predictions (a missing "
+            "one is made)"
+        )
+    existing = next((folder for folder in out.parents if folder.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SegkitError(
+            f"--out {out}: {existing} is a file, not a folder, so no folder can be made under "
+            "it; give another folder for the predictions"
+        )
 
 
 def split_overrides(arguments: list[str]) -> tuple[list[str], list[str]]:

@@ -15,6 +15,7 @@ from typing import NoReturn
 
 from segkit.config import is_override
 from segkit.errors import CheckpointError, SegkitError
+from segkit.files import DiskFull
 
 
 def add_commands(subparsers) -> None:
@@ -83,6 +84,10 @@ def run_train(args) -> int:
             f"{error.path} already holds a run; continue it with --resume, start it over with "
             "--overwrite, or choose another --work-dir"
         ) from None
+    except DiskFull as error:
+        again = (f"resume with: segkit train --resume {shlex.quote(str(work_dir))}"
+                 if trainer.saved is not None else "start the run again")
+        raise DiskFull(f"{error}. Free some space, then {again}") from None
     if trainer.world.rank != 0:
         return outcome.status
     if outcome.finished_already:

@@ -15,6 +15,7 @@ over the target: a crash, a full disk or a kill during the write leaves the prev
 
 from __future__ import annotations
 
+import io
 import os
 import random
 import re
@@ -26,6 +27,7 @@ import numpy as np
 import torch
 
 from segkit.errors import CheckpointError
+from segkit.files import DiskFull, WriteFailed, atomic_write_bytes
 from segkit.weights import read_checkpoint
 
 LAST = "last.pt"
@@ -38,39 +40,21 @@ MAX_STEP = 10**12
 
 
 def atomic_save(obj: Any, path: str | os.PathLike) -> None:
-    """``torch.save`` to ``path`` through a temporary file and a rename."""
+    """``torch.save`` to ``path`` whole or not at all: serialised in memory, then written to a
+    temporary file (``.NAME.PID.tmp``), flushed to disk and renamed (:mod:`segkit.files`)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     try:
-        with open(temporary, "wb") as file:
-            torch.save(obj, file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException as error:
-        temporary.unlink(missing_ok=True)
-        if isinstance(error, (OSError, RuntimeError)):
-            previous = "the previous file is intact" if path.exists() else "nothing was written"
-            raise CheckpointError(
-                f"{path}: could not write the checkpoint ({error}); {previous}"
-            ) from error
-        raise
-    _sync_directory(path.parent)
+        atomic_write_bytes(path, buffer.getbuffer(), "checkpoint")
+    except DiskFull as error:
+        raise DiskFull(f"{error}; {_what_is_left(path)}") from error.__cause__
+    except WriteFailed as error:
+        raise CheckpointError(f"{error}; {_what_is_left(path)}") from error.__cause__
 
 
-def _sync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where directories cannot be opened."""
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
+def _what_is_left(path: Path) -> str:
+    return "the previous file is intact" if path.exists() else "nothing was written"
 
 
 # ---- random number generators ------------------------------------------------------------------

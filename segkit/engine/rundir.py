@@ -26,8 +26,9 @@ from typing import Any, Iterable
 
 from segkit.config import dump_config
 from segkit.engine.checkpoint import CheckpointDirectory
-from segkit.engine.visualize import panel, save_rgb
+from segkit.engine.visualize import panel, png_bytes
 from segkit.errors import SegkitError
+from segkit.files import append_line, atomic_write_files, atomic_write_text
 
 RUN_FILES = ("config.yaml", "overrides.txt", "env.json", "metrics.jsonl")
 RUN_FOLDERS = ("checkpoints", "predictions")
@@ -55,7 +56,10 @@ class RunDirectory:
         return self.path / "predictions"
 
     def holds_run(self) -> bool:
-        return self.checkpoints.last.exists() or self.metrics_path.exists()
+        """Whether an earlier run is here: its last.pt, or a metric line (a run whose first line
+        met a full disk leaves an empty metrics.jsonl, and nothing worth keeping)."""
+        metrics = self.metrics_path
+        return self.checkpoints.last.exists() or (metrics.exists() and metrics.stat().st_size > 0)
 
     def start(self, resume_step: int | None, overwrite: bool) -> None:
         """Make the directory ready: a fresh run refuses to mix with an earlier one unless told
@@ -69,33 +73,59 @@ class RunDirectory:
                 shutil.rmtree(self.path / name, ignore_errors=True)
         self.path.mkdir(parents=True, exist_ok=True)
         if resume_step is not None and self.metrics_path.exists():
-            kept = [
-                line for line in self.metrics_path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and json.loads(line).get("step", 0) <= resume_step
-            ]
-            self.metrics_path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+            self._keep_metrics_until(resume_step)
+
+    def _keep_metrics_until(self, step: int) -> None:
+        """Drop the metric lines logged after ``step``. A line that is not a whole JSON object
+        (the last one, cut short by a crash mid-write) is dropped too, with a note: it must not
+        stop the run from resuming."""
+        kept, unreadable = [], 0
+        for line in self.metrics_path.read_bytes().splitlines():
+            record = _metric_record(line)
+            if record is None:
+                unreadable += bool(line.strip())
+            elif record.get("step", 0) <= step:
+                kept.append(line.decode("utf-8") + "\n")
+        if unreadable:
+            lines = ("1 line that is not a whole JSON object" if unreadable == 1
+                     else f"{unreadable} lines that are not whole JSON objects")
+            print(f"segkit: note: {self.metrics_path}: dropped {lines} (a write cut short, "
+                  "e.g. by a crash)", file=sys.stderr)
+        atomic_write_text(self.metrics_path, "".join(kept))
 
     def write_config(self, config: dict[str, Any], overrides: Iterable[str]) -> None:
-        (self.path / "config.yaml").write_text(dump_config(config), encoding="utf-8")
-        text = "".join(f"{override}\n" for override in overrides)
-        (self.path / "overrides.txt").write_text(text, encoding="utf-8")
+        atomic_write_text(self.path / "config.yaml", dump_config(config))
+        atomic_write_text(self.path / "overrides.txt", "".join(f"{o}\n" for o in overrides))
 
     def write_environment(self, environment: dict[str, Any]) -> None:
-        text = json.dumps(environment, indent=2) + "\n"
-        (self.path / "env.json").write_text(text, encoding="utf-8")
+        atomic_write_text(self.path / "env.json", json.dumps(environment, indent=2) + "\n")
 
     def log_metrics(self, line: dict[str, Any]) -> None:
-        with open(self.metrics_path, "a", encoding="utf-8") as file:
-            file.write(json.dumps(line) + "\n")
+        append_line(self.metrics_path, json.dumps(line))
 
     def write_panels(self, samples: list[dict[str, Any]], palette) -> None:
-        self.predictions.mkdir(parents=True, exist_ok=True)
-        for old in self.predictions.glob("*.png"):
-            old.unlink()
+        """This validation's panels replace the previous ones as a set: a failed write (a full
+        disk) leaves those as they were."""
+        pictures = {}
         for number, sample in enumerate(samples):
             name = str(sample["name"]).replace("/", "_").replace("\\", "_")
             picture = panel(sample["image"], sample["label"], sample["prediction"], palette)
-            save_rgb(picture, self.predictions / f"{number:02d}_{name}.png")
+            pictures[self.predictions / f"{number:02d}_{name}.png"] = png_bytes(picture)
+        stale = set(self.predictions.glob("*.png")) - set(pictures)
+        atomic_write_files(pictures, "the prediction panel")
+        for old in stale:
+            old.unlink()
+
+
+def _metric_record(line: bytes) -> dict[str, Any] | None:
+    """The JSON object of one line of metrics.jsonl, or None for a line that is not one."""
+    try:
+        record = json.loads(line.decode("utf-8"))
+    except ValueError:  # UnicodeDecodeError included
+        return None
+    if not isinstance(record, dict) or not isinstance(record.get("step", 0), (int, float)):
+        return None
+    return record
 
 
 def environment(**facts: Any) -> dict[str, Any]:

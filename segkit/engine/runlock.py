@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from segkit.errors import SegkitError
+from segkit.files import write_error
 
 LOCK_NAME = ".lock"
 
@@ -36,8 +37,11 @@ class RunLock:
         self._descriptor: int | None = None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as error:
+            raise write_error(self.path, error, "the run lock") from error
         try:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -56,8 +60,12 @@ class RunLock:
             )
         holder = {"host": socket.gethostname(), "pid": os.getpid(),
                   "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        os.ftruncate(descriptor, 0)
-        os.pwrite(descriptor, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+        try:
+            os.ftruncate(descriptor, 0)
+            os.pwrite(descriptor, (json.dumps(holder) + "\n").encode("utf-8"), 0)
+        except OSError as error:  # a full disk: the holder cannot be written
+            os.close(descriptor)
+            raise write_error(self.path, error, "the run lock") from error
         self._descriptor = descriptor
 
     def release(self) -> None:

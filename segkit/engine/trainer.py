@@ -52,7 +52,7 @@ from segkit.engine.summary import logger_reports
 from segkit.engine.watch import LogWindow, NonFiniteWatch, StopRequest, peak_memory_gb
 from segkit.engine.workers import DataWorkerKilled, start_workers, worker_killed
 from segkit.errors import CheckpointError, SegkitError
-from segkit.files import DiskFull, remove_dead_writers
+from segkit.files import DiskFull, WriteFailed, remove_dead_writers
 from segkit.metrics import format_metrics
 from segkit.plugins import get_plugins
 
@@ -137,6 +137,7 @@ class Trainer:
                     state, self.config, self.rundir.path, allow_changes=self.allow_changes,
                     announce=self.world.is_main,
                 )
+                self.saved = (state.path, state.step)  # what a failure from here on leaves
             self.parts = build_training_parts(self.config, self.runtime, self.world)
             # locked only now: a run refused for its config or data leaves no directory behind
             if self.world.is_main:
@@ -231,8 +232,8 @@ class Trainer:
             healthy = True
             try:
                 return self._fit(on_ready)
-            except DiskFull as error:
-                raise DiskFull(f"{error}; {self._kept()}") from error
+            except (DiskFull, WriteFailed) as error:
+                raise type(error)(f"{error}; {self._kept()}") from error
             except Exception as error:
                 if self.world.lost_contact(error):
                     healthy = False

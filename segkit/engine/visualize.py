@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import colorsys
+import io
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import torch
 from PIL import Image
+
+from segkit.files import atomic_write_bytes
 
 Palette = Sequence[Sequence[int]]
 IGNORE_COLOUR = (0, 0, 0)
@@ -67,11 +70,13 @@ def overlay(image, labels, palette: Palette, alpha: float = 0.5) -> np.ndarray:
     return (picture * (1 - alpha) + colours * alpha).round().astype(np.uint8)
 
 
-def save_rgb(array: np.ndarray, path: str | Path) -> None:
-    Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)).save(path)
+def png_bytes(array: np.ndarray) -> bytes:
+    """An RGB picture as PNG, encoded in memory so that the file is then written whole or not
+    at all (:mod:`segkit.files`)."""
+    return _encoded(Image.fromarray(np.ascontiguousarray(array, dtype=np.uint8)))
 
 
-def save_label_png(labels, palette: Palette, path: str | Path) -> None:
+def label_png_bytes(labels, palette: Palette) -> bytes:
     """A palette PNG: the pixel values are the class indices, the palette shows the colours."""
     labels = as_array(labels)
     if labels.max(initial=0) > 255:
@@ -79,4 +84,20 @@ def save_label_png(labels, palette: Palette, path: str | Path) -> None:
     picture = Image.fromarray(labels.astype(np.uint8))  # mode L; the palette makes it P
     flat = [channel for colour in list(palette)[:256] for channel in colour]
     picture.putpalette(flat + [0] * (768 - len(flat)))
-    picture.save(path)
+    return _encoded(picture)
+
+
+def save_rgb(array: np.ndarray, path: str | Path, what: str = "") -> None:
+    """Write ``array`` as a PNG file; a failed write names ``what`` and ``path``."""
+    atomic_write_bytes(path, png_bytes(array), what)
+
+
+def save_label_png(labels, palette: Palette, path: str | Path, what: str = "") -> None:
+    """Write ``labels`` as a palette PNG file (:func:`label_png_bytes`)."""
+    atomic_write_bytes(path, label_png_bytes(labels, palette), what)
+
+
+def _encoded(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
