@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from segkit import ConfigError, hookspecs, load_config, schema
+from segkit.typecheck import describe
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 
@@ -31,6 +32,23 @@ def test_configuration_reference_documents_every_key():
     text = (DOCS / "configuration.md").read_text()
     missing = [key for key in schema_keys(schema.ConfigSchema) if f"`{key}`" not in text]
     assert not missing, f"docs/configuration.md does not document: {missing}"
+
+
+def test_configuration_reference_states_the_range_of_every_constrained_key():
+    """The type column is what the validator checks: ``segkit.typecheck.describe`` of the
+    Annotated hint, constraints included."""
+    text = (DOCS / "configuration.md").read_text()
+    wrong = {}
+    for name, section in typing.get_type_hints(schema.ConfigSchema, include_extras=True).items():
+        if not schema.is_section(section):
+            continue
+        for key, hint in typing.get_type_hints(section, include_extras=True).items():
+            if typing.get_origin(hint) is not typing.Annotated and "Annotated" not in repr(hint):
+                continue
+            row = re.search(rf"^\| `{name}\.{key}` \| ([^|]+) \|", text, re.M)
+            if row is None or row.group(1) != describe(hint):
+                wrong[f"{name}.{key}"] = describe(hint)
+    assert not wrong, f"docs/configuration.md: type column should read: {wrong}"
 
 
 def test_plugin_guide_documents_every_hook():
