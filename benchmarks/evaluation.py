@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -45,6 +46,11 @@ def modes(window: int) -> dict[str, dict]:
     }
 
 
+def _predict_all(predictor: Predictor, batch: torch.Tensor, images: int) -> None:
+    for _ in range(images):
+        predictor.probabilities(batch)
+
+
 def measure(model_name: str, size: int, window: int, images: int, rounds: int) -> list[dict]:
     config = segkit.load_config(REPO / MODELS[model_name][0])
     device = resolve_device(config["train"]["device"])
@@ -59,11 +65,11 @@ def measure(model_name: str, size: int, window: int, images: int, rounds: int) -
     predictors = {name: Predictor(model, InferenceSettings.from_config(section), precision)
                   for name, section in modes(window).items()}
     seconds: dict[str, list[float]] = {name: [] for name in predictors}
-    for name, predictor in predictors.items():  # warm-up
+    for predictor in predictors.values():  # warm-up
         predictor.probabilities(batch)
     for _ in range(rounds):
         for name, predictor in predictors.items():
-            elapsed = timed(lambda: [predictor.probabilities(batch) for _ in range(images)], synchronize)
+            elapsed = timed(partial(_predict_all, predictor, batch, images), synchronize)
             seconds[name].append(elapsed / images)
     whole = median(seconds["whole"])
     return [

@@ -73,7 +73,7 @@ def main(argv: list[str] | None = None) -> int:
         "speedup": auto["imgs_per_s"] / reference["imgs_per_s"],
         "mean_abs_loss_gap": sum(gaps) / len(gaps),
         "mean_abs_loss_gap_second_half": sum(late) / len(late),
-        "mean_loss_second_half_fp32": sum(l for _, l in reference["loss"][len(gaps) // 2:]) / len(late),
+        "mean_loss_second_half_fp32": sum(loss for _, loss in reference["loss"][len(gaps) // 2:]) / len(late),
         "mIoU_gap": (None if reference["final_mIoU"] is None
                      else auto["final_mIoU"] - reference["final_mIoU"]),
     }

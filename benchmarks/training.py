@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import format_table, median, write_results  # noqa: E402
 
 import segkit  # noqa: E402
+from segkit.components import Provider  # noqa: E402
 from segkit.engine.precision import resolve_device, resolve_precision  # noqa: E402
 from segkit.plugins import get_plugins  # noqa: E402
-from segkit.components import Provider  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 

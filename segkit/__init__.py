@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from segkit.builder import build, build_model, registry
 from segkit.errors import ConfigError, SegkitError
 from segkit.hookspecs import hookimpl
-from segkit.builder import build, build_model, registry
 from segkit.validation import load_config
 
 __all__ = [

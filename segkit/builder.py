@@ -6,13 +6,14 @@ gain the config key they came from, so the user sees which line to change.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import MISSING, fields
-from typing import Any, Iterator
+from typing import Any
 
+from segkit.components import Registry
 from segkit.errors import ConfigError, SegkitError
 from segkit.plugins import get_plugins
-from segkit.components import Registry
 from segkit.schema import AuxHeadPlacement, HeadPlacement, OptimizerExtras, core_keys
 
 

@@ -17,9 +17,10 @@ import importlib.util
 import inspect
 import re
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from segkit.errors import SegkitError, UnknownComponentError
 

@@ -32,7 +32,8 @@ import os
 import signal
 import threading
 import warnings
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -41,7 +42,6 @@ from torch.utils.data import Dataset
 from segkit.builder import explaining, registry, split_extras
 from segkit.errors import ConfigError, DataError, SampleError
 from segkit.imagefiles import EncodedImage, decode_image
-from segkit.label_map import IGNORE_INDEX
 from segkit.schema import DatasetExtras
 
 # Consecutive bad samples after which skipping gives up: the dataset is broken, not a file.

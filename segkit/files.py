@@ -8,6 +8,7 @@ line. A full disk is reported in words, naming the file, as :class:`DiskFull`.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -108,10 +109,8 @@ def append_line(path: str | os.PathLike, line: str, what: str = "") -> None:
             while written < len(data):
                 written += os.write(descriptor, data[written:])
         except OSError as error:
-            try:  # cutting the torn tail frees space, so it works on a full disk too
-                os.ftruncate(descriptor, size)
-            except OSError:
-                pass
+            with contextlib.suppress(OSError):  # cutting the torn tail frees space, so it
+                os.ftruncate(descriptor, size)  # works on a full disk too
             raise write_error(path, error, what) from error
     finally:
         os.close(descriptor)

@@ -13,9 +13,9 @@ resize can decode a JPEG at reduced size and no memory is spent on int64 masks b
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 import torch

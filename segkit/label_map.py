@@ -21,15 +21,16 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any
 
 import numpy as np
 
 IGNORE_INDEX = 255  # the one label value that means "not annotated", everywhere in segkit
 _UNMAPPED = -1
 
-LabelMapSpec = Union[str, os.PathLike, Mapping[Any, Any]]
+LabelMapSpec = str | os.PathLike | Mapping[Any, Any]
 
 
 class LabelMap:
@@ -53,7 +54,7 @@ class LabelMap:
     # ---- construction ----------------------------------------------------------------------
 
     @classmethod
-    def from_spec(cls, spec: LabelMapSpec, base: str | os.PathLike | None = None) -> "LabelMap":
+    def from_spec(cls, spec: LabelMapSpec, base: str | os.PathLike | None = None) -> LabelMap:
         """A label map from a file path (relative paths are tried against ``base`` too) or an
         inline mapping."""
         if isinstance(spec, Mapping):
@@ -64,7 +65,7 @@ class LabelMap:
         return cls.from_file(path)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike) -> "LabelMap":
+    def from_file(cls, path: str | os.PathLike) -> LabelMap:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"label_map file '{path}' not found")

@@ -11,7 +11,8 @@ CPU, where synchronising is meaningless, and on several processes, where the eng
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Literal, Sequence
+from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F

@@ -13,7 +13,8 @@ from the labels has no accuracy and is left out of mAcc. All metrics are fractio
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 

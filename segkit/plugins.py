@@ -21,8 +21,8 @@ from typing import Any
 import pluggy
 
 from segkit import hookspecs
-from segkit.errors import PluginError
 from segkit.components import KIND_PLURALS, NAME_PATTERN, Component, Provider, Registry
+from segkit.errors import PluginError
 
 ENTRY_POINT_GROUP = "segkit"
 

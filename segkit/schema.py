@@ -10,7 +10,7 @@ kind, and the core keys that may sit beside the factory's own arguments (for exa
 from __future__ import annotations
 
 from dataclasses import MISSING, dataclass, field, fields
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Any, Literal
 
 from segkit.constraints import Above, AtLeast, Between, Length, OneOf
 
@@ -56,14 +56,14 @@ DeviceName = Annotated[str, OneOf(r"auto|cpu|mps|cuda(:[0-9]+)?", "auto, cpu, cu
 
 @dataclass
 class HeadPlacement:
-    in_index: Union[int, list[int]] = setting(
+    in_index: int | list[int] = setting(
         -1, "which backbone stage(s) feed the head: an index into the feature list, or a list"
     )
 
 
 @dataclass
 class AuxHeadPlacement:
-    in_index: Union[int, list[int]] = setting(2, "backbone stage(s) feeding the auxiliary head")
+    in_index: int | list[int] = setting(2, "backbone stage(s) feeding the auxiliary head")
     loss_weight: float = setting(0.4, "weight alpha_0 of this head's loss in the total loss")
     loss_decay: bool = setting(
         False, "decay the weight linearly over training: alpha_t = alpha_0 * (1 - t / max_iters)"
@@ -105,22 +105,22 @@ class ModelSection:
         "auxiliary deep-supervision heads, used in training only",
         Slot("head", AuxHeadPlacement, many="yes"),
     )
-    pretrained: Optional[str] = setting(
+    pretrained: str | None = setting(
         None, "a segkit checkpoint whose model weights initialise the whole segmentor"
     )
 
 
 @dataclass
 class DataSection:
-    train: Optional[dict] = setting(None, "the training dataset", Slot("dataset", DatasetExtras))
-    val: Optional[dict] = setting(None, "the validation dataset", Slot("dataset", DatasetExtras))
-    root: Optional[str] = setting(
+    train: dict | None = setting(None, "the training dataset", Slot("dataset", DatasetExtras))
+    val: dict | None = setting(None, "the validation dataset", Slot("dataset", DatasetExtras))
+    root: str | None = setting(
         None, "data root given to every dataset that takes a 'root' and does not set one"
     )
     batch_size: Count = setting(8, "training images per process and iteration")
     val_batch_size: Count = setting(1, "validation images per process and batch")
     workers: Natural = setting(2, "data-loading worker processes per process")
-    pin_memory: Optional[bool] = setting(None, "pin host memory of batches; default: on when training on CUDA")
+    pin_memory: bool | None = setting(None, "pin host memory of batches; default: on when training on CUDA")
     persistent_workers: bool = setting(True, "keep workers alive between validation rounds")
     on_bad_sample: Literal["error", "skip"] = setting(
         "error",
@@ -149,25 +149,25 @@ class TrainSection:
         "auto", "auto: bf16 where the hardware is fast at it, fp16 on older GPUs, else fp32"
     )
     channels_last: bool = setting(True, "use the channels-last memory format")
-    grad_clip: Optional[Annotated[float, Above(0)]] = setting(None, "clip the gradient norm to this value")
+    grad_clip: Annotated[float, Above(0)] | None = setting(None, "clip the gradient norm to this value")
     accumulate: Count = setting(1, "accumulate gradients over N batches per optimizer step")
     seed: Annotated[int, Between(0, 2**32 - 1)] = setting(0, "seed for python, numpy and torch, and for the data order")
     deterministic: bool = setting(
         False, "deterministic cuDNN algorithms (reproducible on GPUs, but slower); CPUs always are"
     )
-    sync_bn: Union[bool, Literal["auto"]] = setting(
+    sync_bn: bool | Literal["auto"] = setting(
         "auto",
         "with several processes, batch norm over the global batch: auto = in the components "
         "built with norm: syncbn, true = every batch norm, false = none (one process: never)",
     )
-    work_dir: Optional[str] = setting(None, "run directory; default: runs/<config name>")
+    work_dir: str | None = setting(None, "run directory; default: runs/<config name>")
 
 
 @dataclass
 class EvalSection:
     mode: InferenceMode = setting("whole", "whole image, or sliding windows")
-    crop: Optional[Size] = setting(None, "sliding-window size [height, width]")
-    stride: Optional[Size] = setting(None, "sliding-window stride [height, width]")
+    crop: Size | None = setting(None, "sliding-window size [height, width]")
+    stride: Size | None = setting(None, "sliding-window stride [height, width]")
     scales: Annotated[list[Annotated[float, Above(0)]], Length(least=1)] = setting([1.0], "test-time scales, relative to the image size")
     flip: bool = setting(False, "also predict the mirrored image and average")
     window_batch: Count = setting(4, "sliding windows per forward pass (slide mode)")
@@ -189,7 +189,7 @@ class LoggingSection:
 class ConfigSchema:
     model: ModelSection = setting(help="the segmentor")
     data: DataSection = setting({}, "datasets and loading")
-    loss: Union[dict, list] = setting(
+    loss: dict | list = setting(
         {"type": "cross_entropy"},
         "the loss, or a list of weighted loss terms",
         Slot("loss", LossTerm, many="either", least=1),

@@ -7,7 +7,8 @@ only in training mode: deep supervision is a training device, not part of the pr
 
 from __future__ import annotations
 
-from typing import Any, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,7 @@ from torch import nn
 
 from segkit.errors import SegkitError
 
-StageIndex = Union[int, Sequence[int]]
+StageIndex = int | Sequence[int]
 
 
 class ContractError(SegkitError):
@@ -62,7 +63,7 @@ def _resize(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 
 
-def stage_channels(backbone: nn.Module, index: StageIndex) -> Union[int, list[int]]:
+def stage_channels(backbone: nn.Module, index: StageIndex) -> int | list[int]:
     """The ``in_channels`` a head reading stage(s) ``index`` of ``backbone`` is given."""
     channels = list(backbone.out_channels)
     if isinstance(index, int):

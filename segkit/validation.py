@@ -18,14 +18,15 @@ import inspect
 import os
 import sys
 import typing
+from collections.abc import Iterable
 from dataclasses import MISSING, fields
-from typing import Any, Iterable
+from typing import Any
 
 from segkit import typecheck
-from segkit.constraints import UpToRunLength
-from segkit.config import ConfigSource, KeyPath, apply_overrides, dotted, read_config_files
-from segkit.errors import ConfigError, SegkitError, UnknownComponentError
 from segkit.components import CORE_ARGUMENTS, Registry
+from segkit.config import ConfigSource, KeyPath, apply_overrides, dotted, read_config_files
+from segkit.constraints import UpToRunLength
+from segkit.errors import ConfigError, SegkitError, UnknownComponentError
 from segkit.schema import ConfigSchema, Slot, is_section
 
 _PLAIN_TYPES = (type(None), bool, int, float, str)
@@ -92,9 +93,7 @@ def schema_default(key_path: KeyPath, registry: Registry | None = None) -> Any:
                     node = available(node, field.metadata.get("slot"), registry)
             else:
                 return None
-        elif isinstance(node, dict) and part in node:
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
+        elif isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and part < len(node):
             node = node[part]
         else:
             return None

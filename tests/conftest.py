@@ -40,6 +40,15 @@ def toys(use_plugins):
 
 
 @pytest.fixture
+def data_plugins(use_plugins):
+    """The installed plugins (datasets, transforms) plus the model, loss and optimizer stubs of
+    tests/test_data_fixtures.py."""
+    from test_data_fixtures import StubPlugin
+
+    return use_plugins({"data_test_stubs": StubPlugin()}, load_entry_points=True)
+
+
+@pytest.fixture
 def write_config(tmp_path):
     """Write dedented YAML to tmp_path/name and return its path."""
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 import os
 import signal
 from pathlib import Path
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
+from engine_toys import ToyCNN, ToyHead
 
 import segkit
-from engine_toys import ToyCNN, ToyHead
 
 
 def _rank() -> int:
@@ -28,7 +27,7 @@ def _rank() -> int:
 class _SavesOnEval:
     """Save this component's state to ``<dump_dir>/<name>_rank<R>.pt`` on ``eval()``."""
 
-    dump_dir: Optional[str] = None
+    dump_dir: str | None = None
     dump_name = "component"
 
     def train(self, mode: bool = True):
@@ -45,7 +44,7 @@ class SyncCNN(_SavesOnEval, ToyCNN):
     dump_name = "backbone"
 
     def __init__(self, width: int = 8, dropout: float = 0.0, norm: str = "syncbn",
-                 dump_dir: Optional[str] = None):
+                 dump_dir: str | None = None):
         super().__init__(width, dropout)
         self.sync_bn = norm == "syncbn"
         self.dump_dir = dump_dir
@@ -56,7 +55,7 @@ class DumpHead(_SavesOnEval, ToyHead):
 
     dump_name = "head"
 
-    def __init__(self, in_channels: int, num_classes: int, dump_dir: Optional[str] = None):
+    def __init__(self, in_channels: int, num_classes: int, dump_dir: str | None = None):
         super().__init__(in_channels, num_classes)
         self.dump_dir = dump_dir
 

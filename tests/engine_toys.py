@@ -16,7 +16,6 @@ import os
 import signal
 import time
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -69,7 +68,7 @@ class ToyShapes:
     palette = PALETTE
 
     def __init__(self, count: int = 16, image_size: int = 32, seed: int = 0,
-                 sizes: Optional[list[list[int]]] = None, noise: float = 25.0):
+                 sizes: list[list[int]] | None = None, noise: float = 25.0):
         self.count = count
         self.sizes = sizes or [[image_size, image_size]]
         self.seed = seed

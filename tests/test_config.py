@@ -1,15 +1,14 @@
 """Configs: inheritance, overrides, validation with file:line, and the resolved dump."""
 
-from typing import Literal, Optional
+from typing import Literal
 
 import pytest
 import yaml
+from conftest import make_distribution, run_segkit
 
 import segkit
 from segkit.cli import main
 from segkit.config import dump_config
-
-from conftest import make_distribution, run_segkit
 
 
 def toy_backbone(depth: int = 18, widths: list[int] = (8, 16), frozen: bool = False):
@@ -18,7 +17,7 @@ def toy_backbone(depth: int = 18, widths: list[int] = (8, 16), frozen: bool = Fa
 
 
 def toy_head(in_channels, num_classes, pool: Literal["avg", "max"] = "avg",
-             channels: Optional[int] = None):
+             channels: int | None = None):
     """A stand-in head."""
     return {"pool": pool, "channels": channels}
 

@@ -129,7 +129,7 @@ def test_a_dataset_type_change_keeps_the_options_both_types_take(capsys):
     assert main(["config", str(config), "data.val.type=ade20k", "model.num_classes=150",
                  "data.train.type=ade20k"]) == 0
     out, err = capsys.readouterr()
-    before = yaml.safe_load(open(ROOT / "configs/_base_/datasets/ade20k.yaml"))["data"]["val"]
+    before = yaml.safe_load((ROOT / "configs/_base_/datasets/ade20k.yaml").read_text())["data"]["val"]
     after = yaml.safe_load(out)["data"]["val"]
     assert after["type"] == "ade20k"
     assert after["split"] == before["split"] == "validation"

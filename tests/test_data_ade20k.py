@@ -11,18 +11,16 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-
-from segkit.builder import build
-from segkit.cli import main
-from segkit.errors import SegkitError
-
-from test_data_fixtures import (  # noqa: F401  (data_plugins is a fixture)
-    data_plugins,
+from test_data_fixtures import (
     every_value_mask,
     make_ade20k,
     write_data_config,
     write_odgt,
 )
+
+from segkit.builder import build
+from segkit.cli import main
+from segkit.errors import SegkitError
 
 # The corrected 150 -> 25 merge, as ADE20K annotation values (1..150) per merged class.
 MERGED = {

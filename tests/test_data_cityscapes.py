@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_data_fixtures import every_value_mask, make_cityscapes, write_data_config
 
 from segkit.builder import build
 from segkit.cli import main
 from segkit.errors import SegkitError
-
-from test_data_fixtures import data_plugins, every_value_mask, make_cityscapes, write_data_config  # noqa: F401
 
 # The official labelId -> trainId table (cityscapesScripts' labels.py); all other ids -> 255.
 TRAIN_ID = {

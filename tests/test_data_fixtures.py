@@ -14,11 +14,9 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-import pytest
 from PIL import Image
 
 import segkit
-
 
 # ---- files -----------------------------------------------------------------------------------
 
@@ -160,12 +158,6 @@ class StubPlugin:
     @segkit.hookimpl
     def segkit_register_lr_schedulers(self, register):
         register("data_test_stub", self.scheduler)
-
-
-@pytest.fixture
-def data_plugins(use_plugins):
-    """The installed plugins (datasets, transforms) plus the stubs."""
-    return use_plugins({"data_test_stubs": StubPlugin()}, load_entry_points=True)
 
 
 def write_data_config(path: Path, data: str, num_classes: int) -> Path:

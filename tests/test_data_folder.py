@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from conftest import run_segkit
 from PIL import Image
+from test_data_fixtures import photo, write_data_config, write_jpeg, write_png
 
 from segkit.builder import build
 from segkit.cli import main
 from segkit.commands.table import printable
 from segkit.errors import SegkitError
-
-from test_data_fixtures import data_plugins, photo, write_data_config, write_jpeg, write_png  # noqa: F401
 
 
 @pytest.fixture

@@ -5,11 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from test_data_ade20k import MERGED
 
 from segkit.label_map import LabelMap
 from segkit_plugins.ade20k.dataset import ade20k25_label_map
-
-from test_data_ade20k import MERGED
 
 
 def test_inline_mapping_relabels_numpy_and_torch_masks():

@@ -7,22 +7,21 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from test_data_fixtures import (
+    every_value_mask,
+    make_ade20k,
+    write_data_config,
+)
 from torch.utils.data import DataLoader
 
 from segkit.cli import main
 from segkit.data import BadSampleWarning, build_dataset, collate
 from segkit.engine.evaluator import validation_loader
-from segkit.engine.sampler import InfiniteSampler
 from segkit.engine.parts import pin_memory
+from segkit.engine.sampler import InfiniteSampler
 from segkit.errors import DataError, SampleError
 from segkit.validation import load_config
 
-from test_data_fixtures import (  # noqa: F401  (data_plugins is a fixture)
-    data_plugins,
-    every_value_mask,
-    make_ade20k,
-    write_data_config,
-)
 
 @pytest.fixture
 def ade_config(tmp_path, data_plugins):

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from test_data_fixtures import write_data_config
 
 from segkit.builder import build
 from segkit.cli import main
-
-from test_data_fixtures import data_plugins, write_data_config  # noqa: F401
 
 
 def synthetic(**options):

@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 import torchvision.transforms.v2.functional as TF
+from test_data_fixtures import photo, write_jpeg
 
 from segkit.builder import build
 from segkit.imagefiles import EncodedImage
 from segkit_plugins.transforms.photometric import hsv_adjust
-
-from test_data_fixtures import photo, write_jpeg
 
 
 def sample(height=24, width=32, seed=0):

@@ -6,9 +6,9 @@ from __future__ import annotations
 import torch
 import torch.distributed as dist
 import torch.multiprocessing
+from engine_toys import CLASSES, ToyCNN, ToyHead, ToyShapes
 from torch import nn
 
-from engine_toys import CLASSES, ToyCNN, ToyHead, ToyShapes
 from segkit.data import TransformedDataset
 from segkit.engine.distributed import World
 from segkit.engine.evaluator import Evaluator, validation_loader

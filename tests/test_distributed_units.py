@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from itertools import islice
 
+import dist_toys
+import engine_toys
 import pytest
 import torch
 from torch import nn
 
-import dist_toys
-import engine_toys
 from segkit.cli import main
 from segkit.engine.distributed import World, rank_seed
 from segkit.engine.sampler import InfiniteSampler, ShardSampler

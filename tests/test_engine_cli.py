@@ -10,14 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+import engine_toys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
-
-import engine_toys
 from conftest import run_segkit
 from engine_toys import write_toy_config as write
+from PIL import Image
+
 from segkit.cli import main
 
 TESTS = Path(__file__).parent

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from engine_toys import write_toy_config as write
 
 import segkit
-from engine_toys import write_toy_config as write
 from segkit.engine.checkpoint import read_training_state
 from segkit.engine.parts import build_training_parts, train_loader
 from segkit.engine.runtime import Runtime

@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-
 from engine_toys import write_toy_config as write
 from test_engine_stopping import plugin_environment, step_of, wait_for
 

@@ -9,7 +9,6 @@ import sys
 
 import pytest
 import torch
-
 from engine_toys import write_toy_config as write
 from test_engine_cli import toy_plugin_path
 

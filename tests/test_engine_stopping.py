@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from engine_toys import write_toy_config as write
 
 TESTS = Path(__file__).parent

@@ -6,15 +6,15 @@ import json
 import math
 from importlib.metadata import version
 
+import engine_toys
 import pytest
 import torch
 import yaml
-
-import engine_toys
 from engine_toys import write_toy_config as write
+
 from segkit.cli import main
-from segkit.plugins import Plugins
 from segkit.components import Provider
+from segkit.plugins import Plugins
 
 
 def lines(run_dir, split):

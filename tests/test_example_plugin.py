@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import run_segkit
 
 import segkit
-from conftest import run_segkit
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "plugins" / "example-plugin"
 

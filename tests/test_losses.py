@@ -5,10 +5,9 @@ import torch
 import torch.nn.functional as F
 
 from segkit.engine.losses import Criterion, OutputWeight, WeightedLoss, build_criterion
+from segkit.label_map import IGNORE_INDEX
 from segkit_plugins.losses.cross_entropy import CrossEntropyLoss, OhemCrossEntropyLoss
 from segkit_plugins.losses.dice import DiceLoss
-
-from segkit.label_map import IGNORE_INDEX
 
 
 def batch(seed=0, n=2, c=4, h=6, w=7, ignored=0.3):

@@ -7,8 +7,8 @@ import torch
 import torchvision
 from torch import nn
 
-from segkit.errors import CheckpointError
 from segkit.engine.sync_bn import CPUSyncBatchNorm, synchronize_batch_norms
+from segkit.errors import CheckpointError
 from segkit_plugins.resnet.model import ResNet, resnet18, resnet34, resnet50, resnet101, resnet152
 
 FACTORIES = {18: resnet18, 34: resnet34, 50: resnet50, 101: resnet101, 152: resnet152}

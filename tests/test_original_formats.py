@@ -2,7 +2,6 @@
 parameter counts, so converting their weights exercises the real layouts."""
 
 import pytest
-
 from original_formats import CsailPPMDeepsup, csail_encoder, official_drn
 
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import make_distribution, run_segkit
 
 import segkit
-from conftest import make_distribution, run_segkit
 from segkit.components import KIND_PLURALS, KINDS, Provider, normalize_kind
 from segkit.errors import PluginError
 from segkit.plugins import REGISTRATION_HOOKS, Plugins, check_logger
@@ -188,6 +188,6 @@ def test_component_kinds_are_written_once():
         if name.startswith("segkit_register_") and name != "segkit_register_commands"
     }
     assert set(REGISTRATION_HOOKS) == registration_specs
-    assert KINDS == tuple(KIND_PLURALS)
+    assert tuple(KIND_PLURALS) == KINDS
     for kind, plural in KIND_PLURALS.items():
         assert normalize_kind(plural) == kind == normalize_kind(kind)

@@ -3,11 +3,11 @@
 import json
 
 import pytest
+from conftest import make_distribution, run_segkit
 
 import segkit
-from conftest import make_distribution, run_segkit
-from segkit.plugins import Plugins
 from segkit.components import Provider
+from segkit.plugins import Plugins
 
 GOOD = """
 import segkit

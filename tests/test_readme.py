@@ -18,13 +18,12 @@ import re
 import shlex
 from pathlib import Path
 
-import pytest
-
 import numpy as np
-
-import segkit
+import pytest
 from conftest import run_segkit
 from test_data_fixtures import make_ade20k, make_cityscapes
+
+import segkit
 
 REPO = Path(__file__).resolve().parents[1]
 SHORT_TRAINING = ["train.max_iters=2", "train.eval_interval=0", "lr_scheduler.warmup_iters=0",

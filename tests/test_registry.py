@@ -5,9 +5,9 @@ import sys
 import pytest
 
 import segkit
+from segkit.components import Provider
 from segkit.errors import SegkitError, UnknownComponentError
 from segkit.plugins import Plugins
-from segkit.components import Provider
 
 
 def simple_head(in_channels: int, num_classes: int, dropout: float = 0.1, bins: tuple = (1, 2)):

@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from original_formats import CsailPPMDeepsup, csail_encoder
 from PIL import Image
+from weights_helpers import randomise_norms, with_sync_bn_buffers, wrapped
 
 import segkit
-from original_formats import CsailPPMDeepsup, csail_encoder
 from segkit.cli import main
 from segkit.errors import SegkitError
 from segkit_plugins.ade20k.dataset import ADE20K, ADE20K25
-from weights_helpers import randomise_norms, with_sync_bn_buffers, wrapped
 
 CONFIGS = Path(__file__).parent.parent / "configs" / "csail"
 FC_DIM = {18: 512, 50: 2048, 101: 2048}

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from original_formats import OfficialDRNSeg, official_drn
+from weights_helpers import randomise_norms, wrapped
 
 import segkit
-from original_formats import OfficialDRNSeg, official_drn
 from segkit.cli import main
 from segkit.errors import SegkitError
 from segkit_plugins.cityscapes.dataset import Cityscapes
-from weights_helpers import randomise_norms, wrapped
 
 CONFIGS = Path(__file__).parent.parent / "configs" / "drn"
 IMAGES = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))

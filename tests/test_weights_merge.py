@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import json
 
+import engine_toys
 import numpy as np
 import pytest
 import torch
 from PIL import Image
+from test_data_fixtures import make_ade20k
 
-import engine_toys
 import segkit
 from segkit.cli import main
 from segkit.engine.inference import InferenceSettings, Predictor
 from segkit.engine.merge import ClassMerge, MergedModel
 from segkit.segmentor import Segmentor
 from segkit_plugins.ade20k.dataset import ADE20K, ADE20K25
-from test_data_fixtures import make_ade20k
 
 WALL, TABLE, CHAIR, ARMCHAIR, DESK, WINDOWPANE = 0, 15, 19, 30, 33, 8  # 0-based ADE20K classes
 TABLE_GROUP = ADE20K25.classes.index("table")

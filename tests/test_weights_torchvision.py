@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision
+from weights_helpers import randomise_norms
 
 import segkit
 from segkit.cli import main
-from weights_helpers import randomise_norms
 
 CONFIGS = Path(__file__).parent.parent / "configs"
 

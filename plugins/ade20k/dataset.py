@@ -11,7 +11,6 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -65,9 +64,9 @@ class ADE20K(FileDataset):
 
     def __init__(
         self,
-        root: Optional[str] = None,
+        root: str | None = None,
         split: str = "training",
-        index: Optional[str] = None,
+        index: str | None = None,
         allow_outside_root: bool = False,
     ):
         """``index``: a CSAIL ``.odgt`` file to read the samples from instead of the folders.
@@ -97,9 +96,9 @@ class ADE20K25(FileDataset):
 
     def __init__(
         self,
-        root: Optional[str] = None,
+        root: str | None = None,
         split: str = "training",
-        index: Optional[str] = None,
+        index: str | None = None,
         allow_outside_root: bool = False,
     ):
         full = ADE20K(root, split, index, allow_outside_root)
@@ -115,7 +114,7 @@ def _layout_folder(root: Path) -> Path:
     return nested if nested.is_dir() or not (root / "images").is_dir() else root
 
 
-def _pairs_from_folders(root: Optional[str], split: str) -> tuple[list[Pair], list[str]]:
+def _pairs_from_folders(root: str | None, split: str) -> tuple[list[Pair], list[str]]:
     if root is None:
         raise missing_data("ADE20K", None, "", LAYOUT, SOURCE)
     folder = _layout_folder(Path(root))
@@ -137,7 +136,7 @@ def _data_root(root: Path) -> Path:
 
 
 def _pairs_from_index(
-    index: Path, root: Optional[str], allow_outside_root: bool
+    index: Path, root: str | None, allow_outside_root: bool
 ) -> tuple[list[Pair], list[str]]:
     """The pairs of a CSAIL ``.odgt`` index: one JSON object per line with ``fpath_img`` and
     ``fpath_segm``, relative to the data root (the folder holding ADEChallengeData2016), or to

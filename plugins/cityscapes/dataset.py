@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -64,7 +63,7 @@ class Cityscapes(FileDataset):
 
     classes, palette = train_classes()  # known without the data (segkit convert)
 
-    def __init__(self, root: Optional[str] = None, split: str = "train"):
+    def __init__(self, root: str | None = None, split: str = "train"):
         if split not in SPLITS:
             raise ValueError(f"unknown split '{split}'; Cityscapes has {', '.join(SPLITS)}")
         if root is None:

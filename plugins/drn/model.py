@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import nn
@@ -56,7 +56,7 @@ class BasicBlock(nn.Module):
         channels: int,
         stride: int = 1,
         dilation: tuple[int, int] = (1, 1),
-        downsample: Optional[nn.Module] = None,
+        downsample: nn.Module | None = None,
         residual: bool = True,
         norm: str = "bn",
         gn_groups: int = 32,
@@ -89,7 +89,7 @@ class Bottleneck(nn.Module):
         channels: int,
         stride: int = 1,
         dilation: tuple[int, int] = (1, 1),
-        downsample: Optional[nn.Module] = None,
+        downsample: nn.Module | None = None,
         norm: str = "bn",
         gn_groups: int = 32,
     ):
@@ -142,7 +142,7 @@ class _Backbone(nn.Module):
     converters plugin) which official layout the weights follow, without importing this module.
     """
 
-    fc: Optional[nn.Module]
+    fc: nn.Module | None
     drn_arch: str
     network: str  # the registered name, e.g. drn_c_26
 
@@ -210,10 +210,10 @@ class DRN(_Backbone):
         self,
         arch: Literal["b", "c", "d"] = "c",
         depth: int = 26,
-        num_classes: Optional[int] = None,
+        num_classes: int | None = None,
         norm: Norm = "bn",
         gn_groups: int = 32,
-        pretrained: Optional[str] = None,
+        pretrained: str | None = None,
         pretrained_strict: bool = True,
     ):
         super().__init__()
@@ -328,10 +328,10 @@ class DRNA(_Backbone):
     def __init__(
         self,
         depth: Literal[18, 34, 50] = 50,
-        num_classes: Optional[int] = None,
+        num_classes: int | None = None,
         norm: Norm = "bn",
         gn_groups: int = 32,
-        pretrained: Optional[str] = None,
+        pretrained: str | None = None,
         pretrained_strict: bool = True,
     ):
         super().__init__()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Optional, Union
 
 import numpy as np
 
@@ -26,13 +25,13 @@ class Folder(FileDataset):
         self,
         images: str,
         masks: str,
-        classes: Union[list[str], str],
-        palette: Optional[list[tuple[int, int, int]]] = None,
-        root: Optional[str] = None,
-        image_suffix: Union[str, list[str]] = (".jpg", ".jpeg", ".png"),
+        classes: list[str] | str,
+        palette: list[tuple[int, int, int]] | None = None,
+        root: str | None = None,
+        image_suffix: str | list[str] = (".jpg", ".jpeg", ".png"),
         mask_suffix: str = ".png",
-        label_map: Optional[Union[str, dict[int, Optional[int]]]] = None,
-        ignore_index: Optional[int] = 255,
+        label_map: str | dict[int, int | None] | None = None,
+        ignore_index: int | None = 255,
     ):
         """``images``, ``masks``: folders (relative to ``root`` when it is set), searched
         recursively. ``classes``: the class names, or a file of them (one per line, or a CSV
@@ -76,7 +75,7 @@ class Folder(FileDataset):
         super().__init__(pairs, names, palette, table, problems)
 
 
-def _folder(path: str, base: Optional[Path], what: str) -> Path:
+def _folder(path: str, base: Path | None, what: str) -> Path:
     folder = Path(path)
     if not folder.is_absolute() and base is not None:
         folder = base / folder
@@ -92,7 +91,7 @@ def _name(path: Path, folder: Path, suffix: str) -> str:
     return relative[: -len(suffix)] if suffix else relative
 
 
-def _classes(classes: Union[list[str], str], base: Optional[Path]):
+def _classes(classes: list[str] | str, base: Path | None):
     if isinstance(classes, str):
         path = Path(classes)
         if not path.is_absolute() and not path.exists() and base is not None:
@@ -124,7 +123,7 @@ def _read_class_file(path: Path):
     return names, None
 
 
-def _table(count: int, label_map, ignore_index: Optional[int], base: Optional[Path]) -> np.ndarray:
+def _table(count: int, label_map, ignore_index: int | None, base: Path | None) -> np.ndarray:
     """Mask value -> class index (255 ignore, -1 not allowed)."""
     if ignore_index is not None and not 0 <= ignore_index <= 65535:
         raise ValueError(f"ignore_index must be in 0..65535 or null, got {ignore_index}")

@@ -8,8 +8,6 @@ its class's contribution and nothing else.
 
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -21,7 +19,7 @@ class CrossEntropyLoss(nn.Module):
     def __init__(
         self,
         ignore_index: int,
-        class_weights: Optional[list[float]] = None,
+        class_weights: list[float] | None = None,
         label_smoothing: float = 0.0,
     ):
         super().__init__()
@@ -53,7 +51,7 @@ class OhemCrossEntropyLoss(nn.Module):
         ignore_index: int,
         threshold: float = 0.7,
         min_kept: int = 100000,
-        class_weights: Optional[list[float]] = None,
+        class_weights: list[float] | None = None,
     ):
         super().__init__()
         if not 0.0 < threshold <= 1.0:
@@ -85,7 +83,7 @@ class OhemCrossEntropyLoss(nn.Module):
         return (losses * kept).sum() / kept.sum().clamp(min=1)
 
 
-def _weights_tensor(class_weights: Optional[list[float]]) -> Optional[torch.Tensor]:
+def _weights_tensor(class_weights: list[float] | None) -> torch.Tensor | None:
     if class_weights is None:
         return None
     weights = torch.tensor(class_weights, dtype=torch.float32)
@@ -94,7 +92,7 @@ def _weights_tensor(class_weights: Optional[list[float]]) -> Optional[torch.Tens
     return weights
 
 
-def _checked(weights: Optional[torch.Tensor], logits: torch.Tensor) -> Optional[torch.Tensor]:
+def _checked(weights: torch.Tensor | None, logits: torch.Tensor) -> torch.Tensor | None:
     if weights is not None and weights.numel() != logits.shape[1]:
         raise ValueError(
             f"class_weights has {weights.numel()} values but the model predicts "

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import nn
@@ -23,7 +23,7 @@ class PPMHead(nn.Module):
         in_channels: int,
         num_classes: int,
         bins: tuple[int, ...] = (1, 2, 3, 6),
-        channels: Optional[int] = None,
+        channels: int | None = None,
         pool: Literal["avg", "max"] = "avg",
         fuse_channels: int = 512,
         dropout: float = 0.1,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import inspect
 import math
 import typing
-from typing import Literal, Optional
+from typing import Literal
 
 import torch
 from torch import nn
@@ -57,7 +57,7 @@ class BasicBlock(nn.Module):
         channels: int,
         stride: int = 1,
         dilation: tuple[int, int] = (1, 1),
-        downsample: Optional[nn.Module] = None,
+        downsample: nn.Module | None = None,
         norm: str = "bn",
         gn_groups: int = 32,
     ):
@@ -87,7 +87,7 @@ class Bottleneck(nn.Module):
         channels: int,
         stride: int = 1,
         dilation: tuple[int, int] = (1, 1),
-        downsample: Optional[nn.Module] = None,
+        downsample: nn.Module | None = None,
         norm: str = "bn",
         gn_groups: int = 32,
     ):
@@ -135,8 +135,8 @@ class ResNet(nn.Module):
         frozen_stages: int = -1,
         norm: Norm = "bn",
         gn_groups: int = 32,
-        num_classes: Optional[int] = None,
-        pretrained: Optional[str] = None,
+        num_classes: int | None = None,
+        pretrained: str | None = None,
         pretrained_strict: bool = True,
     ):
         super().__init__()
@@ -241,7 +241,7 @@ class ResNet(nn.Module):
             for parameter in module.parameters():
                 parameter.requires_grad_(False)
 
-    def train(self, mode: bool = True) -> "ResNet":
+    def train(self, mode: bool = True) -> ResNet:
         super().train(mode)
         for module in self._frozen_modules():
             module.eval()

@@ -22,7 +22,6 @@ import shutil
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
 
 import segkit
 from segkit.config import dump_config
@@ -32,7 +31,7 @@ from segkit.engine.visualize import panel
 class TensorBoardLogger:
     """Log scalars, prediction panels and the config to TensorBoard."""
 
-    def __init__(self, log_dir: Optional[str] = None, panels: bool = True, flush_secs: int = 30):
+    def __init__(self, log_dir: str | None = None, panels: bool = True, flush_secs: int = 30):
         self.log_dir = log_dir
         self.panels = panels
         self.flush_secs = flush_secs

@@ -8,7 +8,6 @@ real class. Images stay uint8; masks come out as uint8 tensors.
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import numpy as np
 import torch
@@ -194,8 +193,8 @@ class Pad:
 
     def __init__(
         self,
-        size: Optional[tuple[int, int]] = None,
-        size_divisor: Optional[int] = None,
+        size: tuple[int, int] | None = None,
+        size_divisor: int | None = None,
         image_fill: float = 0.0,
     ):
         """``size``: the least [height, width]; ``size_divisor``: round height and width up to

@@ -8,8 +8,8 @@ import sys
 from typing import Any
 
 from segkit.commands.table import format_table
-from segkit.plugins import get_plugins
 from segkit.components import CORE_ARGUMENTS, KINDS, normalize_kind
+from segkit.plugins import get_plugins
 
 
 def add_commands(subparsers) -> None:

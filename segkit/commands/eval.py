@@ -61,9 +61,9 @@ def _evaluate(args, world) -> int:
     from segkit.data import build_dataset
     from segkit.engine.evaluator import Evaluator, validation_loader
     from segkit.engine.inference import InferenceSettings, Predictor
+    from segkit.engine.loaded_model import load_trained
     from segkit.engine.merge import MergedModel, resolve_merge
     from segkit.engine.progress import ProgressBar
-    from segkit.engine.loaded_model import load_trained
     from segkit.errors import ConfigError
     from segkit.files import atomic_write_text
     from segkit.metrics import format_metrics

@@ -43,9 +43,9 @@ def add_commands(subparsers) -> None:
 
 def run_predict(args) -> int:
     from segkit.engine.inference import InferenceSettings, Predictor
+    from segkit.engine.loaded_model import load_trained
     from segkit.engine.merge import resolve_merge
     from segkit.engine.progress import ProgressBar
-    from segkit.engine.loaded_model import load_trained
     from segkit.engine.visualize import overlay, save_label_png, save_rgb
     from segkit.files import atomic_write_text
     from segkit.imagefiles import EncodedImage

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import sys
-from typing import Sequence, TextIO
+from collections.abc import Sequence
+from typing import TextIO
 
 # Python keeps the bytes of a file name that are not valid UTF-8 as lone surrogates
 # (U+DC80..U+DCFF for byte 0x80..0xFF), which no stream can encode.

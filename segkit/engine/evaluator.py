@@ -10,19 +10,20 @@ confusion matrices are summed, so the metrics are those of one process evaluatin
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from segkit.label_map import IGNORE_INDEX
 from segkit.data import leave_stop_signals_to_the_main_process
 from segkit.engine.distributed import World
 from segkit.engine.inference import InferenceSettings, InputNormalizer, Predictor
 from segkit.engine.precision import Precision
 from segkit.engine.progress import ProgressBar
 from segkit.engine.sampler import ShardSampler
+from segkit.label_map import IGNORE_INDEX
 from segkit.metrics import ConfusionMatrix, segmentation_metrics
 
 

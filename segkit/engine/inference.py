@@ -10,8 +10,9 @@ probabilities of the scales and flips are averaged after the softmax.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -146,7 +147,7 @@ class Predictor:
         per_pass = max(1, self.settings.window_batch // batch)
         for first in range(0, len(windows), per_pass):
             chunk = windows[first : first + per_pass]
-            crops = torch.cat([images[:, :, t : t + crop_h, l : l + crop_w] for t, l in chunk])
+            crops = torch.cat([images[:, :, top : top + crop_h, left : left + crop_w] for top, left in chunk])
             logits = self.forward(crops.contiguous(memory_format=memory_format))
             if sums is None:
                 sums = images.new_zeros((batch, logits.shape[1], height, width))

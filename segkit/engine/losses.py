@@ -11,8 +11,9 @@ The logs name each output's loss before the output weight is applied: ``loss_mai
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from torch import nn
@@ -51,7 +52,7 @@ class Criterion:
         self.outputs = outputs
         self.max_iters = max_iters
 
-    def to(self, device: torch.device) -> "Criterion":
+    def to(self, device: torch.device) -> Criterion:
         for term in self.terms:
             if isinstance(term.function, nn.Module):
                 term.function.to(device)

@@ -27,9 +27,9 @@ from segkit.engine.losses import Criterion, build_criterion
 from segkit.engine.runtime import Runtime
 from segkit.engine.sampler import InfiniteSampler
 from segkit.engine.sync_bn import synchronize_batch_norms
-from segkit.plugins import check_logger
 from segkit.engine.visualize import default_palette
 from segkit.errors import ConfigError
+from segkit.plugins import check_logger
 
 
 @dataclass

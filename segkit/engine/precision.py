@@ -10,9 +10,9 @@ Losses are always computed in fp32 from the autocast logits.
 from __future__ import annotations
 
 import contextlib
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import ContextManager
 
 import torch
 
@@ -37,7 +37,7 @@ class Precision:
     def needs_grad_scaler(self) -> bool:
         return self.name == "fp16"
 
-    def autocast(self) -> ContextManager:
+    def autocast(self) -> AbstractContextManager:
         """The forward-pass context: autocast to bf16/fp16, or nothing for fp32."""
         if self.name == "fp32":
             return contextlib.nullcontext()

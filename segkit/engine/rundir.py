@@ -20,9 +20,10 @@ import platform
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from segkit.config import dump_config
 from segkit.engine.checkpoint import CheckpointDirectory

@@ -18,7 +18,7 @@ and ``set_epoch`` is not needed: the position says which epoch it is.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 from torch.utils.data import Sampler

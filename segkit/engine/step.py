@@ -7,8 +7,8 @@ benchmarks call this very function, so that what they measure is what training r
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-from typing import ContextManager, Iterator
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, nullcontext
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -56,7 +56,7 @@ def train_step(
         watch.step_done()
 
 
-def _gradient_sync(model: torch.nn.Module, last_micro_batch: bool) -> ContextManager:
+def _gradient_sync(model: torch.nn.Module, last_micro_batch: bool) -> AbstractContextManager:
     """DDP averages the gradients in the backward pass of an optimizer step's last batch only;
     the batches accumulated before it keep theirs local."""
     if isinstance(model, DistributedDataParallel) and not last_micro_batch:

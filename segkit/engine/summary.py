@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 CORE_ENTRIES = (
     ("config.yaml", "the resolved config (runs again as is)"),
