@@ -38,7 +38,16 @@ from segkit.data import TransformedDataset, collate  # noqa: E402
 from segkit.engine.sampler import InfiniteSampler  # noqa: E402
 
 # Typical ADE20K image sizes (height, width): most are about 512 on the short side.
-ADE_SIZES = [(512, 683), (683, 512), (512, 512), (384, 512), (375, 500), (300, 400), (768, 1024), (480, 640)]
+ADE_SIZES = [
+    (512, 683),
+    (683, 512),
+    (512, 512),
+    (384, 512),
+    (375, 500),
+    (300, 400),
+    (768, 1024),
+    (480, 640),
+]
 # The synthetic scene classes as ADE20K annotation values (sky, earth, water, road, building,
 # tree, sun -> unlabelled, ball).
 ADE_LABELS = np.array([3, 14, 22, 7, 2, 5, 0, 120], dtype=np.uint8)
@@ -163,8 +172,11 @@ per_worker_rate.draw = 0
 def loader_rate(dataset, workers: int, batches: int, batch_size: int = 8) -> float:
     """Samples per second through a DataLoader with ``workers`` processes (after warm-up)."""
     sampler = InfiniteSampler(len(dataset), seed=0)
-    loader = iter(DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
-                             collate_fn=collate))
+    loader = iter(
+        DataLoader(
+            dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate
+        )
+    )
     for _ in range(max(1, workers)):
         next(loader)
     start = time.perf_counter()
@@ -182,17 +194,39 @@ def agreement(segkit, reference, count: int) -> dict:
         ours, theirs = segkit[(draw % len(segkit), draw)], reference[(draw % len(reference), draw)]
         equal_masks += bool(torch.equal(ours["mask"], theirs["mask"]))
         differences.append(float((ours["image"] - theirs["image"]).abs().mean()))
-    return {"samples": count, "equal_masks": equal_masks, "mean_abs_image_difference": float(np.mean(differences))}
+    return {
+        "samples": count,
+        "equal_masks": equal_masks,
+        "mean_abs_image_difference": float(np.mean(differences)),
+    }
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="a few seconds: fewer images, shorter rounds")
-    parser.add_argument("--images", type=int, default=None, help="JPEGs to make (default 48; quick 8)")
-    parser.add_argument("--seconds", type=float, default=None, help="seconds per round (default 8; quick 0.5)")
-    parser.add_argument("--rounds", type=int, default=None, help="alternating rounds per pipeline (default 3; quick 1)")
-    parser.add_argument("--workers", type=int, default=None, help="also time N DataLoader workers (default 2; quick 0 = skip)")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/data_pipeline.json)")
+    parser.add_argument(
+        "--quick", action="store_true", help="a few seconds: fewer images, shorter rounds"
+    )
+    parser.add_argument(
+        "--images", type=int, default=None, help="JPEGs to make (default 48; quick 8)"
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="seconds per round (default 8; quick 0.5)"
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=None,
+        help="alternating rounds per pipeline (default 3; quick 1)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="also time N DataLoader workers (default 2; quick 0 = skip)",
+    )
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/data_pipeline.json)"
+    )
     args = parser.parse_args(argv)
     images = args.images or (8 if args.quick else 48)
     seconds = args.seconds if args.seconds is not None else (0.5 if args.quick else 8.0)
@@ -218,30 +252,48 @@ def main(argv=None) -> int:
                 loader[name] = loader_rate(dataset, workers, batches=max(4, int(seconds * 4)))
 
     results = {
-        name: {"images_per_s_per_worker": float(np.median(values)), "rounds": values,
-               **({f"images_per_s_{workers}_workers": loader[name]} if name in loader else {})}
+        name: {
+            "images_per_s_per_worker": float(np.median(values)),
+            "rounds": values,
+            **({f"images_per_s_{workers}_workers": loader[name]} if name in loader else {}),
+        }
         for name, values in rates.items()
     }
     reference_rate, segkit_rate = (results[name]["images_per_s_per_worker"] for name in pipelines)
     report = {
-        "settings": {"images": images, "sizes": ADE_SIZES, "seconds_per_round": seconds, "rounds": rounds,
-                     "workers": workers, "recipe": RECIPE},
-        "versions": {"torchvision": torchvision.__version__, "pillow": PIL.__version__,
-                     "numpy": np.__version__},
+        "settings": {
+            "images": images,
+            "sizes": ADE_SIZES,
+            "seconds_per_round": seconds,
+            "rounds": rounds,
+            "workers": workers,
+            "recipe": RECIPE,
+        },
+        "versions": {
+            "torchvision": torchvision.__version__,
+            "pillow": PIL.__version__,
+            "numpy": np.__version__,
+        },
         "results": results,
         "speedup": segkit_rate / reference_rate,
         "agreement": agree,
     }
-    header = ["pipeline", "images/s per worker"] + ([f"images/s, {workers} workers"] if loader else [])
-    rows = [[name, result["images_per_s_per_worker"]]
-            + ([result[f"images_per_s_{workers}_workers"]] if loader else [])
-            for name, result in results.items()]
-    tables = "\n".join([
-        format_table(header, rows),
-        f"\nspeed-up per worker: {report['speedup']:.2f}x",
-        f"same draws, same results: {agree['equal_masks']}/{agree['samples']} masks equal, mean image "
-        f"difference {agree['mean_abs_image_difference']:.3f} (normalised units)",
-    ])
+    header = ["pipeline", "images/s per worker"] + (
+        [f"images/s, {workers} workers"] if loader else []
+    )
+    rows = [
+        [name, result["images_per_s_per_worker"]]
+        + ([result[f"images_per_s_{workers}_workers"]] if loader else [])
+        for name, result in results.items()
+    ]
+    tables = "\n".join(
+        [
+            format_table(header, rows),
+            f"\nspeed-up per worker: {report['speedup']:.2f}x",
+            f"same draws, same results: {agree['equal_masks']}/{agree['samples']} masks equal, mean image "
+            f"difference {agree['mean_abs_image_difference']:.3f} (normalised units)",
+        ]
+    )
     print(tables)
     out = write_results("data_pipeline", report, tables, args.out)
     print(f"wrote {out}")

@@ -41,8 +41,11 @@ def modes(window: int) -> dict[str, dict]:
         "whole": {"mode": "whole"},
         "slide": {**slide, "window_batch": 8},
         "slide, 1 window per pass": {**slide, "window_batch": 1},
-        "whole, 6 scales + flip": {"mode": "whole", "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
-                                   "flip": True},
+        "whole, 6 scales + flip": {
+            "mode": "whole",
+            "scales": [0.5, 0.75, 1.0, 1.25, 1.5, 1.75],
+            "flip": True,
+        },
     }
 
 
@@ -59,11 +62,15 @@ def measure(model_name: str, size: int, window: int, images: int, rounds: int) -
     model = segkit.build_model(config).to(device).eval()
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    normalizer = InputNormalizer(config["data"]["mean"], config["data"]["std"], device, channels_last)
+    normalizer = InputNormalizer(
+        config["data"]["mean"], config["data"]["std"], device, channels_last
+    )
     batch = normalizer(torch.randint(0, 256, (1, 3, size, size), dtype=torch.uint8))
     synchronize = device_synchronizer(device)
-    predictors = {name: Predictor(model, InferenceSettings.from_config(section), precision)
-                  for name, section in modes(window).items()}
+    predictors = {
+        name: Predictor(model, InferenceSettings.from_config(section), precision)
+        for name, section in modes(window).items()
+    }
     seconds: dict[str, list[float]] = {name: [] for name in predictors}
     for predictor in predictors.values():  # warm-up
         predictor.probabilities(batch)
@@ -73,10 +80,15 @@ def measure(model_name: str, size: int, window: int, images: int, rounds: int) -
             seconds[name].append(elapsed / images)
     whole = median(seconds["whole"])
     return [
-        {"model": model_name, "mode": name, "image": [size, size],
-         "window": [window, window] if "slide" in name else None,
-         "precision": precision.name, "imgs_per_s": 1 / median(values),
-         "time_vs_whole": median(values) / whole}
+        {
+            "model": model_name,
+            "mode": name,
+            "image": [size, size],
+            "window": [window, window] if "slide" in name else None,
+            "precision": precision.name,
+            "imgs_per_s": 1 / median(values),
+            "time_vs_whole": median(values) / whole,
+        }
         for name, values in seconds.items()
     ]
 
@@ -87,18 +99,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--images", type=int, default=None, help="images per round (default 2)")
     parser.add_argument("--rounds", type=int, default=None, help="rounds (default 3; quick 1)")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/evaluation.json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/evaluation.json)"
+    )
     args = parser.parse_args(argv)
     rows = []
     for model in args.models:
         size, window = MODELS[model][2] if args.quick else MODELS[model][1]
-        rows += measure(model, size, window, args.images or (1 if args.quick else 2),
-                        args.rounds or (1 if args.quick else 3))
+        rows += measure(
+            model,
+            size,
+            window,
+            args.images or (1 if args.quick else 2),
+            args.rounds or (1 if args.quick else 3),
+        )
     tables = format_table(
         ("model", "mode", "image", "window", "precision", "images/s", "time vs whole"),
-        [(r["model"], r["mode"], "x".join(map(str, r["image"])),
-          "x".join(map(str, r["window"])) if r["window"] else "", r["precision"],
-          r["imgs_per_s"], f"{r['time_vs_whole']:.2f}x") for r in rows],
+        [
+            (
+                r["model"],
+                r["mode"],
+                "x".join(map(str, r["image"])),
+                "x".join(map(str, r["window"])) if r["window"] else "",
+                r["precision"],
+                r["imgs_per_s"],
+                f"{r['time_vs_whole']:.2f}x",
+            )
+            for r in rows
+        ],
     )
     print(tables)
     path = write_results("evaluation", {"quick": args.quick, "modes": rows}, tables, args.out)

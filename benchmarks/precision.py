@@ -25,8 +25,12 @@ from segkit.engine.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 QUICK = [
-    "train.max_iters=6", "train.eval_interval=0", "train.log_interval=2",
-    "lr_scheduler.warmup_iters=0", "data.train.size=[64, 64]", "data.val.size=[64, 64]",
+    "train.max_iters=6",
+    "train.eval_interval=0",
+    "train.log_interval=2",
+    "lr_scheduler.warmup_iters=0",
+    "data.train.size=[64, 64]",
+    "data.val.size=[64, 64]",
     "data.val.length=4",
 ]
 SETTINGS = {
@@ -36,13 +40,16 @@ SETTINGS = {
 
 
 def train(overrides: list[str]) -> dict:
-    config = segkit.load_config(REPO / "configs/quickstart.yaml",
-                                [*overrides, "logging.loggers=[{type: progress}]"])
+    config = segkit.load_config(
+        REPO / "configs/quickstart.yaml", [*overrides, "logging.loggers=[{type: progress}]"]
+    )
     with tempfile.TemporaryDirectory() as work_dir:
         started = time.perf_counter()
         status = Trainer(config, work_dir, overwrite=True).fit().status
         elapsed = time.perf_counter() - started
-        lines = [json.loads(line) for line in (Path(work_dir) / "metrics.jsonl").read_text().splitlines()]
+        lines = [
+            json.loads(line) for line in (Path(work_dir) / "metrics.jsonl").read_text().splitlines()
+        ]
         environment = json.loads((Path(work_dir) / "env.json").read_text())
     if status != 0:
         raise SystemExit(f"training stopped with status {status}")
@@ -51,8 +58,9 @@ def train(overrides: list[str]) -> dict:
     return {
         "precision": environment.get("precision"),
         "seconds": elapsed,
-        "imgs_per_s": median([line["imgs_per_s"] for line in train_lines[1:]] or
-                             [train_lines[0]["imgs_per_s"]]),
+        "imgs_per_s": median(
+            [line["imgs_per_s"] for line in train_lines[1:]] or [train_lines[0]["imgs_per_s"]]
+        ),
         "loss": [(line["step"], line["loss"]) for line in train_lines],
         "final_mIoU": val_lines[-1]["mIoU"] if val_lines else None,
     }
@@ -61,36 +69,56 @@ def train(overrides: list[str]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="a few iterations on tiny images")
-    parser.add_argument("--iters", type=int, default=None, help="training iterations (default: the config's 300)")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/precision.json)")
+    parser.add_argument(
+        "--iters", type=int, default=None, help="training iterations (default: the config's 300)"
+    )
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/precision.json)"
+    )
     args = parser.parse_args(argv)
     overrides = QUICK if args.quick else ([f"train.max_iters={args.iters}"] if args.iters else [])
     runs = {name: train([*overrides, *extra]) for name, extra in SETTINGS.items()}
     reference, auto = runs["fp32, NCHW"], runs["auto, channels-last"]
     gaps = [abs(a - b) for (_, a), (_, b) in zip(reference["loss"], auto["loss"])]
-    late = gaps[len(gaps) // 2:]
+    late = gaps[len(gaps) // 2 :]
     comparison = {
         "speedup": auto["imgs_per_s"] / reference["imgs_per_s"],
         "mean_abs_loss_gap": sum(gaps) / len(gaps),
         "mean_abs_loss_gap_second_half": sum(late) / len(late),
-        "mean_loss_second_half_fp32": sum(loss for _, loss in reference["loss"][len(gaps) // 2:]) / len(late),
-        "mIoU_gap": (None if reference["final_mIoU"] is None
-                     else auto["final_mIoU"] - reference["final_mIoU"]),
-    }
-    tables = "\n".join([
-        format_table(
-            ("setting", "precision", "images/s", "seconds", "final mIoU", "last loss"),
-            [(name, run["precision"], run["imgs_per_s"], run["seconds"], run["final_mIoU"],
-              run["loss"][-1][1]) for name, run in runs.items()],
+        "mean_loss_second_half_fp32": sum(loss for _, loss in reference["loss"][len(gaps) // 2 :])
+        / len(late),
+        "mIoU_gap": (
+            None
+            if reference["final_mIoU"] is None
+            else auto["final_mIoU"] - reference["final_mIoU"]
         ),
-        f"\nauto vs fp32: {comparison['speedup']:.2f}x the training throughput; loss curves "
-        f"differ by {comparison['mean_abs_loss_gap']:.4f} on average "
-        f"({comparison['mean_abs_loss_gap_second_half']:.4f} over the second half, where the "
-        f"fp32 loss averages {comparison['mean_loss_second_half_fp32']:.4f})",
-    ])
+    }
+    tables = "\n".join(
+        [
+            format_table(
+                ("setting", "precision", "images/s", "seconds", "final mIoU", "last loss"),
+                [
+                    (
+                        name,
+                        run["precision"],
+                        run["imgs_per_s"],
+                        run["seconds"],
+                        run["final_mIoU"],
+                        run["loss"][-1][1],
+                    )
+                    for name, run in runs.items()
+                ],
+            ),
+            f"\nauto vs fp32: {comparison['speedup']:.2f}x the training throughput; loss curves "
+            f"differ by {comparison['mean_abs_loss_gap']:.4f} on average "
+            f"({comparison['mean_abs_loss_gap_second_half']:.4f} over the second half, where the "
+            f"fp32 loss averages {comparison['mean_loss_second_half_fp32']:.4f})",
+        ]
+    )
     print(tables)
-    path = write_results("precision", {"quick": args.quick, "runs": runs, "comparison": comparison},
-                         tables, args.out)
+    path = write_results(
+        "precision", {"quick": args.quick, "runs": runs, "comparison": comparison}, tables, args.out
+    )
     print(f"wrote {path}")
     return 0
 

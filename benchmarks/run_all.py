@@ -21,7 +21,9 @@ SCRIPTS = ("data_pipeline.py", "training.py", "evaluation.py", "precision.py")
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="each script's quick mode")
-    parser.add_argument("--results", default=str(HERE / "results"), help="folder for the JSON files")
+    parser.add_argument(
+        "--results", default=str(HERE / "results"), help="folder for the JSON files"
+    )
     args = parser.parse_args(argv)
     results = Path(args.results)
     results.mkdir(parents=True, exist_ok=True)

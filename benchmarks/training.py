@@ -57,7 +57,9 @@ class InMemory(Dataset):
 
     def __init__(self, num_classes: int, size: list[int], length: int = 8, seed: int = 0):
         generator = torch.Generator().manual_seed(seed)
-        self.images = torch.randint(0, 256, (length, 3, *size), dtype=torch.uint8, generator=generator)
+        self.images = torch.randint(
+            0, 256, (length, 3, *size), dtype=torch.uint8, generator=generator
+        )
         self.masks = torch.randint(0, num_classes, (length, *size), generator=generator)
         self.classes = [f"class{i}" for i in range(num_classes)]
         self.palette = [(i, i, i) for i in range(num_classes)]
@@ -102,21 +104,24 @@ def load(model: str, size: int, batch: int, steps: int) -> dict[str, Any]:
         plugins.add(BenchmarkComponents, Provider("benchmarks"))
     path = REPO / MODELS[model][0]
     classes = segkit.load_config(path)["model"]["num_classes"]
-    return segkit.load_config(path, [
-        f"data.train={{type: bench_memory, num_classes: {classes}, size: [{size}, {size}]}}",
-        "data.val=null",
-        f"data.batch_size={batch}",
-        "data.workers=0",
-        f"train.max_iters={steps}",
-        "train.eval_interval=0",
-        "lr_scheduler.warmup_iters=0",
-        "logging.loggers=[{type: progress}, {type: tensorboard}, {type: bench_clock}]",
-    ])
+    return segkit.load_config(
+        path,
+        [
+            f"data.train={{type: bench_memory, num_classes: {classes}, size: [{size}, {size}]}}",
+            "data.val=null",
+            f"data.batch_size={batch}",
+            "data.workers=0",
+            f"train.max_iters={steps}",
+            "train.eval_interval=0",
+            "lr_scheduler.warmup_iters=0",
+            "logging.loggers=[{type: progress}, {type: tensorboard}, {type: bench_clock}]",
+        ],
+    )
 
 
 def steady(times: list[float], warmup: int) -> list[float]:
     """Per-step durations after the warm-up steps."""
-    return [b - a for a, b in zip(times[warmup:], times[warmup + 1:])]
+    return [b - a for a, b in zip(times[warmup:], times[warmup + 1 :])]
 
 
 def segkit_steps(config: dict[str, Any], warmup: int) -> list[float]:
@@ -130,8 +135,13 @@ def segkit_steps(config: dict[str, Any], warmup: int) -> list[float]:
     return steady(CLOCK.times, warmup)
 
 
-def hand_written_loop(config: dict[str, Any], precision: str, channels_last: bool,
-                      compile_model: bool = False, model: torch.nn.Module | None = None):
+def hand_written_loop(
+    config: dict[str, Any],
+    precision: str,
+    channels_last: bool,
+    compile_model: bool = False,
+    model: torch.nn.Module | None = None,
+):
     """The loop one writes by hand: model, optimizer, schedule, autocast, loss, step. Returns
     ``step(number)``; ``model`` trains an existing model instead of building one."""
     device = resolve_device(config["train"]["device"])
@@ -143,18 +153,28 @@ def hand_written_loop(config: dict[str, Any], precision: str, channels_last: boo
     spec = config["optimizer"]
     fused = device.type in ("cpu", "cuda")  # the implementation segkit's optimizers pick
     if spec["type"] == "sgd":
-        optimizer = torch.optim.SGD(model.parameters(), lr=spec["lr"], momentum=spec["momentum"],
-                                    weight_decay=spec["weight_decay"], fused=fused)
+        optimizer = torch.optim.SGD(
+            model.parameters(),
+            lr=spec["lr"],
+            momentum=spec["momentum"],
+            weight_decay=spec["weight_decay"],
+            fused=fused,
+        )
     else:
-        optimizer = torch.optim.AdamW(model.parameters(), lr=spec["lr"],
-                                      weight_decay=spec["weight_decay"], fused=fused)
-    schedule = torch.optim.lr_scheduler.PolynomialLR(optimizer, config["train"]["max_iters"], power=0.9)
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=spec["lr"], weight_decay=spec["weight_decay"], fused=fused
+        )
+    schedule = torch.optim.lr_scheduler.PolynomialLR(
+        optimizer, config["train"]["max_iters"], power=0.9
+    )
     aux_weights = [aux["loss_weight"] for aux in config["model"]["aux_heads"]]
     dataset = InMemory(config["model"]["num_classes"], config["data"]["train"]["size"])
     batch = config["data"]["batch_size"]
     batches = [
-        (torch.stack([dataset[(i * batch + j) % len(dataset)]["image"] for j in range(batch)]),
-         torch.stack([dataset[(i * batch + j) % len(dataset)]["mask"] for j in range(batch)]))
+        (
+            torch.stack([dataset[(i * batch + j) % len(dataset)]["image"] for j in range(batch)]),
+            torch.stack([dataset[(i * batch + j) % len(dataset)]["mask"] for j in range(batch)]),
+        )
         for i in range(len(dataset))
     ]
     mean = torch.tensor(config["data"]["mean"], device=device).view(1, 3, 1, 1)
@@ -180,8 +200,13 @@ def hand_written_loop(config: dict[str, Any], precision: str, channels_last: boo
     return step
 
 
-def hand_written_steps(config: dict[str, Any], warmup: int, precision: str, channels_last: bool,
-                       compile_model: bool = False) -> list[float]:
+def hand_written_steps(
+    config: dict[str, Any],
+    warmup: int,
+    precision: str,
+    channels_last: bool,
+    compile_model: bool = False,
+) -> list[float]:
     step = hand_written_loop(config, precision, channels_last, compile_model)
     times = []
     for number in range(config["train"]["max_iters"]):
@@ -207,13 +232,21 @@ def interleaved_step_overhead(config: dict[str, Any], warmup: int) -> float:
     parts.model.train()
     loader, _ = train_loader(config, parts)
     data = iter(loader)
-    hand = hand_written_loop(config, runtime.precision.name, runtime.channels_last,
-                             model=parts.model)
+    hand = hand_written_loop(
+        config, runtime.precision.name, runtime.channels_last, model=parts.model
+    )
     ratios = []
     for number in range(config["train"]["max_iters"]):
         started = time.perf_counter()
-        train_step(parts, data, number, accumulate=config["train"]["accumulate"],
-                   grad_clip=config["train"]["grad_clip"], window=window, watch=watch)
+        train_step(
+            parts,
+            data,
+            number,
+            accumulate=config["train"]["accumulate"],
+            grad_clip=config["train"]["grad_clip"],
+            window=window,
+            watch=watch,
+        )
         middle = time.perf_counter()
         hand(number)
         if number >= warmup:
@@ -243,16 +276,30 @@ def overhead(model: str, size: int, batch: int, steps: int, warmup: int, rounds:
         hand_times += measured["hand"]
         ratios.append(median(measured["segkit"]) / median(measured["hand"]))
     return {
-        "model": model, "input": [batch, 3, size, size], "precision": precision,
-        "channels_last": channels_last, "rounds": rounds, "steps_timed": len(segkit_times),
-        "segkit_s_per_step": median(segkit_times), "hand_s_per_step": median(hand_times),
-        "round_ratios": ratios, "overhead": median(ratios) - 1.0,
+        "model": model,
+        "input": [batch, 3, size, size],
+        "precision": precision,
+        "channels_last": channels_last,
+        "rounds": rounds,
+        "steps_timed": len(segkit_times),
+        "segkit_s_per_step": median(segkit_times),
+        "hand_s_per_step": median(hand_times),
+        "round_ratios": ratios,
+        "overhead": median(ratios) - 1.0,
         "interleaved_step_overhead": interleaved_step_overhead(config, warmup),
     }
 
 
-def matrix_cell(model: str, size: int, batch: int, steps: int, warmup: int, precision: str,
-                channels_last: bool, compile_model: bool) -> dict:
+def matrix_cell(
+    model: str,
+    size: int,
+    batch: int,
+    steps: int,
+    warmup: int,
+    precision: str,
+    channels_last: bool,
+    compile_model: bool,
+) -> dict:
     """One setting of the matrix; meant to run in a process of its own."""
     config = load(model, size, batch, steps)
     device = resolve_device(config["train"]["device"])
@@ -286,24 +333,44 @@ def _status_bytes(field: str) -> int:
     raise RuntimeError(f"/proc/self/status has no {field}")
 
 
-def run_matrix(model: str, size: int, batch: int, steps: int, warmup: int, compile_too: bool) -> list:
+def run_matrix(
+    model: str, size: int, batch: int, steps: int, warmup: int, compile_too: bool
+) -> list:
     rows = []
-    for compile_model in ((False, True) if compile_too else (False,)):
+    for compile_model in (False, True) if compile_too else (False,):
         for precision in ("fp32", "bf16"):
             for channels_last in (False, True):
                 command = [
-                    sys.executable, __file__, "--cell", model, str(size), str(batch), str(steps),
-                    str(warmup), precision, str(int(channels_last)), str(int(compile_model)),
+                    sys.executable,
+                    __file__,
+                    "--cell",
+                    model,
+                    str(size),
+                    str(batch),
+                    str(steps),
+                    str(warmup),
+                    precision,
+                    str(int(channels_last)),
+                    str(int(compile_model)),
                 ]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     raise SystemExit(f"matrix cell {command[3:]} failed:\n{done.stderr[-2000:]}")
                 cell = json.loads(done.stdout.strip().splitlines()[-1])
-                rows.append({"model": model, "precision": precision,
-                             "memory_format": "channels_last" if channels_last else "NCHW",
-                             "compile": compile_model, **cell})
-    reference = next(r["imgs_per_s"] for r in rows if r["precision"] == "fp32"
-                     and r["memory_format"] == "NCHW" and not r["compile"])
+                rows.append(
+                    {
+                        "model": model,
+                        "precision": precision,
+                        "memory_format": "channels_last" if channels_last else "NCHW",
+                        "compile": compile_model,
+                        **cell,
+                    }
+                )
+    reference = next(
+        r["imgs_per_s"]
+        for r in rows
+        if r["precision"] == "fp32" and r["memory_format"] == "NCHW" and not r["compile"]
+    )
     for row in rows:
         row["speedup_vs_fp32_nchw"] = row["imgs_per_s"] / reference
     return rows
@@ -313,17 +380,35 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="seconds: tiny inputs, no compile")
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument("--steps", type=int, default=None, help="steps per run (default: per model)")
-    parser.add_argument("--rounds", type=int, default=None, help="overhead rounds (default 6; quick 1)")
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per run (default: per model)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="overhead rounds (default 6; quick 1)"
+    )
     parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
     parser.add_argument("--compile-all", action="store_true", help="compile every model's cells")
-    parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/training.json)")
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/training.json)"
+    )
     parser.add_argument("--cell", nargs=8, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.cell:
         model, size, batch, steps, warmup, precision, channels_last, compile_model = args.cell
-        print(json.dumps(matrix_cell(model, int(size), int(batch), int(steps), int(warmup),
-                                     precision, channels_last == "1", compile_model == "1")))
+        print(
+            json.dumps(
+                matrix_cell(
+                    model,
+                    int(size),
+                    int(batch),
+                    int(steps),
+                    int(warmup),
+                    precision,
+                    channels_last == "1",
+                    compile_model == "1",
+                )
+            )
+        )
         return 0
     rounds = args.rounds or (1 if args.quick else 6)
     warmup = 1 if args.quick else 2
@@ -334,26 +419,64 @@ def main(argv: list[str] | None = None) -> int:
         compile_too = (compile_too or args.compile_all) and not args.no_compile
         overheads.append(overhead(model, size, batch, steps, warmup, rounds))
         matrix += run_matrix(model, size, batch, steps, warmup, compile_too)
-    tables = "\n".join([
-        "Trainer overhead (segkit's trainer vs a hand-written loop, same model and batches)\n",
-        format_table(
-            ("model", "input", "precision", "segkit s/step", "hand-written s/step",
-             "overhead, whole runs (median of rounds)", "rounds", "overhead, step by step"),
-            [(o["model"], "x".join(map(str, o["input"])), o["precision"], o["segkit_s_per_step"],
-              o["hand_s_per_step"], f"{o['overhead']:+.1%}",
-              " ".join(f"{r - 1:+.1%}" for r in o["round_ratios"]),
-              f"{o['interleaved_step_overhead']:+.1%}") for o in overheads],
-        ),
-        "\nPrecision x memory format x torch.compile (hand-written loop)\n",
-        format_table(
-            ("model", "precision", "memory format", "compile", "images/s", "peak MB", "vs fp32 NCHW"),
-            [(r["model"], r["precision"], r["memory_format"], r["compile"], r["imgs_per_s"],
-              r["peak_mb"], f"{r['speedup_vs_fp32_nchw']:.2f}x") for r in matrix],
-        ),
-    ])
+    tables = "\n".join(
+        [
+            "Trainer overhead (segkit's trainer vs a hand-written loop, same model and batches)\n",
+            format_table(
+                (
+                    "model",
+                    "input",
+                    "precision",
+                    "segkit s/step",
+                    "hand-written s/step",
+                    "overhead, whole runs (median of rounds)",
+                    "rounds",
+                    "overhead, step by step",
+                ),
+                [
+                    (
+                        o["model"],
+                        "x".join(map(str, o["input"])),
+                        o["precision"],
+                        o["segkit_s_per_step"],
+                        o["hand_s_per_step"],
+                        f"{o['overhead']:+.1%}",
+                        " ".join(f"{r - 1:+.1%}" for r in o["round_ratios"]),
+                        f"{o['interleaved_step_overhead']:+.1%}",
+                    )
+                    for o in overheads
+                ],
+            ),
+            "\nPrecision x memory format x torch.compile (hand-written loop)\n",
+            format_table(
+                (
+                    "model",
+                    "precision",
+                    "memory format",
+                    "compile",
+                    "images/s",
+                    "peak MB",
+                    "vs fp32 NCHW",
+                ),
+                [
+                    (
+                        r["model"],
+                        r["precision"],
+                        r["memory_format"],
+                        r["compile"],
+                        r["imgs_per_s"],
+                        r["peak_mb"],
+                        f"{r['speedup_vs_fp32_nchw']:.2f}x",
+                    )
+                    for r in matrix
+                ],
+            ),
+        ]
+    )
     print(tables)
-    path = write_results("training", {"quick": args.quick, "overhead": overheads, "matrix": matrix},
-                         tables, args.out)
+    path = write_results(
+        "training", {"quick": args.quick, "overhead": overheads, "matrix": matrix}, tables, args.out
+    )
     print(f"\nwrote {path}")
     return 0
 

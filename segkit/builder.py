@@ -83,7 +83,9 @@ def build_model(config: dict[str, Any]):
                     f"{key_path}.in_index: {core['in_index']} is out of range; the backbone has "
                     f"{len(backbone.out_channels)} stages (indices 0..{len(backbone.out_channels) - 1})"
                 ) from None
-            head = registry().build("head", head_spec, in_channels=in_channels, num_classes=num_classes)
+            head = registry().build(
+                "head", head_spec, in_channels=in_channels, num_classes=num_classes
+            )
         return head, core
 
     head, head_core = build_head(model["head"], HeadPlacement, "model.head")
@@ -113,7 +115,11 @@ def parameter_groups(model, lr_mult: dict[str, float], decay_norm_and_bias: bool
         decays = decay_norm_and_bias or parameter.ndim > 1
         key = (prefix, decays)
         if key not in groups:
-            groups[key] = {"params": [], "name": prefix or "default", "lr_mult": lr_mult.get(prefix, 1.0)}
+            groups[key] = {
+                "params": [],
+                "name": prefix or "default",
+                "lr_mult": lr_mult.get(prefix, 1.0),
+            }
             if not decays:
                 groups[key]["weight_decay"] = 0.0
         groups[key]["params"].append(parameter)

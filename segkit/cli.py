@@ -75,4 +75,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `segkit list | head`: the reader left; not an error of ours
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
-

@@ -221,8 +221,7 @@ class Registry:
         if candidates:
             providers = " and ".join(f"'{c.qualified_name}'" for c in candidates)
             raise UnknownComponentError(
-                f"{kind} '{name}' is provided by more than one plugin; "
-                f"write {providers} to choose"
+                f"{kind} '{name}' is provided by more than one plugin; write {providers} to choose"
             )
         raise UnknownComponentError(self._unknown_message(kind, name))
 

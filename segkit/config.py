@@ -202,7 +202,9 @@ class _Builder:
                 if key_node.tag != "tag:yaml.org,2002:merge":
                     total += 1
                     continue
-                merged = value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                merged = (
+                    value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+                )
                 total += sum(size(m, depth + 1) for m in merged if isinstance(m, yaml.MappingNode))
             sizes[id(mapping)] = total
             return total
@@ -263,7 +265,9 @@ def _read_with_bases(path: Path, chain: tuple[Path, ...]) -> tuple[dict, Origins
                 f"{base_line}: _base_ '{base}' is a folder ({base_path}); {_name_a_file(base, base_path)}"
             )
         if not base_path.is_file():
-            raise ConfigError(f"{base_line}: _base_ file '{base}' not found (looked at {base_path})")
+            raise ConfigError(
+                f"{base_line}: _base_ file '{base}' not found (looked at {base_path})"
+            )
         base_data, base_origins = _read_with_bases(base_path, (*chain, path))
         merged = merge(merged, base_data)
         merged_origins.update(base_origins)
@@ -366,7 +370,8 @@ def apply_override(
             known = known_keys(source, key_path[:depth])
             if not adds and part not in known:
                 source.problems.append(
-                    f"{where}: {dotted(key_path[: depth + 1])}: " + _missing_key_message(part, known)
+                    f"{where}: {dotted(key_path[: depth + 1])}: "
+                    + _missing_key_message(part, known)
                 )
                 return
             if not isinstance(container, dict):
@@ -383,8 +388,11 @@ def apply_override(
         elif not isinstance(last, int) or last >= len(container):
             source.problems.append(
                 f"{where}: {dotted(key_path)}: no such list item"
-                + (f"; write +{dotted(key_path[:-1])}.{len(container)}=VALUE to append"
-                   if isinstance(last, int) else "")
+                + (
+                    f"; write +{dotted(key_path[:-1])}.{len(container)}=VALUE to append"
+                    if isinstance(last, int)
+                    else ""
+                )
             )
             return
     elif not isinstance(container, dict):
@@ -393,15 +401,19 @@ def apply_override(
     elif last not in container and not adds:
         known = known_keys(source, key_path[:-1])
         if last not in known:
-            source.problems.append(f"{where}: {dotted(key_path)}: " + _missing_key_message(last, known))
+            source.problems.append(
+                f"{where}: {dotted(key_path)}: " + _missing_key_message(last, known)
+            )
             return
-    if last == "type" and isinstance(container, dict) and container.get("type") not in (None, value):
+    if (
+        last == "type"
+        and isinstance(container, dict)
+        and container.get("type") not in (None, value)
+    ):
         _drop_options(source, key_path[:-1], container, keys_for_type(key_path[:-1], value), value)
     container[last] = value
     source.origins = {
-        path: origin
-        for path, origin in source.origins.items()
-        if path[: len(key_path)] != key_path
+        path: origin for path, origin in source.origins.items() if path[: len(key_path)] != key_path
     }
     source.origins[key_path] = where
 

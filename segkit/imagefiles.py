@@ -150,7 +150,9 @@ class FileDataset(Dataset):
         else:
             table = known
         if values.dtype != np.uint8 and values.size and values.min() < 0:
-            raise SampleError(f"{path}: negative label values {_values(np.unique(values[values < 0]))}")
+            raise SampleError(
+                f"{path}: negative label values {_values(np.unique(values[values < 0]))}"
+            )
         classes = table[values]
         if classes.size and classes.min() < 0:
             bad = np.unique(values[classes < 0])
@@ -187,7 +189,9 @@ def _values(values: np.ndarray, limit: int = 10) -> str:
     return shown + (f" and {len(values) - limit} more" if len(values) > limit else "")
 
 
-def missing_data(what: str, root: str | os.PathLike | None, found: str, layout: str, source: str) -> DataError:
+def missing_data(
+    what: str, root: str | os.PathLike | None, found: str, layout: str, source: str
+) -> DataError:
     """The one error for a dataset that is not where the config says: what was looked for,
     the layout expected under the root, where to get the files, and how to point segkit at them."""
     if root is None:

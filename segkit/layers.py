@@ -59,7 +59,11 @@ class ConvNormReLU(nn.Sequential):
         super().__init__(
             OrderedDict(
                 conv=nn.Conv2d(
-                    in_channels, out_channels, kernel_size, padding=padding, dilation=dilation,
+                    in_channels,
+                    out_channels,
+                    kernel_size,
+                    padding=padding,
+                    dilation=dilation,
                     bias=False,
                 ),
                 norm=norm_layer(norm, out_channels, gn_groups),

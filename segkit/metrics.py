@@ -24,7 +24,9 @@ from segkit.errors import DataError
 class ConfusionMatrix:
     """Counts of (label, prediction) pairs over every pixel seen since the last reset."""
 
-    def __init__(self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255):
+    def __init__(
+        self, num_classes: int, device: torch.device | str = "cpu", ignore_index: int = 255
+    ):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self.matrix = torch.zeros(num_classes, num_classes, dtype=torch.int64, device=device)

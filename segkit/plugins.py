@@ -32,14 +32,32 @@ ENTRY_POINT_GROUP = "segkit"
 # plugins and the example plugin to them.
 PLUGIN_API: dict[str, tuple[str, ...]] = {
     "segkit": (
-        "hookimpl", "SegkitError", "ConfigError", "build", "build_model", "registry", "load_config",
+        "hookimpl",
+        "SegkitError",
+        "ConfigError",
+        "build",
+        "build_model",
+        "registry",
+        "load_config",
     ),
     "segkit.constraints": (
-        "Constraint", "AtLeast", "Above", "Between", "Length", "OneOf", "UpToRunLength",
+        "Constraint",
+        "AtLeast",
+        "Above",
+        "Between",
+        "Length",
+        "OneOf",
+        "UpToRunLength",
     ),
     "segkit.errors": ("SegkitError", "ConfigError", "DataError", "SampleError", "CheckpointError"),
     "segkit.layers": (
-        "Norm", "NORMS", "check_norm", "norm_layer", "ConvNormReLU", "check_bins", "PyramidPooling",
+        "Norm",
+        "NORMS",
+        "check_norm",
+        "norm_layer",
+        "ConvNormReLU",
+        "check_bins",
+        "PyramidPooling",
     ),
     "segkit.weights": ("read_checkpoint", "state_dict_of", "load_into"),
     "segkit.label_map": ("IGNORE_INDEX", "LabelMap"),
@@ -149,7 +167,9 @@ class Plugins:
             components = self._collect_components(plugin, provider)
         except BaseException as error:  # noqa: BLE001  (SystemExit from a plugin too)
             self.manager.unregister(plugin)
-            return self._record(provider, "error", hooks, f"registration failed: {_describe(error)}")
+            return self._record(
+                provider, "error", hooks, f"registration failed: {_describe(error)}"
+            )
         for component in components:
             self.registry.add(component)
         return self._record(provider, "active", hooks)
@@ -186,7 +206,9 @@ class Plugins:
                 implementation.function(subparsers=subparsers)
             except Exception as error:
                 _drop_verbs(subparsers, set(subparsers.choices) - verbs_before)
-                self._fail(implementation.plugin_name, f"adding commands failed: {_describe(error)}")
+                self._fail(
+                    implementation.plugin_name, f"adding commands failed: {_describe(error)}"
+                )
         self._check_strict()
 
     def _fail(self, plugin_name: str, error: str) -> None:
@@ -220,7 +242,9 @@ class Plugins:
     def warn_about_failures(self) -> None:
         """One line per failed plugin on stderr, for commands other than ``segkit plugins``."""
         for record in self.failed():
-            print(f"segkit: warning: plugin '{record.name}' failed: {record.error}", file=sys.stderr)
+            print(
+                f"segkit: warning: plugin '{record.name}' failed: {record.error}", file=sys.stderr
+            )
         self.warn_about_unknown_disabled()
 
     def warn_about_unknown_disabled(self) -> None:

@@ -120,7 +120,9 @@ class DataSection:
     batch_size: Count = setting(8, "training images per process and iteration")
     val_batch_size: Count = setting(1, "validation images per process and batch")
     workers: Natural = setting(2, "data-loading worker processes per process")
-    pin_memory: bool | None = setting(None, "pin host memory of batches; default: on when training on CUDA")
+    pin_memory: bool | None = setting(
+        None, "pin host memory of batches; default: on when training on CUDA"
+    )
     persistent_workers: bool = setting(True, "keep workers alive between validation rounds")
     on_bad_sample: Literal["error", "skip"] = setting(
         "error",
@@ -138,20 +140,28 @@ class DataSection:
 @dataclass
 class TrainSection:
     max_iters: Count = setting(1000, "number of optimizer steps")
-    eval_interval: Natural = setting(500, "validate every N iterations (and at the end); 0 = at end")
+    eval_interval: Natural = setting(
+        500, "validate every N iterations (and at the end); 0 = at end"
+    )
     checkpoint_interval: Natural = setting(
         0, "also keep a numbered checkpoint every N iterations; 0 = only last.pt and best.pt"
     )
     keep_checkpoints: Count = setting(3, "how many numbered checkpoints to keep")
     log_interval: Count = setting(10, "log training metrics every N iterations")
-    device: DeviceName = setting("auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps")
+    device: DeviceName = setting(
+        "auto", "auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps"
+    )
     precision: PrecisionName = setting(
         "auto", "auto: bf16 where the hardware is fast at it, fp16 on older GPUs, else fp32"
     )
     channels_last: bool = setting(True, "use the channels-last memory format")
-    grad_clip: Annotated[float, Above(0)] | None = setting(None, "clip the gradient norm to this value")
+    grad_clip: Annotated[float, Above(0)] | None = setting(
+        None, "clip the gradient norm to this value"
+    )
     accumulate: Count = setting(1, "accumulate gradients over N batches per optimizer step")
-    seed: Annotated[int, Between(0, 2**32 - 1)] = setting(0, "seed for python, numpy and torch, and for the data order")
+    seed: Annotated[int, Between(0, 2**32 - 1)] = setting(
+        0, "seed for python, numpy and torch, and for the data order"
+    )
     deterministic: bool = setting(
         False, "deterministic cuDNN algorithms (reproducible on GPUs, but slower); CPUs always are"
     )
@@ -168,11 +178,14 @@ class EvalSection:
     mode: InferenceMode = setting("whole", "whole image, or sliding windows")
     crop: Size | None = setting(None, "sliding-window size [height, width]")
     stride: Size | None = setting(None, "sliding-window stride [height, width]")
-    scales: Annotated[list[Annotated[float, Above(0)]], Length(least=1)] = setting([1.0], "test-time scales, relative to the image size")
+    scales: Annotated[list[Annotated[float, Above(0)]], Length(least=1)] = setting(
+        [1.0], "test-time scales, relative to the image size"
+    )
     flip: bool = setting(False, "also predict the mirrored image and average")
     window_batch: Count = setting(4, "sliding windows per forward pass (slide mode)")
     panels: Natural = setting(
-        4, "validation images saved as image | label | prediction panels (predictions/, TensorBoard)"
+        4,
+        "validation images saved as image | label | prediction panels (predictions/, TensorBoard)",
     )
 
 
@@ -197,7 +210,9 @@ class ConfigSchema:
     optimizer: dict = setting(
         {"type": "sgd", "lr": 0.01}, "the optimizer", Slot("optimizer", OptimizerExtras)
     )
-    lr_scheduler: dict = setting({"type": "poly"}, "the per-iteration LR schedule", Slot("lr_scheduler"))
+    lr_scheduler: dict = setting(
+        {"type": "poly"}, "the per-iteration LR schedule", Slot("lr_scheduler")
+    )
     train: TrainSection = setting({}, "the training loop")
     eval: EvalSection = setting({}, "evaluation")
     logging: LoggingSection = setting({}, "monitoring")

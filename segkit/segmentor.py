@@ -114,7 +114,8 @@ def check_backbone(backbone: Any, label: str) -> None:
 
 def _positive_ints(value: Any) -> bool:
     return (
-        isinstance(value, (list, tuple)) and len(value) > 0
+        isinstance(value, (list, tuple))
+        and len(value) > 0
         and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
     )
 
@@ -124,7 +125,10 @@ def _probe(backbone: nn.Module, size: int) -> Any:
     first_conv = next((m for m in backbone.modules() if isinstance(m, nn.Conv2d)), None)
     parameter = next(backbone.parameters(), None)
     image = torch.zeros(
-        1, first_conv.in_channels if first_conv is not None else 3, size, size,
+        1,
+        first_conv.in_channels if first_conv is not None else 3,
+        size,
+        size,
         device=parameter.device if parameter is not None else None,
         dtype=parameter.dtype if parameter is not None and parameter.is_floating_point() else None,
     )

@@ -43,7 +43,9 @@ def load_config(
     registry = get_plugins().registry
     source = read_config_files(path)
     apply_overrides(
-        source, overrides, lambda src, key_path: known_keys(src, key_path, registry),
+        source,
+        overrides,
+        lambda src, key_path: known_keys(src, key_path, registry),
         lambda key_path: schema_default(key_path, registry),
         lambda key_path, new_type: keys_for_type(key_path, new_type, registry),
     )
@@ -64,9 +66,14 @@ def known_keys(source: ConfigSource, key_path: KeyPath, registry: Registry) -> l
     for tree in (source.data, resolved):
         node: Any = tree
         for part in key_path:
-            node = node.get(part) if isinstance(node, dict) else (
-                node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node)
-                else None
+            node = (
+                node.get(part)
+                if isinstance(node, dict)
+                else (
+                    node[part]
+                    if isinstance(node, list) and isinstance(part, int) and part < len(node)
+                    else None
+                )
             )
         if isinstance(node, dict):
             keys.update(str(k) for k in node)
@@ -93,7 +100,13 @@ def schema_default(key_path: KeyPath, registry: Registry | None = None) -> Any:
                     node = available(node, field.metadata.get("slot"), registry)
             else:
                 return None
-        elif isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and part < len(node):
+        elif (
+            isinstance(node, dict)
+            and part in node
+            or isinstance(node, list)
+            and isinstance(part, int)
+            and part < len(node)
+        ):
             node = node[part]
         else:
             return None
@@ -245,8 +258,11 @@ class Validator:
                 f"is {num_classes} but {which} {'have' if len(disagree) > 1 else 'has'} "
                 f"{' or '.join(map(str, counts))} classes; "
                 f"set model.num_classes: {counts[0]}"
-                + ("; to score a model on merged classes, use segkit eval --merge"
-                   if min(counts) < num_classes else ""),
+                + (
+                    "; to score a model on merged classes, use segkit eval --merge"
+                    if min(counts) < num_classes
+                    else ""
+                ),
             )
 
     def check_window(self, resolved: dict) -> None:
@@ -263,7 +279,9 @@ class Validator:
         if value is None:
             value = {}
         if not isinstance(value, dict):
-            self.report(key_path, f"expected a mapping of keys, got {typecheck.describe_value(value)}")
+            self.report(
+                key_path, f"expected a mapping of keys, got {typecheck.describe_value(value)}"
+            )
             return {}
         hints = typing.get_type_hints(schema, include_extras=True)
         known = [f.name for f in fields(schema)]
@@ -339,7 +357,9 @@ class Validator:
                 continue
             child_path = (*key_path, key)
             if key in core:
-                self.report(child_path, f"'{key}' is supplied by segkit for every {kind}; remove it")
+                self.report(
+                    child_path, f"'{key}' is supplied by segkit for every {kind}; remove it"
+                )
             elif key in parameters:
                 hint = hints.get(key, inspect.Parameter.empty)
                 if any(isinstance(c, UpToRunLength) for c in typecheck.constraints(hint)):
@@ -375,4 +395,3 @@ class Validator:
         if open_ended:
             resolved.update({k: _plain(v) for k, v in spec.items() if k not in resolved})
         return resolved
-

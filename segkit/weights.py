@@ -33,7 +33,9 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     """The object stored in a weight file, loaded on the CPU without executing any code."""
     path = Path(path)
     if path.is_dir():
-        raise CheckpointError(f"{path}: is a folder; give the weight file in it (e.g. {path}/best.pt)")
+        raise CheckpointError(
+            f"{path}: is a folder; give the weight file in it (e.g. {path}/best.pt)"
+        )
     if not path.is_file():
         raise CheckpointError(f"{path}: weight file not found (weights are read from local files)")
     if not _is_pickle(path):
@@ -114,7 +116,7 @@ def original_layout(state: Mapping[str, Any]) -> str | None:
 def _unwrapped(mapping: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     state = dict(mapping)
     if all(key.startswith(WRAPPER_PREFIX) for key in state):
-        state = {key[len(WRAPPER_PREFIX):]: value for key, value in state.items()}
+        state = {key[len(WRAPPER_PREFIX) :]: value for key, value in state.items()}
     return {k: v for k, v in state.items() if k.rpartition(".")[2] not in FOREIGN_BUFFERS}
 
 
@@ -139,8 +141,11 @@ def load_into(
     state_dict = dict(state_dict)
     for key, value in own.items():
         norm, _, name = key.rpartition(".")
-        if name == "num_batches_tracked" and key not in state_dict \
-                and f"{norm}.running_mean" in state_dict:
+        if (
+            name == "num_batches_tracked"
+            and key not in state_dict
+            and f"{norm}.running_mean" in state_dict
+        ):
             state_dict[key] = torch.zeros_like(value)
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]

@@ -18,7 +18,9 @@ from segkit.components import Provider
 def use_plugins(monkeypatch):
     """Replace the process-wide plugins with the given plugin objects (name -> object)."""
 
-    def install(plugins: dict[str, object], load_entry_points: bool = False) -> segkit.plugins.Plugins:
+    def install(
+        plugins: dict[str, object], load_entry_points: bool = False
+    ) -> segkit.plugins.Plugins:
         loaded = segkit.plugins.Plugins()
         if load_entry_points:
             loaded.load_entry_points()
@@ -61,8 +63,13 @@ def write_config(tmp_path):
     return write
 
 
-def make_distribution(root: Path, name: str, entry_points: dict[str, str], modules: dict[str, str],
-                      version: str = "1.0") -> Path:
+def make_distribution(
+    root: Path,
+    name: str,
+    entry_points: dict[str, str],
+    modules: dict[str, str],
+    version: str = "1.0",
+) -> Path:
     """A minimal installed distribution (dist-info with METADATA and entry_points.txt, plus its
     modules) under ``root``, to put on PYTHONPATH. For plugins that are broken on purpose."""
     root.mkdir(parents=True, exist_ok=True)
@@ -78,8 +85,9 @@ def make_distribution(root: Path, name: str, entry_points: dict[str, str], modul
     return root
 
 
-def run_segkit(*args: str, pythonpath: Path | None = None, env: dict | None = None,
-               cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run_segkit(
+    *args: str, pythonpath: Path | None = None, env: dict | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess:
     """Run the real ``segkit`` command in a fresh interpreter (entry points are read anew)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("SEGKIT_")}
     if pythonpath is not None:
@@ -89,5 +97,9 @@ def run_segkit(*args: str, pythonpath: Path | None = None, env: dict | None = No
     environment.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "segkit", *args],
-        capture_output=True, text=True, env=environment, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        env=environment,
+        cwd=cwd,
+        timeout=300,
     )

@@ -43,8 +43,13 @@ class SyncCNN(_SavesOnEval, ToyCNN):
 
     dump_name = "backbone"
 
-    def __init__(self, width: int = 8, dropout: float = 0.0, norm: str = "syncbn",
-                 dump_dir: str | None = None):
+    def __init__(
+        self,
+        width: int = 8,
+        dropout: float = 0.0,
+        norm: str = "syncbn",
+        dump_dir: str | None = None,
+    ):
         super().__init__(width, dropout)
         self.sync_bn = norm == "syncbn"
         self.dump_dir = dump_dir

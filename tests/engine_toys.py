@@ -34,7 +34,9 @@ class ToyCNN(nn.Module):
 
     def __init__(self, width: int = 8, dropout: float = 0.0):
         super().__init__()
-        self.stage1 = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stage1 = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.stage2 = nn.Sequential(
             nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False),
             nn.BatchNorm2d(2 * width),
@@ -67,8 +69,14 @@ class ToyShapes:
     classes = CLASSES
     palette = PALETTE
 
-    def __init__(self, count: int = 16, image_size: int = 32, seed: int = 0,
-                 sizes: list[list[int]] | None = None, noise: float = 25.0):
+    def __init__(
+        self,
+        count: int = 16,
+        image_size: int = 32,
+        seed: int = 0,
+        sizes: list[list[int]] | None = None,
+        noise: float = 25.0,
+    ):
         self.count = count
         self.sizes = sizes or [[image_size, image_size]]
         self.seed = seed
@@ -168,8 +176,9 @@ class RaiseIn:
     """Raises ``error`` (a builtin exception's name) in run-event ``hook`` from step ``step`` on:
     a logger with a bug, or a tracking service that went down."""
 
-    def __init__(self, hook: str = "segkit_on_train_iter_end", step: int = 2,
-                 error: str = "ConnectionError"):
+    def __init__(
+        self, hook: str = "segkit_on_train_iter_end", step: int = 2, error: str = "ConnectionError"
+    ):
         self.hook = hook
         self.step = step
         self.error = error

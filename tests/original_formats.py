@@ -24,7 +24,9 @@ class CsailBottleneck(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -45,9 +47,13 @@ class CsailBasicBlock(nn.Module):
 
     def __init__(self, inplanes, planes, stride=1, dilation=(1, 1), downsample=None):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False)
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation[1], dilation=dilation[1], bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, padding=dilation[1], dilation=dilation[1], bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
 
@@ -104,8 +110,11 @@ class CsailDilatedResNet(nn.Module):
 
 
 def csail_encoder(depth: int) -> CsailDilatedResNet:
-    table = {18: (CsailBasicBlock, [2, 2, 2, 2]), 50: (CsailBottleneck, [3, 4, 6, 3]),
-             101: (CsailBottleneck, [3, 4, 23, 3])}
+    table = {
+        18: (CsailBasicBlock, [2, 2, 2, 2]),
+        50: (CsailBottleneck, [3, 4, 6, 3]),
+        101: (CsailBottleneck, [3, 4, 23, 3]),
+    }
     return CsailDilatedResNet(*table[depth])
 
 
@@ -148,8 +157,10 @@ class CsailPPMDeepsup(nn.Module):
         ]
         main = self.conv_last(torch.cat(pooled, 1))
         aux = self.conv_last_deepsup(self.dropout_deepsup(self.cbr_deepsup(features[-2])))
-        return (F.interpolate(main, size, mode="bilinear", align_corners=False),
-                F.interpolate(aux, size, mode="bilinear", align_corners=False))
+        return (
+            F.interpolate(main, size, mode="bilinear", align_corners=False),
+            F.interpolate(aux, size, mode="bilinear", align_corners=False),
+        )
 
 
 # ---- Official DRN: drn_c_* and drn_d_* classification networks, DRNSeg -----------------------
@@ -160,10 +171,14 @@ class DrnBasicBlock(nn.Module):
 
     def __init__(self, inplanes, planes, stride=1, downsample=None, dilation=(1, 1), residual=True):
         super().__init__()
-        self.conv1 = nn.Conv2d(inplanes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False)
+        self.conv1 = nn.Conv2d(
+            inplanes, planes, 3, stride, padding=dilation[0], dilation=dilation[0], bias=False
+        )
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(planes, planes, 3, padding=dilation[1], dilation=dilation[1], bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, padding=dilation[1], dilation=dilation[1], bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.downsample = downsample
         self.residual = residual
@@ -183,7 +198,9 @@ class DrnBottleneck(nn.Module):
         super().__init__()
         self.conv1 = nn.Conv2d(inplanes, planes, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(planes)
-        self.conv2 = nn.Conv2d(planes, planes, 3, stride, padding=dilation[1], dilation=dilation[1], bias=False)
+        self.conv2 = nn.Conv2d(
+            planes, planes, 3, stride, padding=dilation[1], dilation=dilation[1], bias=False
+        )
         self.bn2 = nn.BatchNorm2d(planes)
         self.conv3 = nn.Conv2d(planes, planes * 4, 1, bias=False)
         self.bn3 = nn.BatchNorm2d(planes * 4)
@@ -201,8 +218,9 @@ class DrnBottleneck(nn.Module):
 class OfficialDRN(nn.Module):
     """DRN-C (residual levels 1-8, no residual in 7-8) or DRN-D (plain conv levels 0-2, 7-8)."""
 
-    def __init__(self, block, layers, arch, num_classes=1000,
-                 channels=(16, 32, 64, 128, 256, 512, 512, 512)):
+    def __init__(
+        self, block, layers, arch, num_classes=1000, channels=(16, 32, 64, 128, 256, 512, 512, 512)
+    ):
         super().__init__()
         self.inplanes = channels[0]
         self.out_dim = channels[-1]
@@ -225,17 +243,21 @@ class OfficialDRN(nn.Module):
         self.layer5 = self._make_layer(block, channels[4], layers[4], dilation=2, new_level=False)
         self.layer6 = self._make_layer(block, channels[5], layers[5], dilation=4, new_level=False)
         if arch == "C":
-            self.layer7 = self._make_layer(DrnBasicBlock, channels[6], layers[6], dilation=2,
-                                           new_level=False, residual=False)
-            self.layer8 = self._make_layer(DrnBasicBlock, channels[7], layers[7], dilation=1,
-                                           new_level=False, residual=False)
+            self.layer7 = self._make_layer(
+                DrnBasicBlock, channels[6], layers[6], dilation=2, new_level=False, residual=False
+            )
+            self.layer8 = self._make_layer(
+                DrnBasicBlock, channels[7], layers[7], dilation=1, new_level=False, residual=False
+            )
         else:
             self.layer7 = self._make_conv_layers(channels[6], layers[6], dilation=2)
             self.layer8 = self._make_conv_layers(channels[7], layers[7], dilation=1)
         self.avgpool = nn.AvgPool2d(28)
         self.fc = nn.Conv2d(self.out_dim, num_classes, 1, bias=True)
 
-    def _make_layer(self, block, planes, blocks, stride=1, dilation=1, new_level=True, residual=True):
+    def _make_layer(
+        self, block, planes, blocks, stride=1, dilation=1, new_level=True, residual=True
+    ):
         downsample = None
         if stride != 1 or self.inplanes != planes * block.expansion:
             downsample = nn.Sequential(
@@ -243,18 +265,29 @@ class OfficialDRN(nn.Module):
                 nn.BatchNorm2d(planes * block.expansion),
             )
         first = (1, 1) if dilation == 1 else (dilation // 2 if new_level else dilation, dilation)
-        layers = [block(self.inplanes, planes, stride, downsample, dilation=first, residual=residual)]
+        layers = [
+            block(self.inplanes, planes, stride, downsample, dilation=first, residual=residual)
+        ]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, residual=residual, dilation=(dilation, dilation))
-                   for _ in range(1, blocks)]
+        layers += [
+            block(self.inplanes, planes, residual=residual, dilation=(dilation, dilation))
+            for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layers)
 
     def _make_conv_layers(self, channels, convs, stride=1, dilation=1):
         modules = []
         for i in range(convs):
             modules += [
-                nn.Conv2d(self.inplanes, channels, 3, stride if i == 0 else 1,
-                          padding=dilation, dilation=dilation, bias=False),
+                nn.Conv2d(
+                    self.inplanes,
+                    channels,
+                    3,
+                    stride if i == 0 else 1,
+                    padding=dilation,
+                    dilation=dilation,
+                    bias=False,
+                ),
                 nn.BatchNorm2d(channels),
                 nn.ReLU(inplace=True),
             ]
@@ -300,7 +333,9 @@ class OfficialDRNA(nn.Module):
             )
         layers = [block(self.inplanes, planes, stride, downsample)]
         self.inplanes = planes * block.expansion
-        layers += [block(self.inplanes, planes, dilation=(dilation, dilation)) for _ in range(1, blocks)]
+        layers += [
+            block(self.inplanes, planes, dilation=(dilation, dilation)) for _ in range(1, blocks)
+        ]
         return nn.Sequential(*layers)
 
 
@@ -332,7 +367,9 @@ class OfficialDRNSeg(nn.Module):
         if use_torch_up:
             self.up = nn.UpsamplingBilinear2d(scale_factor=8)
         else:
-            self.up = nn.ConvTranspose2d(classes, classes, 16, stride=8, padding=4, groups=classes, bias=False)
+            self.up = nn.ConvTranspose2d(
+                classes, classes, 16, stride=8, padding=4, groups=classes, bias=False
+            )
             fill_bilinear(self.up.weight)
             self.up.weight.requires_grad_(False)
 

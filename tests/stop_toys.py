@@ -20,9 +20,16 @@ import segkit
 class MarkedShapes(ToyShapes):
     """Toy shapes that leave a trace of who served them and take ``delay`` seconds each."""
 
-    def __init__(self, count: int = 16, image_size: int = 32, seed: int = 0,
-                 marker: str | None = None, delay: float = 0.0, kill_at: int = -1,
-                 kill_rank: int | None = None):
+    def __init__(
+        self,
+        count: int = 16,
+        image_size: int = 32,
+        seed: int = 0,
+        marker: str | None = None,
+        delay: float = 0.0,
+        kill_at: int = -1,
+        kill_rank: int | None = None,
+    ):
         super().__init__(count=count, image_size=image_size, seed=seed)
         self.marker = marker
         self.delay = delay

@@ -58,11 +58,19 @@ def broken(use_plugins):
         ("channels_as_int", "has no 'out_channels' list of positive ints (got 8)"),
         ("strides_disagree", "says 2 stages in out_channels [4, 8] but 3 in strides [1, 2, 4]"),
         ("tensor", "forward(x) returned a Tensor, not the list of stage features"),
-        ("one_feature_short", "forward(x) returned 1 feature(s) [(1, 4, 32, 32)], but out_channels says 2"),
-        ("wrong_channels", "returned 2 feature(s) [(1, 8, 16, 16), (1, 8, 16, 16)], but out_channels says 2 of N x C x H x W with C = [4, 8]"),
+        (
+            "one_feature_short",
+            "forward(x) returned 1 feature(s) [(1, 4, 32, 32)], but out_channels says 2",
+        ),
+        (
+            "wrong_channels",
+            "returned 2 feature(s) [(1, 8, 16, 16), (1, 8, 16, 16)], but out_channels says 2 of N x C x H x W with C = [4, 8]",
+        ),
     ],
 )
-def test_a_broken_backbone_is_named_with_its_plugin_at_build_time(broken, tmp_path, capsys, fault, message):
+def test_a_broken_backbone_is_named_with_its_plugin_at_build_time(
+    broken, tmp_path, capsys, fault, message
+):
     model = f"model:\n  backbone: {{type: misbehaving, fault: {fault}}}\n  head: {{type: toy_head}}\n  num_classes: 3\n"
     config = write_toy_config(tmp_path, model=model)
     assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 2
@@ -73,8 +81,14 @@ def test_a_broken_backbone_is_named_with_its_plugin_at_build_time(broken, tmp_pa
 
 
 def test_a_backbone_that_keeps_its_contract_builds_and_keeps_its_state(broken, tmp_path):
-    config = segkit.load_config(write_toy_config(tmp_path, model=(
-        "model:\n  backbone: {type: misbehaving}\n  head: {type: toy_head}\n  num_classes: 3\n")))
+    config = segkit.load_config(
+        write_toy_config(
+            tmp_path,
+            model=(
+                "model:\n  backbone: {type: misbehaving}\n  head: {type: toy_head}\n  num_classes: 3\n"
+            ),
+        )
+    )
     torch.manual_seed(0)
     model = segkit.build_model(config)
     after_build = torch.rand(1)
@@ -82,7 +96,9 @@ def test_a_backbone_that_keeps_its_contract_builds_and_keeps_its_state(broken, t
     Misbehaving(), engine_toys.ToyHead(8, 3)
     assert torch.equal(after_build, torch.rand(1))  # trying forward drew no random numbers
     assert model.training and model.backbone.training
-    assert all(int(bn.num_batches_tracked) == 0 for bn in model.modules() if isinstance(bn, nn.BatchNorm2d))
+    assert all(
+        int(bn.num_batches_tracked) == 0 for bn in model.modules() if isinstance(bn, nn.BatchNorm2d)
+    )
 
 
 def test_an_installed_plugin_whose_backbone_returns_a_tensor_fails_the_real_command(tmp_path):
@@ -105,8 +121,9 @@ def test_an_installed_plugin_whose_backbone_returns_a_tensor_fails_the_real_comm
         def segkit_register_backbones(register):
             register("flat_net", Flat)
     """
-    site = make_distribution(tmp_path / "site", "flat-plugin", {"flat": "flat_plugin"},
-                             {"flat_plugin": source})
+    site = make_distribution(
+        tmp_path / "site", "flat-plugin", {"flat": "flat_plugin"}, {"flat_plugin": source}
+    )
     config = tmp_path / "flat.yaml"
     config.write_text(
         "model:\n"
@@ -123,6 +140,8 @@ def test_an_installed_plugin_whose_backbone_returns_a_tensor_fails_the_real_comm
     )
     result = run_segkit("train", str(config), "--work-dir", str(tmp_path / "run"), pythonpath=site)
     assert result.returncode == 2, result.stderr
-    assert ("segkit: error: model.backbone: backbone 'flat_net' (plugin 'flat'): forward(x) returned "
-            "a Tensor, not the list of stage features") in result.stderr
+    assert (
+        "segkit: error: model.backbone: backbone 'flat_net' (plugin 'flat'): forward(x) returned "
+        "a Tensor, not the list of stage features"
+    ) in result.stderr
     assert "Traceback" not in result.stderr

@@ -15,7 +15,9 @@ BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 def test_every_benchmark_runs_in_quick_mode(tmp_path):
     done = subprocess.run(
         [sys.executable, str(BENCHMARKS / "run_all.py"), "--quick", "--results", str(tmp_path)],
-        capture_output=True, text=True, timeout=900,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     for name in ("data_pipeline", "training", "evaluation", "precision"):

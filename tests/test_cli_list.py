@@ -7,7 +7,7 @@ import json
 
 from conftest import make_distribution, run_segkit
 
-PLUGIN = '''
+PLUGIN = """
     import segkit
 
     @segkit.hookimpl
@@ -15,7 +15,7 @@ PLUGIN = '''
         register("heavy_net", "heavy_models:HeavyNet")
         register("made_net", "heavy_models:made_net")
         register("told_net", "heavy_models:made_net", help="Says so at registration.")
-'''
+"""
 MODELS = '''
     raise SystemExit("heavy_models was imported by a listing")
 
@@ -29,8 +29,12 @@ MODELS = '''
 
 
 def install(tmp_path):
-    return make_distribution(tmp_path / "site", "heavy-plugin", {"heavy": "heavy_plugin"},
-                             {"heavy_plugin": PLUGIN, "heavy_models": MODELS})
+    return make_distribution(
+        tmp_path / "site",
+        "heavy-plugin",
+        {"heavy": "heavy_plugin"},
+        {"heavy_plugin": PLUGIN, "heavy_models": MODELS},
+    )
 
 
 def test_list_takes_plural_kinds_and_shows_each_first_docstring_line(tmp_path):
@@ -40,10 +44,21 @@ def test_list_takes_plural_kinds_and_shows_each_first_docstring_line(tmp_path):
     assert plural.returncode == 0, plural.stderr
     assert plural.stdout == singular.stdout and "imported by a listing" not in plural.stderr
     header, _, *rows = plural.stdout.splitlines()
-    assert header.split() == ["KIND", "NAME", "ALIASES", "PLUGIN", "DISTRIBUTION", "VERSION", "HELP"]
+    assert header.split() == [
+        "KIND",
+        "NAME",
+        "ALIASES",
+        "PLUGIN",
+        "DISTRIBUTION",
+        "VERSION",
+        "HELP",
+    ]
     by_name = {row.split()[1]: row for row in rows}
     help_column = header.index("HELP")
-    assert by_name["heavy_net"][help_column:] == "A backbone whose module must not be imported to list it."
+    assert (
+        by_name["heavy_net"][help_column:]
+        == "A backbone whose module must not be imported to list it."
+    )
     assert by_name["told_net"][help_column:] == "Says so at registration."
     assert by_name["made_net"].split() == ["backbone", "made_net", "heavy", "heavy-plugin", "1.0"]
 

@@ -16,8 +16,9 @@ def toy_backbone(depth: int = 18, widths: list[int] = (8, 16), frozen: bool = Fa
     return {"depth": depth, "widths": widths, "frozen": frozen}
 
 
-def toy_head(in_channels, num_classes, pool: Literal["avg", "max"] = "avg",
-             channels: int | None = None):
+def toy_head(
+    in_channels, num_classes, pool: Literal["avg", "max"] = "avg", channels: int | None = None
+):
     """A stand-in head."""
     return {"pool": pool, "channels": channels}
 
@@ -74,15 +75,23 @@ train:
 
 def test_base_is_merged_deeply_and_lists_replace(write_config):
     write_config("base.yaml", BASE + "eval:\n  scales: [0.5, 1.0, 1.5]\n")
-    path = write_config("child.yaml", """
+    path = write_config(
+        "child.yaml",
+        """
         _base_: base.yaml
         model:
           backbone: {widths: [4]}
         eval:
           scales: [1.0]
-    """)
+    """,
+    )
     config = segkit.load_config(path)
-    assert config["model"]["backbone"] == {"type": "toy", "depth": 34, "widths": [4], "frozen": False}
+    assert config["model"]["backbone"] == {
+        "type": "toy",
+        "depth": 34,
+        "widths": [4],
+        "frozen": False,
+    }
     assert config["eval"]["scales"] == [1.0]
     assert config["train"]["max_iters"] == 100
 
@@ -97,18 +106,28 @@ def test_several_bases_later_ones_win(write_config):
 
 def test_delete_replaces_instead_of_merging(write_config):
     write_config("base.yaml", BASE)
-    path = write_config("child.yaml", """
+    path = write_config(
+        "child.yaml",
+        """
         _base_: base.yaml
         model:
           backbone: {_delete_: true, type: toy}
-    """)
+    """,
+    )
     assert segkit.load_config(path)["model"]["backbone"]["depth"] == 18
 
 
 def test_overrides_parse_yaml_values(write_config):
     path = write_config("c.yaml", BASE)
-    config = segkit.load_config(path, ["train.max_iters=20", "model.backbone.widths=[1, 2]",
-                                       "eval.flip=true", "model.head.channels=null"])
+    config = segkit.load_config(
+        path,
+        [
+            "train.max_iters=20",
+            "model.backbone.widths=[1, 2]",
+            "eval.flip=true",
+            "model.head.channels=null",
+        ],
+    )
     assert config["train"]["max_iters"] == 20 and config["eval"]["flip"] is True
     assert config["model"]["backbone"]["widths"] == [1, 2]
 
@@ -122,7 +141,10 @@ def test_override_into_a_component_the_file_does_not_write_starts_from_its_defau
     path = write_config("c.yaml", BASE)
     config = segkit.load_config(path, ["loss.label_smoothing=0.1", "logging.loggers.1.images=2"])
     assert config["loss"] == {"type": "cross_entropy", "label_smoothing": 0.1, "loss_weight": 1.0}
-    assert config["logging"]["loggers"] == [{"type": "progress"}, {"type": "tensorboard", "images": 2}]
+    assert config["logging"]["loggers"] == [
+        {"type": "progress"},
+        {"type": "tensorboard", "images": 2},
+    ]
     with pytest.raises(segkit.ConfigError, match=r"loss\.smoothing: no such key 'smoothing'"):
         segkit.load_config(path, ["loss.smoothing=0.1"])
 
@@ -137,12 +159,16 @@ def test_numbers_with_an_exponent_and_no_dot_are_numbers(write_config):
 
 def test_a_key_written_twice_is_refused_with_both_lines(write_config):
     path = write_config("c.yaml", BASE + "train: {seed: 2}\n")
-    with pytest.raises(segkit.ConfigError, match=r"c.yaml:7: train: written twice \(first on line 5\)"):
+    with pytest.raises(
+        segkit.ConfigError, match=r"c.yaml:7: train: written twice \(first on line 5\)"
+    ):
         segkit.load_config(path)
 
 
 def test_keys_brought_by_a_yaml_merge_key_may_be_overridden(write_config):
-    path = write_config("c.yaml", """
+    path = write_config(
+        "c.yaml",
+        """
         model:
           backbone: &toy {type: toy, depth: 34}
           head: {type: toy_head}
@@ -152,15 +178,20 @@ def test_keys_brought_by_a_yaml_merge_key_may_be_overridden(write_config):
         model_variant:
           <<: *toy
           depth: 50
-    """)
+    """,
+    )
     with pytest.raises(segkit.ConfigError) as caught:
         segkit.load_config(path)
-    assert "unknown key in the config" in str(caught.value) and "written twice" not in str(caught.value)
+    assert "unknown key in the config" in str(caught.value) and "written twice" not in str(
+        caught.value
+    )
 
 
 def test_override_messages_name_the_override_for_list_items_and_added_keys(write_config):
     path = write_config("c.yaml", BASE + "eval:\n  scales: [1.0]\n")
-    with pytest.raises(segkit.ConfigError, match=r"eval\.scales\.3: no such list item \(the list has 1\)"):
+    with pytest.raises(
+        segkit.ConfigError, match=r"eval\.scales\.3: no such list item \(the list has 1\)"
+    ):
         segkit.load_config(path, ["eval.scales.3.x=2"])
     with pytest.raises(segkit.ConfigError, match=r"override '\+extra\.key=1': extra: unknown key"):
         segkit.load_config(path, ["+extra.key=1"])
@@ -168,7 +199,9 @@ def test_override_messages_name_the_override_for_list_items_and_added_keys(write
 
 def test_override_of_missing_key_suggests_and_plus_adds(write_config):
     path = write_config("c.yaml", BASE)
-    with pytest.raises(segkit.ConfigError, match=r"train\.sede: no such key 'sede'; did you mean 'seed'"):
+    with pytest.raises(
+        segkit.ConfigError, match=r"train\.sede: no such key 'sede'; did you mean 'seed'"
+    ):
         segkit.load_config(path, ["train.sede=1"])
     # `+` adds the key; the validation then judges it like any other key
     with pytest.raises(segkit.ConfigError, match="unknown key in section 'train'"):
@@ -176,45 +209,62 @@ def test_override_of_missing_key_suggests_and_plus_adds(write_config):
 
 
 def test_all_problems_reported_at_once_with_file_line_and_suggestion(write_config, capsys):
-    write_config("_base_/model.yaml", """
+    write_config(
+        "_base_/model.yaml",
+        """
         model:
           backbone:
             type: toy
             dpeth: 50
           head: {type: toy_head}
           num_classes: 5
-    """)
-    path = write_config("run.yaml", """
+    """,
+    )
+    path = write_config(
+        "run.yaml",
+        """
         _base_: _base_/model.yaml
         model:
           head: {type: toy_haed}
         train:
           max_iters: many
-    """)
+    """,
+    )
     assert main(["config", str(path), "--check", "train.sed=3"]) == 2
     err = capsys.readouterr().err
     assert "4 problems" in err and "Traceback" not in err
-    assert "_base_/model.yaml:4: model.backbone.dpeth: unknown argument of backbone 'toy'; did you mean 'depth'?" in err
+    assert (
+        "_base_/model.yaml:4: model.backbone.dpeth: unknown argument of backbone 'toy'; did you mean 'depth'?"
+        in err
+    )
     assert "run.yaml:3: model.head.type: unknown head 'toy_haed'; did you mean 'toy_head'?" in err
     assert "run.yaml:5: train.max_iters: expected int at least 1, got str 'many'" in err
     assert "override 'train.sed=3': train.sed: no such key 'sed'; did you mean 'seed'?" in err
 
 
 def test_literal_and_missing_required_keys(write_config):
-    path = write_config("c.yaml", """
+    path = write_config(
+        "c.yaml",
+        """
         model:
           backbone: {type: toy}
           head: {type: toy_head, pool: median}
-    """)
+    """,
+    )
     with pytest.raises(segkit.ConfigError) as error:
         segkit.load_config(path)
     message = str(error.value)
-    assert "c.yaml:3: model.head.pool: head 'toy_head' expects 'avg' or 'max', got str 'median'" in message
+    assert (
+        "c.yaml:3: model.head.pool: head 'toy_head' expects 'avg' or 'max', got str 'median'"
+        in message
+    )
     assert "model.num_classes: missing required key" in message
 
 
 def test_core_supplied_arguments_are_refused_in_configs(write_config):
-    path = write_config("c.yaml", BASE.replace("{type: toy_head}", "{type: toy_head, num_classes: 3}"))
+    path = write_config(
+        "c.yaml", BASE.replace("{type: toy_head}", "{type: toy_head, num_classes: 3}")
+    )
     with pytest.raises(segkit.ConfigError, match="'num_classes' is supplied by segkit"):
         segkit.load_config(path)
 
@@ -222,8 +272,12 @@ def test_core_supplied_arguments_are_refused_in_configs(write_config):
 def test_resolved_dump_has_every_default_and_loads_back_the_same(write_config, tmp_path):
     path = write_config("c.yaml", BASE)
     resolved = segkit.load_config(path)
-    assert resolved["model"]["head"] == {"type": "toy_head", "pool": "avg", "channels": None,
-                                         "in_index": -1}
+    assert resolved["model"]["head"] == {
+        "type": "toy_head",
+        "pool": "avg",
+        "channels": None,
+        "in_index": -1,
+    }
     assert resolved["model"]["backbone"]["widths"] == [8, 16]  # tuple default written as a list
     assert resolved["optimizer"]["type"] == "sgd" and resolved["optimizer"]["momentum"] == 0.9
     dumped = tmp_path / "resolved.yaml"
@@ -253,7 +307,9 @@ def test_invalid_yaml_names_the_line(write_config):
 
 def test_missing_base_file_names_the_referring_line(write_config):
     path = write_config("c.yaml", "_base_: nowhere.yaml\n")
-    with pytest.raises(segkit.ConfigError, match=r"c\.yaml:1: _base_ file 'nowhere.yaml' not found"):
+    with pytest.raises(
+        segkit.ConfigError, match=r"c\.yaml:1: _base_ file 'nowhere.yaml' not found"
+    ):
         segkit.load_config(path)
 
 
@@ -299,17 +355,23 @@ def segkit_register_heads(register):
 
 def test_cli_reports_config_errors_without_traceback(write_config, tmp_path):
     """Through the real command in a fresh interpreter, with a plugin found by entry point."""
-    site = make_distribution(tmp_path / "site", "toy-dist", {"toy": "toy_plugin"},
-                             {"toy_plugin": TOY_PLUGIN})
+    site = make_distribution(
+        tmp_path / "site", "toy-dist", {"toy": "toy_plugin"}, {"toy_plugin": TOY_PLUGIN}
+    )
     path = write_config("c.yaml", BASE.replace("depth: 34", "depth: deep"))
     result = run_segkit("config", str(path), "--check", "train.max_iters=5", pythonpath=site)
     assert result.returncode == 2
-    assert "c.yaml:2: model.backbone.depth: backbone 'toy' expects int, got str 'deep'" in result.stderr
+    assert (
+        "c.yaml:2: model.backbone.depth: backbone 'toy' expects int, got str 'deep'"
+        in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
 def test_plus_override_appends_to_a_list(write_config):
     path = write_config("c.yaml", BASE + "eval:\n  scales: [1.0]\n")
     assert segkit.load_config(path, ["+eval.scales.1=1.5"])["eval"]["scales"] == [1.0, 1.5]
-    with pytest.raises(segkit.ConfigError, match=r"no such list item; write \+eval\.scales\.1=VALUE"):
+    with pytest.raises(
+        segkit.ConfigError, match=r"no such list item; write \+eval\.scales\.1=VALUE"
+    ):
         segkit.load_config(path, ["eval.scales.3=2.0"])

@@ -48,14 +48,19 @@ OUT_OF_RANGE = [
     ("lr_scheduler: {warmup_ratio: 0}", "lr_scheduler.warmup_ratio", "float above 0, in 0..1"),
     ("loss: []", "loss", "needs at least 1 loss, got an empty list"),
     ("eval: {mode: slide}", "eval.mode", "slide needs the window size: set eval.crop"),
-    ("model: {num_classes: 5}", "model.num_classes",
-     "is 5 but data.train (synthetic) and data.val (synthetic) have 8 classes; "
-     "set model.num_classes: 8"),
+    (
+        "model: {num_classes: 5}",
+        "model.num_classes",
+        "is 5 but data.train (synthetic) and data.val (synthetic) have 8 classes; "
+        "set model.num_classes: 8",
+    ),
 ]
 
 
 @pytest.mark.parametrize("line, key, says", OUT_OF_RANGE, ids=[c[1] for c in OUT_OF_RANGE])
-def test_check_and_train_refuse_the_same_value_with_its_file_and_line(line, key, says, tmp_path, capsys):
+def test_check_and_train_refuse_the_same_value_with_its_file_and_line(
+    line, key, says, tmp_path, capsys
+):
     config = child_config(tmp_path, line + "\n")
     assert main(["config", str(config), "--check"]) == 2
     checked = capsys.readouterr().err
@@ -101,7 +106,10 @@ def test_changing_a_type_by_override_keeps_the_options_the_new_type_takes(capsys
     out, err = capsys.readouterr()
     # poly's power is dropped; the warmup the file wrote is cosine's too; the rest its defaults
     assert yaml.safe_load(out)["lr_scheduler"] == {
-        "type": "cosine", "min_lr": 0.0, "warmup_iters": 20, "warmup_ratio": 0.1,
+        "type": "cosine",
+        "min_lr": 0.0,
+        "warmup_iters": 20,
+        "warmup_ratio": 0.1,
     }
     assert err.strip() == (
         "segkit: note: lr_scheduler: type poly -> cosine: dropped power, which cosine does not take"
@@ -109,7 +117,11 @@ def test_changing_a_type_by_override_keeps_the_options_the_new_type_takes(capsys
 
 
 def test_options_given_by_override_apply_to_the_new_type_before_or_after_it(capsys):
-    overrides = ["lr_scheduler.warmup_iters=7", "lr_scheduler.type=cosine", "lr_scheduler.min_lr=0.001"]
+    overrides = [
+        "lr_scheduler.warmup_iters=7",
+        "lr_scheduler.type=cosine",
+        "lr_scheduler.min_lr=0.001",
+    ]
     assert main(["config", str(QUICKSTART), *overrides]) == 0
     scheduler = yaml.safe_load(capsys.readouterr().out)["lr_scheduler"]
     assert scheduler["type"] == "cosine"
@@ -117,7 +129,9 @@ def test_options_given_by_override_apply_to_the_new_type_before_or_after_it(caps
 
 
 def test_core_keys_stay_when_a_components_type_changes(tmp_path, capsys):
-    config = child_config(tmp_path, "optimizer: {type: sgd, lr: 0.5, momentum: 0.5, lr_mult: {head: 10}}\n")
+    config = child_config(
+        tmp_path, "optimizer: {type: sgd, lr: 0.5, momentum: 0.5, lr_mult: {head: 10}}\n"
+    )
     assert main(["config", str(config), "optimizer.type=adamw"]) == 0
     optimizer = yaml.safe_load(capsys.readouterr().out)["optimizer"]
     assert optimizer["type"] == "adamw" and optimizer["lr_mult"] == {"head": 10}
@@ -126,10 +140,22 @@ def test_core_keys_stay_when_a_components_type_changes(tmp_path, capsys):
 
 def test_a_dataset_type_change_keeps_the_options_both_types_take(capsys):
     config = ROOT / "configs/pspnet_ade25.yaml"
-    assert main(["config", str(config), "data.val.type=ade20k", "model.num_classes=150",
-                 "data.train.type=ade20k"]) == 0
+    assert (
+        main(
+            [
+                "config",
+                str(config),
+                "data.val.type=ade20k",
+                "model.num_classes=150",
+                "data.train.type=ade20k",
+            ]
+        )
+        == 0
+    )
     out, err = capsys.readouterr()
-    before = yaml.safe_load((ROOT / "configs/_base_/datasets/ade20k.yaml").read_text())["data"]["val"]
+    before = yaml.safe_load((ROOT / "configs/_base_/datasets/ade20k.yaml").read_text())["data"][
+        "val"
+    ]
     after = yaml.safe_load(out)["data"]["val"]
     assert after["type"] == "ade20k"
     assert after["split"] == before["split"] == "validation"
@@ -163,7 +189,10 @@ def merge_bomb() -> str:
 HOSTILE = {
     "alias_bomb": (alias_bomb(), "expands to over 100000 values"),
     "merge_bomb": (merge_bomb(), ""),
-    "self_reference": ("model: &m\n  backbone: *m\n", "an alias refers to the value that contains it"),
+    "self_reference": (
+        "model: &m\n  backbone: *m\n",
+        "an alias refers to the value that contains it",
+    ),
     "unhashable_key": ("model:\n  ? [a, b]\n  : 1\n", "a key must be a plain name or number"),
     "deep_lists": ("model: " + "[" * 3000 + "]" * 3000 + "\n", "nested more than 64 levels deep"),
     "deep_mappings": (
@@ -193,8 +222,12 @@ def test_hostile_yaml_is_one_message_in_bounded_time_and_memory(case, tmp_path):
             sys.exit(f"segkit: error: {error}")
     """)
     result = subprocess.run(
-        [sys.executable, "-c", reader, path.name], capture_output=True, text=True, timeout=60,
-        preexec_fn=_limit_memory, cwd=tmp_path,
+        [sys.executable, "-c", reader, path.name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        preexec_fn=_limit_memory,
+        cwd=tmp_path,
     )
     if case == "merge_bomb":  # PyYAML keeps one copy of each merged key: small, but bounded too
         assert result.returncode == 0, result.stderr

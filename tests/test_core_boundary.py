@@ -81,9 +81,14 @@ def test_no_core_module_imports_or_names_a_plugin():
     found = []
     for path in sources(ROOT / "segkit"):
         text = path.read_text(encoding="utf-8")
-        found += [f"{path.relative_to(ROOT)}:{line}: {module}" for line, module, _ in imports(path)
-                  if module.split(".")[0] in PLUGIN_ROOTS]
-        found += [f"{path.relative_to(ROOT)}: names '{root}'" for root in PLUGIN_ROOTS if root in text]
+        found += [
+            f"{path.relative_to(ROOT)}:{line}: {module}"
+            for line, module, _ in imports(path)
+            if module.split(".")[0] in PLUGIN_ROOTS
+        ]
+        found += [
+            f"{path.relative_to(ROOT)}: names '{root}'" for root in PLUGIN_ROOTS if root in text
+        ]
     assert not found, "the core must not know any plugin:\n" + "\n".join(found)
 
 
@@ -110,20 +115,31 @@ def test_a_plugin_imports_only_the_stable_surface_of_segkit(package):
                 found.append(f"{where}:{line}: module {module} is not stable")
             elif not names and module != "segkit":
                 found.append(f"{where}:{line}: import {module}: take names with 'from ... import'")
-            found += [f"{where}:{line}: {module}.{name} is not stable"
-                      for name in names if module in PLUGIN_API and name not in PLUGIN_API[module]]
-        found += [f"{where}:{node.lineno}: segkit.{node.attr} is not stable"
-                  for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
-                  if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                  and node.value.id == "segkit" and node.attr not in PLUGIN_API["segkit"]]
+            found += [
+                f"{where}:{line}: {module}.{name} is not stable"
+                for name in names
+                if module in PLUGIN_API and name not in PLUGIN_API[module]
+            ]
+        found += [
+            f"{where}:{node.lineno}: segkit.{node.attr} is not stable"
+            for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "segkit"
+            and node.attr not in PLUGIN_API["segkit"]
+        ]
     assert not found, "\n".join(found) + "\n(the stable surface: segkit.plugins.PLUGIN_API)"
 
 
 def test_every_stable_name_exists():
     import importlib
 
-    missing = [f"{module}.{name}" for module, names in PLUGIN_API.items()
-               for name in names if not hasattr(importlib.import_module(module), name)]
+    missing = [
+        f"{module}.{name}"
+        for module, names in PLUGIN_API.items()
+        for name in names
+        if not hasattr(importlib.import_module(module), name)
+    ]
     assert not missing
 
 

@@ -56,7 +56,10 @@ ALL_VALUES = list(range(151))  # 0 = "other", 1..150 = the classes
 @pytest.fixture
 def ade_root(tmp_path):
     masks = {
-        "training": [every_value_mask(ALL_VALUES, 24, 32), every_value_mask(ALL_VALUES[::-1], 20, 30)],
+        "training": [
+            every_value_mask(ALL_VALUES, 24, 32),
+            every_value_mask(ALL_VALUES[::-1], 20, 30),
+        ],
         "validation": [every_value_mask(ALL_VALUES, 16, 12)],
     }
     return make_ade20k(tmp_path / "data", masks)
@@ -100,7 +103,9 @@ def test_ade20k25_relabels_every_one_of_the_150_labels(ade_root):
         got = dataset[index]["mask"].numpy()
         assert np.array_equal(got, expected)
     # The fixture holds all 151 values: 80 labels are kept or merged, the other 70 dropped.
-    assert len(target) == 80 and set(np.unique(annotation(ade_root, "training", 1))) == set(ALL_VALUES)
+    assert len(target) == 80 and set(np.unique(annotation(ade_root, "training", 1))) == set(
+        ALL_VALUES
+    )
     assert dataset.palette[6] == (140, 140, 140)  # road keeps ADE20K's road colour
 
 
@@ -117,7 +122,9 @@ def test_odgt_index_lists_the_samples(ade_root):
     index = write_odgt(ade_root / "validation.odgt", ade_root, "validation")
     dataset = build("dataset", {"type": "ade20k", "index": str(index), "split": "val"})
     assert [dataset[i]["name"] for i in range(len(dataset))] == ["ADE_val_00000001"]
-    with_root = build("dataset", {"type": "ade20k", "root": str(ade_root), "index": "validation.odgt"})
+    with_root = build(
+        "dataset", {"type": "ade20k", "root": str(ade_root), "index": "validation.odgt"}
+    )
     assert len(with_root) == 1
 
 
@@ -150,14 +157,18 @@ def ade20k_config(tmp_path, ade_root):
     )
 
 
-def test_images_without_annotations_are_listed_when_nothing_pairs_up(ade_root, data_plugins, tmp_path, capsys):
+def test_images_without_annotations_are_listed_when_nothing_pairs_up(
+    ade_root, data_plugins, tmp_path, capsys
+):
     for mask in (ade_root / "ADEChallengeData2016" / "annotations" / "validation").iterdir():
         mask.unlink()
     config = ade20k_config(tmp_path, ade_root)
     assert main(["data", "check", str(config), "--split", "val"]) == 2
     out = capsys.readouterr().out
     assert "has no samples: none of its files pair up" in out
-    assert re.search(r"ADE_val_00000001.jpg: image without a mask \(expected .*ADE_val_00000001.png\)", out)
+    assert re.search(
+        r"ADE_val_00000001.jpg: image without a mask \(expected .*ADE_val_00000001.png\)", out
+    )
 
 
 def test_broken_odgt_line_names_file_and_line(tmp_path):
@@ -189,7 +200,9 @@ ESCAPES = [
 ]
 
 
-@pytest.mark.parametrize("key, path", ESCAPES, ids=["dotdot", "dotdot-inside", "absolute-img", "absolute-segm"])
+@pytest.mark.parametrize(
+    "key, path", ESCAPES, ids=["dotdot", "dotdot-inside", "absolute-img", "absolute-segm"]
+)
 def test_odgt_entry_outside_the_data_root_names_index_line_and_path(ade_root, tmp_path, key, path):
     index, written = odgt_with_an_entry_outside(ade_root, tmp_path, key, path)
     with pytest.raises(SegkitError) as caught:
@@ -200,7 +213,9 @@ def test_odgt_entry_outside_the_data_root_names_index_line_and_path(ade_root, tm
 
 
 def test_odgt_entry_outside_the_index_folder_is_refused_without_a_root(ade_root, tmp_path):
-    index, _ = odgt_with_an_entry_outside(ade_root, tmp_path, "fpath_img", "../elsewhere/ADE_val_00000001.jpg")
+    index, _ = odgt_with_an_entry_outside(
+        ade_root, tmp_path, "fpath_img", "../elsewhere/ADE_val_00000001.jpg"
+    )
     with pytest.raises(SegkitError, match=r"validation.odgt:2: fpath_img '\.\./elsewhere/"):
         build("dataset", {"type": "ade20k25", "index": str(index)})
 
@@ -208,7 +223,12 @@ def test_odgt_entry_outside_the_index_folder_is_refused_without_a_root(ade_root,
 @pytest.mark.parametrize("key, path", ESCAPES[::2], ids=["dotdot", "absolute"])
 def test_allow_outside_root_reads_entries_from_elsewhere(ade_root, tmp_path, key, path):
     odgt_with_an_entry_outside(ade_root, tmp_path, key, path)
-    spec = {"type": "ade20k", "root": str(ade_root), "index": "validation.odgt", "allow_outside_root": True}
+    spec = {
+        "type": "ade20k",
+        "root": str(ade_root),
+        "index": "validation.odgt",
+        "allow_outside_root": True,
+    }
     dataset = build("dataset", spec)
     assert len(dataset) == 2 and dataset.problems == []
     second = dataset.pairs[1]
@@ -216,8 +236,12 @@ def test_allow_outside_root_reads_entries_from_elsewhere(ade_root, tmp_path, key
 
 
 @pytest.mark.usefixtures("data_plugins")
-def test_data_check_refuses_an_escaping_index_unless_the_config_allows_it(ade_root, tmp_path, capsys):
-    index, _ = odgt_with_an_entry_outside(ade_root, tmp_path, "fpath_segm", "../elsewhere/ADE_val_00000001.png")
+def test_data_check_refuses_an_escaping_index_unless_the_config_allows_it(
+    ade_root, tmp_path, capsys
+):
+    index, _ = odgt_with_an_entry_outside(
+        ade_root, tmp_path, "fpath_segm", "../elsewhere/ADE_val_00000001.png"
+    )
     config = write_data_config(
         tmp_path / "ade.yaml",
         f"""
@@ -228,7 +252,10 @@ def test_data_check_refuses_an_escaping_index_unless_the_config_allows_it(ade_ro
         num_classes=150,
     )
     assert main(["data", "check", str(config)]) == 2
-    assert f"{index}:2: fpath_segm '../elsewhere/ADE_val_00000001.png' is outside" in capsys.readouterr().out
+    assert (
+        f"{index}:2: fpath_segm '../elsewhere/ADE_val_00000001.png' is outside"
+        in capsys.readouterr().out
+    )
     assert main(["data", "check", str(config), "+data.val.allow_outside_root=true"]) == 0
     assert "data.val: ade20k, 2 samples, 150 classes" in capsys.readouterr().out
 
@@ -272,4 +299,6 @@ def test_data_check_of_ade20k25_counts_merged_classes(ade_root, data_plugins, tm
     rows = dict(re.findall(r"(?m)^\s+\d+\s+(\w+)\s+([\d,]+)\s", out))
     # 192 pixels cycle through the 151 values: value v occurs twice when v < 41, else once.
     assert rows["road"] == str(sum(2 if v < 41 else 1 for v in MERGED["road"]))
-    assert rows["sky"] == "2" and rows["table"] == str(sum(2 if v < 41 else 1 for v in MERGED["table"]))
+    assert rows["sky"] == "2" and rows["table"] == str(
+        sum(2 if v < 41 else 1 for v in MERGED["table"])
+    )

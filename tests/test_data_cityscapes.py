@@ -12,18 +12,54 @@ from segkit.errors import SegkitError
 
 # The official labelId -> trainId table (cityscapesScripts' labels.py); all other ids -> 255.
 TRAIN_ID = {
-    7: 0, 8: 1, 11: 2, 12: 3, 13: 4, 17: 5, 19: 6, 20: 7, 21: 8, 22: 9,
-    23: 10, 24: 11, 25: 12, 26: 13, 27: 14, 28: 15, 31: 16, 32: 17, 33: 18,
+    7: 0,
+    8: 1,
+    11: 2,
+    12: 3,
+    13: 4,
+    17: 5,
+    19: 6,
+    20: 7,
+    21: 8,
+    22: 9,
+    23: 10,
+    24: 11,
+    25: 12,
+    26: 13,
+    27: 14,
+    28: 15,
+    31: 16,
+    32: 17,
+    33: 18,
 }
 CLASSES = [
-    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign",
-    "vegetation", "terrain", "sky", "person", "rider", "car", "truck", "bus", "train",
-    "motorcycle", "bicycle",
+    "road",
+    "sidewalk",
+    "building",
+    "wall",
+    "fence",
+    "pole",
+    "traffic light",
+    "traffic sign",
+    "vegetation",
+    "terrain",
+    "sky",
+    "person",
+    "rider",
+    "car",
+    "truck",
+    "bus",
+    "train",
+    "motorcycle",
+    "bicycle",
 ]
 
 
 def test_every_label_id_converts_to_its_train_id(tmp_path):
-    label_ids = [every_value_mask(list(range(34)), 8, 10), every_value_mask(list(range(33, -1, -1)), 6, 9)]
+    label_ids = [
+        every_value_mask(list(range(34)), 8, 10),
+        every_value_mask(list(range(33, -1, -1)), 6, 9),
+    ]
     make_cityscapes(tmp_path, "train", label_ids)
     dataset = build("dataset", {"type": "cityscapes", "root": str(tmp_path), "split": "train"})
     assert len(dataset) == 2 and dataset.problems == []
@@ -72,14 +108,16 @@ def test_missing_root_gives_layout_source_and_how_to_set_root(tmp_path):
         build("dataset", {"type": "cityscapes", "root": str(tmp_path), "split": "training"})
 
 
-def test_image_without_annotation_is_a_problem_that_data_check_reports(tmp_path, data_plugins, capsys):
+def test_image_without_annotation_is_a_problem_that_data_check_reports(
+    tmp_path, data_plugins, capsys
+):
     make_cityscapes(tmp_path / "cs", "val", [np.full((4, 6), 26), np.full((4, 6), 24)])
     label = tmp_path / "cs/gtFine/val/aachen/aachen_000001_000019_gtFine_labelIds.png"
     label.unlink()
     config = write_data_config(
         tmp_path / "cs.yaml",
         f"""
-        root: {tmp_path / 'cs'}
+        root: {tmp_path / "cs"}
         workers: 0
         val: {{type: cityscapes, split: val}}
         """,

@@ -67,7 +67,10 @@ def make_ade20k(root: Path, masks: dict[str, list[np.ndarray]]) -> Path:
         for number, mask in enumerate(arrays, start=1):
             name = f"{prefix[split]}_{number:08d}"
             height, width = mask.shape
-            write_jpeg(root / "ADEChallengeData2016" / "images" / split / f"{name}.jpg", photo(height, width, number))
+            write_jpeg(
+                root / "ADEChallengeData2016" / "images" / split / f"{name}.jpg",
+                photo(height, width, number),
+            )
             write_png(root / "ADEChallengeData2016" / "annotations" / split / f"{name}.png", mask)
     return root
 
@@ -78,12 +81,16 @@ def write_odgt(path: Path, root: Path, split: str) -> Path:
     for image in sorted((root / "ADEChallengeData2016" / "images" / split).glob("*.jpg")):
         mask = root / "ADEChallengeData2016" / "annotations" / split / f"{image.stem}.png"
         width, height = Image.open(image).size
-        lines.append(json.dumps({
-            "fpath_img": image.relative_to(root).as_posix(),
-            "fpath_segm": mask.relative_to(root).as_posix(),
-            "width": width,
-            "height": height,
-        }))
+        lines.append(
+            json.dumps(
+                {
+                    "fpath_img": image.relative_to(root).as_posix(),
+                    "fpath_segm": mask.relative_to(root).as_posix(),
+                    "width": width,
+                    "height": height,
+                }
+            )
+        )
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
@@ -91,8 +98,13 @@ def write_odgt(path: Path, root: Path, split: str) -> Path:
 # ---- Cityscapes ------------------------------------------------------------------------------
 
 
-def make_cityscapes(root: Path, split: str, label_ids: list[np.ndarray], city: str = "aachen",
-                    train_ids: list[np.ndarray] | None = None) -> list[str]:
+def make_cityscapes(
+    root: Path,
+    split: str,
+    label_ids: list[np.ndarray],
+    city: str = "aachen",
+    train_ids: list[np.ndarray] | None = None,
+) -> list[str]:
     """The official layout: leftImg8bit PNGs and gtFine labelIds, color, 16-bit instanceIds and
     polygons files; labelTrainIds too when given. Returns the sample names."""
     names = []
@@ -105,7 +117,9 @@ def make_cityscapes(root: Path, split: str, label_ids: list[np.ndarray], city: s
         gt = root / "gtFine" / split / city
         write_png(gt / f"{name}_gtFine_labelIds.png", labels)
         write_png16(gt / f"{name}_gtFine_instanceIds.png", labels.astype(np.uint16) * 1000 + 1)
-        Image.fromarray(np.zeros((height, width, 4), dtype=np.uint8)).save(gt / f"{name}_gtFine_color.png")
+        Image.fromarray(np.zeros((height, width, 4), dtype=np.uint8)).save(
+            gt / f"{name}_gtFine_color.png"
+        )
         (gt / f"{name}_gtFine_polygons.json").write_text('{"objects": []}', encoding="utf-8")
         if train_ids is not None:
             write_png(gt / f"{name}_gtFine_labelTrainIds.png", train_ids[number])

@@ -34,8 +34,15 @@ def user_data(tmp_path):
 
 
 def folder(root, **options):
-    spec = {"type": "folder", "root": str(root), "images": "img", "masks": "ann",
-            "mask_suffix": "_mask.png", "classes": ["road", "car", "tree"], **options}
+    spec = {
+        "type": "folder",
+        "root": str(root),
+        "images": "img",
+        "masks": "ann",
+        "mask_suffix": "_mask.png",
+        "classes": ["road", "car", "tree"],
+        **options,
+    }
     return build("dataset", spec)
 
 
@@ -51,7 +58,9 @@ def test_pairs_by_relative_name_with_custom_suffixes(user_data):
 
 def test_label_map_and_ignore_value(user_data):
     root, _ = user_data
-    inline = folder(root, classes=["ground", "thing"], label_map={0: 0, 1: 1, 2: 1}, ignore_index=255)
+    inline = folder(
+        root, classes=["ground", "thing"], label_map={0: 0, 1: 1, 2: 1}, ignore_index=255
+    )
     assert inline[2]["mask"][0].tolist() == [1, 1, 1, 0]  # street/b: 2, 2, 1, 0
     (root / "map.csv").write_text("source,target\n0,1\n1,0\n2,\n", encoding="utf-8")
     from_file = folder(root, classes=["a", "b"], label_map="map.csv")
@@ -69,21 +78,34 @@ def test_label_map_and_ignore_value(user_data):
 def test_binary_masks_stored_as_0_and_255(tmp_path):
     write_jpeg(tmp_path / "img" / "a.jpg", photo(4, 4))
     write_png(tmp_path / "ann" / "a.png", np.array([[0, 255, 255, 0]] * 4))
-    dataset = build("dataset", {"type": "folder", "images": str(tmp_path / "img"), "masks": str(tmp_path / "ann"),
-                                "classes": ["background", "object"], "label_map": {0: 0, 255: 1}, "ignore_index": None})
+    dataset = build(
+        "dataset",
+        {
+            "type": "folder",
+            "images": str(tmp_path / "img"),
+            "masks": str(tmp_path / "ann"),
+            "classes": ["background", "object"],
+            "label_map": {0: 0, 255: 1},
+            "ignore_index": None,
+        },
+    )
     assert dataset[0]["mask"][0].tolist() == [0, 1, 1, 0]
 
 
 def test_values_beyond_the_class_list_are_named(user_data):
     root, _ = user_data
     dataset = folder(root, classes=["road", "car"])
-    with pytest.raises(SegkitError, match=r"street/a_mask.png: label values 2 are outside .*allowed: 0..1, 255"):
+    with pytest.raises(
+        SegkitError, match=r"street/a_mask.png: label values 2 are outside .*allowed: 0..1, 255"
+    ):
         dataset[1]
 
 
 def test_classes_and_palette_from_a_csv_file(user_data):
     root, _ = user_data
-    (root / "classes.csv").write_text("name,r,g,b\nroad,1,2,3\ncar,4,5,6\ntree,7,8,9\n", encoding="utf-8")
+    (root / "classes.csv").write_text(
+        "name,r,g,b\nroad,1,2,3\ncar,4,5,6\ntree,7,8,9\n", encoding="utf-8"
+    )
     dataset = folder(root, classes="classes.csv")
     assert dataset.classes == ["road", "car", "tree"] and dataset.palette[2] == (7, 8, 9)
     (root / "names.txt").write_text("road\ncar\ntree\n", encoding="utf-8")
@@ -94,8 +116,16 @@ def test_images_and_masks_in_one_folder(tmp_path):
     write_jpeg(tmp_path / "all" / "x.png", photo(4, 4))  # a PNG image ...
     Image.fromarray(photo(4, 4)).save(tmp_path / "all" / "x.png")
     write_png(tmp_path / "all" / "x_mask.png", np.zeros((4, 4)))  # ... beside its mask
-    dataset = build("dataset", {"type": "folder", "images": str(tmp_path / "all"), "masks": str(tmp_path / "all"),
-                                "mask_suffix": "_mask.png", "classes": ["a"]})
+    dataset = build(
+        "dataset",
+        {
+            "type": "folder",
+            "images": str(tmp_path / "all"),
+            "masks": str(tmp_path / "all"),
+            "mask_suffix": "_mask.png",
+            "classes": ["a"],
+        },
+    )
     assert len(dataset) == 1 and dataset.problems == []
 
 
@@ -132,12 +162,15 @@ UNDECODABLE = os.fsdecode(b"bad\xff")  # a name that is not UTF-8, as Python rea
 
 
 @pytest.mark.parametrize("encoding, cafe", [("ascii", "caf\\xe9"), ("utf-8", "caf\u00e9")])
-def test_data_check_prints_undecodable_file_names_under_any_stdout_encoding(user_data, tmp_path, encoding, cafe):
+def test_data_check_prints_undecodable_file_names_under_any_stdout_encoding(
+    user_data, tmp_path, encoding, cafe
+):
     root, _ = user_data
     write_jpeg(root / "img" / f"{UNDECODABLE}.jpg", photo(6, 4))
     write_jpeg(root / "img" / "caf\u00e9.jpg", photo(6, 4))
     config = tmp_path / "mine.yaml"
-    config.write_text(textwrap.dedent(f"""\
+    config.write_text(
+        textwrap.dedent(f"""\
         model:
           backbone: {{type: resnet18}}
           head: {{type: fcn, channels: 8}}
@@ -146,11 +179,16 @@ def test_data_check_prints_undecodable_file_names_under_any_stdout_encoding(user
           root: {root}
           workers: 0
           train: {{type: folder, images: img, masks: ann, mask_suffix: _mask.png, classes: [road, car, tree]}}
-        """), encoding="utf-8")
+        """),
+        encoding="utf-8",
+    )
     result = run_segkit("data", "check", str(config), env={"PYTHONIOENCODING": encoding})
     assert result.returncode == 2, result.stderr  # two images without masks
     assert "UnicodeEncodeError" not in result.stderr and "Traceback" not in result.stderr
-    assert f"img/bad\\xff.jpg: image without a mask (expected {root}/ann/bad\\xff_mask.png)" in result.stdout
+    assert (
+        f"img/bad\\xff.jpg: image without a mask (expected {root}/ann/bad\\xff_mask.png)"
+        in result.stdout
+    )
     assert f"img/{cafe}.jpg: image without a mask" in result.stdout
     assert result.stdout.rstrip().endswith("data.train: PROBLEMS")
 

@@ -69,7 +69,9 @@ def test_merge_probabilities_sums_groups_and_discards_dropped_classes():
 
 def test_ade20k_150_to_25_map_matches_the_corrected_merge():
     mapping = ade20k25_label_map()
-    expected = {label - 1: target for target, labels in enumerate(MERGED.values()) for label in labels}
+    expected = {
+        label - 1: target for target, labels in enumerate(MERGED.values()) for label in labels
+    }
     for index in range(150):
         assert mapping.mapping[index] == expected.get(index, 255), f"ADE20K class index {index}"
     assert mapping.num_targets == 25

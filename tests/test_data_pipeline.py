@@ -75,13 +75,22 @@ def test_training_samples_follow_the_contract_and_the_seed(ade_config):
 def training_batches(dataset, config):
     """Batches as the trainer draws them."""
     data = config["data"]
-    return iter(DataLoader(dataset, batch_size=data["batch_size"], sampler=InfiniteSampler(len(dataset), seed=0),
-                           num_workers=data["workers"], collate_fn=collate))
+    return iter(
+        DataLoader(
+            dataset,
+            batch_size=data["batch_size"],
+            sampler=InfiniteSampler(len(dataset), seed=0),
+            num_workers=data["workers"],
+            collate_fn=collate,
+        )
+    )
 
 
 def validation_batches(dataset, config):
     """Validation batches as the evaluator reads them: lists of samples, skipped ones None."""
-    return validation_loader(dataset, config["data"]["val_batch_size"], config["data"]["workers"], False, False)
+    return validation_loader(
+        dataset, config["data"]["val_batch_size"], config["data"]["workers"], False, False
+    )
 
 
 def test_augmentation_does_not_depend_on_the_number_of_workers(ade_config):
@@ -92,12 +101,16 @@ def test_augmentation_does_not_depend_on_the_number_of_workers(ade_config):
         batches[workers] = [next(loader) for _ in range(3)]
     for serial, parallel in zip(batches[0], batches[2]):
         assert serial["name"] == parallel["name"]
-        assert torch.equal(serial["image"], parallel["image"]) and torch.equal(serial["mask"], parallel["mask"])
+        assert torch.equal(serial["image"], parallel["image"]) and torch.equal(
+            serial["mask"], parallel["mask"]
+        )
 
 
 def test_validation_loader_keeps_each_image_at_its_size(ade_config):
     config = ade_config()
-    samples = [s for batch in validation_batches(build_dataset(config, "val"), config) for s in batch]
+    samples = [
+        s for batch in validation_batches(build_dataset(config, "val"), config) for s in batch
+    ]
     assert [tuple(s["image"].shape) for s in samples] == [(3, 30, 40), (3, 32, 39)]
     assert samples[0]["image"].dtype == torch.uint8 and samples[0]["mask"].dtype == torch.int64
 
@@ -130,7 +143,9 @@ def truncated_first_image(root):
 def wrong_size_mask(root):
     from test_data_fixtures import write_png
 
-    return write_png(root / "ADEChallengeData2016/annotations/training/ADE_train_00000002.png", np.zeros((5, 5)))
+    return write_png(
+        root / "ADEChallengeData2016/annotations/training/ADE_train_00000002.png", np.zeros((5, 5))
+    )
 
 
 def out_of_range_mask(root):
@@ -138,7 +153,9 @@ def out_of_range_mask(root):
 
     values = np.zeros((34, 38), dtype=np.uint8)
     values[0, :3] = [151, 200, 7]
-    return write_png(root / "ADEChallengeData2016/annotations/training/ADE_train_00000003.png", values)
+    return write_png(
+        root / "ADEChallengeData2016/annotations/training/ADE_train_00000003.png", values
+    )
 
 
 @pytest.mark.parametrize(
@@ -147,7 +164,11 @@ def out_of_range_mask(root):
         (corrupt_first_image, 0, "ADE_train_00000001.jpg: cannot read the image"),
         (truncated_first_image, 0, "ADE_train_00000001.jpg: cannot decode the image"),
         (wrong_size_mask, 1, "ADE_train_00000002.png: mask is 5x5 (WxH) but its image"),
-        (out_of_range_mask, 2, "ADE_train_00000003.png: label values 151, 200 are outside the dataset's range (allowed: 0..150)"),
+        (
+            out_of_range_mask,
+            2,
+            "ADE_train_00000003.png: label values 151, 200 are outside the dataset's range (allowed: 0..150)",
+        ),
     ],
 )
 def test_a_bad_sample_is_an_error_naming_the_file(ade_config, damage, index, message):
@@ -183,7 +204,11 @@ def test_skip_warns_naming_the_file_and_draws_another_sample(ade_config, damage,
     dataset = build_dataset(config, "train")
     with pytest.warns(BadSampleWarning, match=file):
         replaced = dataset[(index, 5)]
-    assert replaced["name"] != f"ADE_train_{index + 1:08d}" and replaced["image"].shape == (3, 24, 24)
+    assert replaced["name"] != f"ADE_train_{index + 1:08d}" and replaced["image"].shape == (
+        3,
+        24,
+        24,
+    )
 
 
 def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade_config):
@@ -194,22 +219,31 @@ def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade
         warnings.simplefilter("ignore", BadSampleWarning)
         batch = next(training_batches(dataset, config))
     assert len(batch["name"]) == 4 and "ADE_train_00000001" not in batch["name"]
-    validation = build_dataset({**config, "data": {**config["data"], "val": config["data"]["train"]}}, "val")
+    validation = build_dataset(
+        {**config, "data": {**config["data"], "val": config["data"]["train"]}}, "val"
+    )
     with pytest.warns(BadSampleWarning):
         assert validation[0] is None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", BadSampleWarning)
-        names = [s["name"] for b in validation_batches(validation, config) for s in b if s is not None]
+        names = [
+            s["name"] for b in validation_batches(validation, config) for s in b if s is not None
+        ]
     assert names == ["ADE_train_00000002", "ADE_train_00000003", "ADE_train_00000004"]
 
 
 def test_a_missing_root_stops_with_the_layout_and_how_to_set_it(ade_config, tmp_path, capsys):
     config = ade_config()
     config["data"]["root"] = str(tmp_path / "elsewhere")
-    with pytest.raises(DataError, match=r"(?s)data.train: ADE20K not found.*Expected layout.*data.root="):
+    with pytest.raises(
+        DataError, match=r"(?s)data.train: ADE20K not found.*Expected layout.*data.root="
+    ):
         build_dataset(config, "train")
     path = ade_config.root.parent / "config.yaml"
-    assert main(["data", "check", str(path), f"data.root={tmp_path / 'elsewhere'}", "--split", "val"]) == 2
+    assert (
+        main(["data", "check", str(path), f"data.root={tmp_path / 'elsewhere'}", "--split", "val"])
+        == 2
+    )
     assert "data.val: ADE20K not found" in capsys.readouterr().out
     assert main(["data", "check", str(path), "data.val=null", "--split", "val"]) == 2
     assert "the config defines no val dataset" in capsys.readouterr().err
@@ -217,7 +251,10 @@ def test_a_missing_root_stops_with_the_layout_and_how_to_set_it(ade_config, tmp_
 
 def test_missing_pairs_stop_the_run_or_are_left_out_with_a_warning(ade_config):
     (ade_config.root / "ADEChallengeData2016/annotations/training/ADE_train_00000004.png").unlink()
-    with pytest.raises(DataError, match=r"ADE_train_00000004.jpg: image without a mask \(expected .*ADE_train_00000004.png\)"):
+    with pytest.raises(
+        DataError,
+        match=r"ADE_train_00000004.jpg: image without a mask \(expected .*ADE_train_00000004.png\)",
+    ):
         build_dataset(ade_config(), "train")
     with pytest.warns(BadSampleWarning, match="leaving out 1 file"):
         assert len(build_dataset(ade_config(on_bad_sample="skip"), "train")) == 3
@@ -265,7 +302,11 @@ def test_the_evaluator_passes_over_skipped_validation_samples():
             logits[:, 1] = 1.0
             return {"main": logits}
 
-    sample = {"image": torch.zeros(3, 4, 4, dtype=torch.uint8), "mask": torch.ones(4, 4, dtype=torch.long), "name": "a"}
+    sample = {
+        "image": torch.zeros(3, 4, 4, dtype=torch.uint8),
+        "mask": torch.ones(4, 4, dtype=torch.long),
+        "name": "a",
+    }
     normalizer = InputNormalizer([0, 0, 0], [1, 1, 1], torch.device("cpu"))
     evaluator = Evaluator(InferenceSettings(), ["zero", "one"], normalizer, panels=0)
     matrix, _ = evaluator.confusion(Constant(), [[sample, None], [None]])

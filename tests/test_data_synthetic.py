@@ -27,7 +27,10 @@ def test_items_follow_the_dataset_contract_at_any_size():
 
 def test_scenes_are_determined_by_seed_split_and_index():
     a, b = synthetic(length=3, seed=1), synthetic(length=3, seed=1)
-    assert all(torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["mask"], b[i]["mask"]) for i in range(3))
+    assert all(
+        torch.equal(a[i]["image"], b[i]["image"]) and torch.equal(a[i]["mask"], b[i]["mask"])
+        for i in range(3)
+    )
     assert not torch.equal(a[0]["image"], a[1]["image"])
     assert not torch.equal(a[0]["image"], synthetic(length=3, seed=2)[0]["image"])
     assert not torch.equal(a[0]["image"], synthetic(length=3, seed=1, split="val")[0]["image"])
@@ -52,10 +55,18 @@ def test_the_image_depends_on_the_labels():
     by far, yet is far from perfect (texture and context are needed too)."""
     dataset = synthetic(length=16, size=[48, 48])
     pixels = [dataset[i] for i in range(16)]
-    means = np.stack([
-        np.concatenate([p["image"].numpy().reshape(3, -1)[:, p["mask"].numpy().ravel() == c] for p in pixels[:8]], 1).mean(1)
-        for c in range(8)
-    ])
+    means = np.stack(
+        [
+            np.concatenate(
+                [
+                    p["image"].numpy().reshape(3, -1)[:, p["mask"].numpy().ravel() == c]
+                    for p in pixels[:8]
+                ],
+                1,
+            ).mean(1)
+            for c in range(8)
+        ]
+    )
     correct = total = 0
     for p in pixels[8:]:
         colours = p["image"].numpy().reshape(3, -1).T.astype(float)

@@ -34,9 +34,13 @@ def rng(seed=0):
 def test_resize_keeps_ratio_within_long_and_short_side():
     out = transform({"type": "resize", "size": [64, 16]})(sample(24, 32), rng())
     assert out["image"].shape == (3, 16, 21) and out["mask"].shape == (16, 21)
-    exact = transform({"type": "resize", "size": [10, 40], "keep_ratio": False})(sample(24, 32), rng())
+    exact = transform({"type": "resize", "size": [10, 40], "keep_ratio": False})(
+        sample(24, 32), rng()
+    )
     assert exact["image"].shape == (3, 10, 40)
-    image_only = transform({"type": "resize", "size": [64, 16], "mask": False})(sample(24, 32), rng())
+    image_only = transform({"type": "resize", "size": [64, 16], "mask": False})(
+        sample(24, 32), rng()
+    )
     assert image_only["image"].shape == (3, 16, 21) and image_only["mask"].shape == (24, 32)
 
 
@@ -44,7 +48,9 @@ def test_mask_resize_is_nearest_and_aligned_with_the_image():
     data = sample(8, 8)
     data["mask"] = torch.arange(64).view(8, 8) % 4
     up = transform({"type": "resize", "size": [16, 16], "keep_ratio": False})(data, rng())
-    assert torch.equal(up["mask"].long(), data["mask"].repeat_interleave(2, 0).repeat_interleave(2, 1))
+    assert torch.equal(
+        up["mask"].long(), data["mask"].repeat_interleave(2, 0).repeat_interleave(2, 1)
+    )
 
 
 def test_random_resize_draws_a_ratio_of_the_base_size():
@@ -70,8 +76,15 @@ def test_random_crop_takes_a_window_and_keeps_small_images_whole():
     data = sample(24, 32)
     out = transform({"type": "random_crop", "size": [10, 12]})(data, rng(3))
     assert out["image"].shape == (3, 10, 12)
-    found = [(y, x) for y in range(15) for x in range(21) if torch.equal(data["mask"][y : y + 10, x : x + 12], out["mask"])]
-    assert any(torch.equal(data["image"][:, y : y + 10, x : x + 12], out["image"]) for y, x in found)
+    found = [
+        (y, x)
+        for y in range(15)
+        for x in range(21)
+        if torch.equal(data["mask"][y : y + 10, x : x + 12], out["mask"])
+    ]
+    assert any(
+        torch.equal(data["image"][:, y : y + 10, x : x + 12], out["image"]) for y, x in found
+    )
     small = transform({"type": "random_crop", "size": [100, 100]})(data, rng())
     assert small["image"].shape == (3, 24, 32)
 
@@ -90,7 +103,9 @@ def test_cat_max_ratio_avoids_windows_of_one_class():
 def test_flip_mirrors_image_and_mask_together():
     data = sample()
     out = transform({"type": "random_flip", "prob": 1.0})(data, rng())
-    assert torch.equal(out["image"], data["image"].flip(-1)) and torch.equal(out["mask"], data["mask"].flip(-1))
+    assert torch.equal(out["image"], data["image"].flip(-1)) and torch.equal(
+        out["mask"], data["mask"].flip(-1)
+    )
     assert transform({"type": "random_flip", "prob": 0.0})(data, rng()) is data
 
 
@@ -126,7 +141,11 @@ def test_normalize_makes_float32_with_imagenet_statistics():
 def test_colour_transforms_need_uint8_and_say_where_to_put_them():
     normalized = transform({"type": "normalize"})(sample(), rng())
     for name in ("photometric_distortion", "gaussian_blur", "normalize", "random_rotate"):
-        spec = {"type": name, "prob": 1.0} if name in ("photometric_distortion", "gaussian_blur") else {"type": name}
+        spec = (
+            {"type": name, "prob": 1.0}
+            if name in ("photometric_distortion", "gaussian_blur")
+            else {"type": name}
+        )
         with pytest.raises(ValueError, match="before 'normalize'"):
             transform(spec)(normalized, rng())
 
@@ -157,29 +176,52 @@ def test_photometric_distortion_changes_colours_not_the_mask():
     assert out["mask"] is data["mask"] and out["image"].dtype == torch.uint8
     assert not torch.equal(out["image"], data["image"])
     assert torch.equal(distort(data, rng(4))["image"], out["image"])  # same generator, same result
-    brighter = transform({"type": "photometric_distortion", "brightness_delta": 20, "prob": 1.0,
-                          "contrast_range": [1, 1], "saturation_range": [1, 1], "hue_delta": 0})
+    brighter = transform(
+        {
+            "type": "photometric_distortion",
+            "brightness_delta": 20,
+            "prob": 1.0,
+            "contrast_range": [1, 1],
+            "saturation_range": [1, 1],
+            "hue_delta": 0,
+        }
+    )
     shift = brighter(data, rng(0))["image"].float().mean() - data["image"].float().mean()
     assert abs(shift) > 1  # a brightness change happened, contrast/saturation/hue were no-ops
 
 
 def test_contrast_scales_around_the_mean_grey_level():
     data = sample(32, 32)
-    flatten = transform({"type": "photometric_distortion", "prob": 1.0, "brightness_delta": 0,
-                         "contrast_range": [0.0, 0.0], "saturation_range": [1, 1], "hue_delta": 0})
+    flatten = transform(
+        {
+            "type": "photometric_distortion",
+            "prob": 1.0,
+            "brightness_delta": 0,
+            "contrast_range": [0.0, 0.0],
+            "saturation_range": [1, 1],
+            "hue_delta": 0,
+        }
+    )
     out = flatten(data, rng())["image"].float()
     grey = (torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1) * data["image"].float()).sum(0).mean()
     assert (out - grey).abs().max() <= 0.5  # contrast 0: every value becomes the mean grey
 
 
 def test_gaussian_blur_smooths_but_keeps_flat_images_and_masks():
-    flat = {"image": torch.full((3, 16, 16), 90, dtype=torch.uint8), "mask": torch.zeros(16, 16, dtype=torch.long), "name": "f"}
+    flat = {
+        "image": torch.full((3, 16, 16), 90, dtype=torch.uint8),
+        "mask": torch.zeros(16, 16, dtype=torch.long),
+        "name": "f",
+    }
     blur = transform({"type": "gaussian_blur", "prob": 1.0, "sigma_range": [1.0, 1.5]})
     assert torch.equal(blur(flat, rng())["image"], flat["image"])
     data = sample(32, 32)
     out = blur(data, rng())
     assert out["mask"] is data["mask"]
-    assert out["image"].float().diff(dim=2).abs().mean() < data["image"].float().diff(dim=2).abs().mean() / 2
+    assert (
+        out["image"].float().diff(dim=2).abs().mean()
+        < data["image"].float().diff(dim=2).abs().mean() / 2
+    )
 
 
 @pytest.mark.parametrize(

@@ -28,8 +28,7 @@ def spawn(case, tmp_path) -> None:
 
 def _join(rank: int, case, rendezvous: str) -> None:
     torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank,
-                            world_size=WORLD)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
     try:
         case(rank)
     finally:
@@ -120,7 +119,7 @@ def _evaluation_case(rank: int) -> None:
     combined, samples = together.confusion(model, shard)
     assert torch.equal(combined.matrix, expected.matrix)
     assert int(expected.matrix.sum()) > 0
-    assert [s["name"] for s in samples] == [f"toy_{i:03d}" for i in (0, 1, 2, 3, 4)[rank * 3:][:3]]
+    assert [s["name"] for s in samples] == [f"toy_{i:03d}" for i in (0, 1, 2, 3, 4)[rank * 3 :][:3]]
 
     # A bad label in rank 1's share stops both processes, not just rank 1.
     broken = TransformedDataset(BadLabelAt(toys, index=4), [])

@@ -55,7 +55,8 @@ def plugin_environment(root: Path) -> dict[str, str]:
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: segkit-dist-toys\nVersion: 0.0\n")
     (info / "entry_points.txt").write_text("[segkit]\ntoys = engine_toys\ndist_toys = dist_toys\n")
     environment = {
-        k: v for k, v in os.environ.items()
+        k: v
+        for k, v in os.environ.items()
         if not k.startswith("SEGKIT_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
     }
     environment.update(
@@ -109,8 +110,16 @@ def runs(tmp_path_factory):
     config = write_config(root / "toy.yaml", root / "dump")
     two = segkit("train", "--nproc", "2", str(config), "--work-dir", str(root / "two"), env=env)
     assert two.returncode == 0, two.stderr
-    one = segkit("train", str(config), "data.batch_size=4", "model.backbone.dump_dir=null",
-                 "model.head.dump_dir=null", "--work-dir", str(root / "one"), env=env)
+    one = segkit(
+        "train",
+        str(config),
+        "data.batch_size=4",
+        "model.backbone.dump_dir=null",
+        "model.head.dump_dir=null",
+        "--work-dir",
+        str(root / "one"),
+        env=env,
+    )
     assert one.returncode == 0, one.stderr
     return {"root": root, "env": env, "config": config, "two": two, "one": one}
 
@@ -156,11 +165,26 @@ def test_the_run_states_its_world_and_rank_0_alone_writes_and_prints(runs):
 def test_distributed_validation_and_eval_equal_one_process_exactly(runs):
     root, env, config = runs["root"], runs["env"], runs["config"]
     checkpoint = root / "two/checkpoints/last.pt"
-    single = segkit("eval", str(config), "--checkpoint", str(checkpoint), "--out",
-                    str(root / "eval_one.json"), env=env)
+    single = segkit(
+        "eval",
+        str(config),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(root / "eval_one.json"),
+        env=env,
+    )
     assert single.returncode == 0, single.stderr
-    shared = segkit("eval", str(config), "--checkpoint", str(checkpoint), "--out",
-                    str(root / "eval_two.json"), env=env, nproc=2)
+    shared = segkit(
+        "eval",
+        str(config),
+        "--checkpoint",
+        str(checkpoint),
+        "--out",
+        str(root / "eval_two.json"),
+        env=env,
+        nproc=2,
+    )
     assert shared.returncode == 0, shared.stderr
     assert shared.stdout.count("mIoU") == 1  # rank 0 reports
     one = json.loads((root / "eval_one.json").read_text())
@@ -177,10 +201,20 @@ def test_validation_with_unsynchronised_batch_norm_is_that_of_the_saved_model(tm
     env = plugin_environment(tmp_path)
     config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
     run = tmp_path / "run"
-    trained = segkit("train", str(config), "model.backbone.norm=bn", "--work-dir", str(run), env=env, nproc=2)
+    trained = segkit(
+        "train", str(config), "model.backbone.norm=bn", "--work-dir", str(run), env=env, nproc=2
+    )
     assert trained.returncode == 0, trained.stderr
-    evaluated = segkit("eval", str(config), "model.backbone.norm=bn", "--checkpoint",
-                       str(run / "checkpoints/last.pt"), "--out", str(tmp_path / "eval.json"), env=env)
+    evaluated = segkit(
+        "eval",
+        str(config),
+        "model.backbone.norm=bn",
+        "--checkpoint",
+        str(run / "checkpoints/last.pt"),
+        "--out",
+        str(tmp_path / "eval.json"),
+        env=env,
+    )
     assert evaluated.returncode == 0, evaluated.stderr
     one = json.loads((tmp_path / "eval.json").read_text())
     validation = metric_lines(run, "val")[-1]
@@ -190,8 +224,9 @@ def test_validation_with_unsynchronised_batch_norm_is_that_of_the_saved_model(tm
 
 def test_a_process_that_cannot_prepare_the_run_stops_all_of_them(runs):
     root = runs["root"]
-    result = segkit("train", str(runs["config"]), "--work-dir", str(root / "two"), env=runs["env"],
-                    nproc=2)
+    result = segkit(
+        "train", str(runs["config"]), "--work-dir", str(root / "two"), env=runs["env"], nproc=2
+    )
     assert result.returncode != 0
     assert "already holds a run" in result.stderr
     assert "another process failed while preparing the run; see its message" in result.stderr
@@ -204,18 +239,29 @@ def test_a_process_that_dies_fails_the_run_and_leaves_the_last_checkpoint(tmp_pa
     config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
     run = tmp_path / "run"
     result = segkit(
-        "train", str(config), "train.max_iters=10", "train.checkpoint_interval=2", f"data.workers={workers}",
-        "loss={type: toy_fault_at, call: 7, rank: 1, action: exit}", "--work-dir", str(run),
-        env=env, nproc=2,
+        "train",
+        str(config),
+        "train.max_iters=10",
+        "train.checkpoint_interval=2",
+        f"data.workers={workers}",
+        "loss={type: toy_fault_at, call: 7, rank: 1, action: exit}",
+        "--work-dir",
+        str(run),
+        env=env,
+        nproc=2,
     )
     assert result.returncode != 0
-    assert ("segkit: error: process 0 of 2 lost contact with the others in iteration 7"
-            in result.stderr), result.stderr
+    assert (
+        "segkit: error: process 0 of 2 lost contact with the others in iteration 7" in result.stderr
+    ), result.stderr
     kept = f"the last good checkpoint is {run / 'checkpoints/last.pt'} (iteration 6)"
     assert kept in result.stderr
     assert load_for_resume(run / "checkpoints/last.pt")["step"] == 6
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "iter_000002.pt", "iter_000004.pt", "iter_000006.pt", "last.pt"
+        "iter_000002.pt",
+        "iter_000004.pt",
+        "iter_000006.pt",
+        "last.pt",
     ]
     assert max(line["step"] for line in metric_lines(run, "train")) == 6
 
@@ -225,16 +271,24 @@ def test_a_loss_gone_nan_on_one_process_stops_all_at_the_same_iteration(tmp_path
     config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
     run = tmp_path / "run"
     result = segkit(
-        "train", str(config), "train.max_iters=10", "train.checkpoint_interval=2",
-        "loss={type: toy_fault_at, call: 5, rank: 1, action: nan}", "--work-dir", str(run),
-        env=env, nproc=2,
+        "train",
+        str(config),
+        "train.max_iters=10",
+        "train.checkpoint_interval=2",
+        "loss={type: toy_fault_at, call: 5, rank: 1, action: nan}",
+        "--work-dir",
+        str(run),
+        env=env,
+        nproc=2,
     )
     assert result.returncode != 0
     # Rank 0's own loss turns NaN one iteration later, through the averaged gradients; both
     # report the earliest bad iteration of either.
-    message = (f"the loss became non-finite (NaN or infinite) at iteration 5; training stopped "
-               f"without saving the broken state; the last good checkpoint is "
-               f"{run / 'checkpoints/last.pt'} (iteration 4)")
+    message = (
+        f"the loss became non-finite (NaN or infinite) at iteration 5; training stopped "
+        f"without saving the broken state; the last good checkpoint is "
+        f"{run / 'checkpoints/last.pt'} (iteration 4)"
+    )
     assert result.stderr.count(message) == 2, result.stderr
     assert load_for_resume(run / "checkpoints/last.pt")["step"] == 4
 
@@ -246,8 +300,16 @@ def test_sigterm_to_one_process_stops_all_after_the_same_iteration_and_resumes_e
     config = write_config(tmp_path / "toy.yaml", tmp_path / "dump", dropout=0.3)
     fault = "loss={type: toy_fault_at, call: 3, rank: 1, action: sigterm}"
     stopped = tmp_path / "stopped"
-    result = segkit("train", str(config), "train.max_iters=8", fault, "--work-dir", str(stopped),
-                    env=env, nproc=2)
+    result = segkit(
+        "train",
+        str(config),
+        "train.max_iters=8",
+        fault,
+        "--work-dir",
+        str(stopped),
+        env=env,
+        nproc=2,
+    )
     # Both processes exit with 143; torchrun reports any non-zero worker status as a failure.
     assert result.returncode != 0
     # Rank 1 got the signal during iteration 3; the vote is read one iteration later.
@@ -257,11 +319,31 @@ def test_sigterm_to_one_process_stops_all_after_the_same_iteration_and_resumes_e
     assert checkpoint["sampler"]["position"] == 16
 
     # the fault's call is moved out of reach: a change to the run, said so
-    resumed = segkit("train", str(config), "train.max_iters=8", fault, "loss.call=100",
-                     "--resume", "--allow-changes", "--work-dir", str(stopped), env=env, nproc=2)
+    resumed = segkit(
+        "train",
+        str(config),
+        "train.max_iters=8",
+        fault,
+        "loss.call=100",
+        "--resume",
+        "--allow-changes",
+        "--work-dir",
+        str(stopped),
+        env=env,
+        nproc=2,
+    )
     assert resumed.returncode == 0, resumed.stderr
-    straight = segkit("train", str(config), "train.max_iters=8", fault, "loss.call=100",
-                      "--work-dir", str(tmp_path / "straight"), env=env, nproc=2)
+    straight = segkit(
+        "train",
+        str(config),
+        "train.max_iters=8",
+        fault,
+        "loss.call=100",
+        "--work-dir",
+        str(tmp_path / "straight"),
+        env=env,
+        nproc=2,
+    )
     assert straight.returncode == 0, straight.stderr
     after_resume = weights(stopped / "checkpoints/last.pt")["model"]
     uninterrupted = weights(tmp_path / "straight/checkpoints/last.pt")["model"]
@@ -274,11 +356,25 @@ def test_gradient_accumulation_on_two_processes_equals_one_process(tmp_path):
     """2 processes x 2 images x 2 batches per step against 1 process x 4 images x 2 batches."""
     env = plugin_environment(tmp_path)
     config = write_config(tmp_path / "toy.yaml", tmp_path / "dump")
-    two = segkit("train", str(config), "train.accumulate=2", "--work-dir", str(tmp_path / "two"),
-                 env=env, nproc=2)
+    two = segkit(
+        "train",
+        str(config),
+        "train.accumulate=2",
+        "--work-dir",
+        str(tmp_path / "two"),
+        env=env,
+        nproc=2,
+    )
     assert two.returncode == 0, two.stderr
-    one = segkit("train", str(config), "train.accumulate=2", "data.batch_size=4",
-                 "--work-dir", str(tmp_path / "one"), env=env)
+    one = segkit(
+        "train",
+        str(config),
+        "train.accumulate=2",
+        "data.batch_size=4",
+        "--work-dir",
+        str(tmp_path / "one"),
+        env=env,
+    )
     assert one.returncode == 0, one.stderr
     assert json.loads((tmp_path / "two/env.json").read_text())["global_batch_size"] == 8
     two_weights = weights(tmp_path / "two/checkpoints/last.pt")["model"]

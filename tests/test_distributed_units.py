@@ -35,8 +35,10 @@ def test_each_global_batch_is_the_batch_of_one_process_with_all_the_images(world
     """The property that makes N processes x b images train like one process x N*b images."""
     for start in (0, 13):  # also after resuming mid-epoch
         alone = iter(InfiniteSampler(10, seed=4, start=start))
-        ranks = [iter(InfiniteSampler(10, seed=4, start=start, rank=r, world_size=world_size))
-                 for r in range(world_size)]
+        ranks = [
+            iter(InfiniteSampler(10, seed=4, start=start, rank=r, world_size=world_size))
+            for r in range(world_size)
+        ]
         for _ in range(7):  # several epochs of a 10-image dataset
             expected = sorted(islice(alone, batch * world_size))
             merged = sorted(key for rank in ranks for key in islice(rank, batch))

@@ -68,16 +68,34 @@ def plugin_guide_section(title: str) -> str:
 def test_plugin_guide_lists_exactly_the_stable_surface():
     from segkit.plugins import PLUGIN_API
 
-    rows = re.findall(r"^\| `(segkit[\w.]*)` \| (.*) \|$", plugin_guide_section("What a plugin may import"), re.M)
+    rows = re.findall(
+        r"^\| `(segkit[\w.]*)` \| (.*) \|$", plugin_guide_section("What a plugin may import"), re.M
+    )
     documented = {module: set(re.findall(r"`(\w+)`", names)) for module, names in rows}
     assert documented == {module: set(names) for module, names in PLUGIN_API.items()}
 
 
 # Names the core looks up on objects that are not plugin components.
 NOT_COMPONENT_ATTRIBUTES = {
-    "DistError", "__dataclass_fields__", "__metadata__", "__name__", "_workers", "body", "data", "dist", "filename",
-    "isatty", "mps", "overrides", "parts", "plugin", "problem", "problem_mark", "sched_getaffinity",
-    "segkit_impl", "warn_plugins",
+    "DistError",
+    "__dataclass_fields__",
+    "__metadata__",
+    "__name__",
+    "_workers",
+    "body",
+    "data",
+    "dist",
+    "filename",
+    "isatty",
+    "mps",
+    "overrides",
+    "parts",
+    "plugin",
+    "problem",
+    "problem_mark",
+    "sched_getaffinity",
+    "segkit_impl",
+    "warn_plugins",
 }
 
 
@@ -87,12 +105,18 @@ def test_plugin_guide_documents_every_attribute_the_core_reads_from_components()
     looked_up = {"out_channels", "strides", "lr_mult"}  # read without getattr
     for path in (DOCS.parent / "segkit").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                    and node.func.id in ("getattr", "hasattr") and len(node.args) >= 2
-                    and isinstance(node.args[1], ast.Constant)):
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Name)
+                and node.func.id in ("getattr", "hasattr")
+                and len(node.args) >= 2
+                and isinstance(node.args[1], ast.Constant)
+            ):
                 looked_up.add(node.args[1].value)
     section = plugin_guide_section("What the engine reads from components")
-    missing = sorted(name for name in looked_up - NOT_COMPONENT_ATTRIBUTES if f"`{name}" not in section)
+    missing = sorted(
+        name for name in looked_up - NOT_COMPONENT_ATTRIBUTES if f"`{name}" not in section
+    )
     assert not missing, f"docs/plugins.md does not say what segkit reads as: {missing}"
 
 
@@ -107,10 +131,16 @@ def test_plugin_guide_documents_what_the_run_events_receive():
     ]
     missing = [f"run.{name}" for name in fields_and_properties if f"`run.{name}`" not in section]
     for name in ("segkit_on_train_iter_end", "segkit_on_eval_end", "segkit_on_checkpoint"):
-        missing += [f"{name}: {arg}" for arg in inspect.signature(getattr(hookspecs, name)).parameters
-                    if f"`{arg}`" not in section]
-    missing += [key for key in ('metrics["samples"]', 'metrics["IoU"]', 'metrics["Acc"]')
-                if f"`{key}`" not in section]
+        missing += [
+            f"{name}: {arg}"
+            for arg in inspect.signature(getattr(hookspecs, name)).parameters
+            if f"`{arg}`" not in section
+        ]
+    missing += [
+        key
+        for key in ('metrics["samples"]', 'metrics["IoU"]', 'metrics["Acc"]')
+        if f"`{key}`" not in section
+    ]
     assert not missing, f"docs/plugins.md does not document: {missing}"
 
 

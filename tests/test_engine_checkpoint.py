@@ -32,11 +32,17 @@ def test_rng_state_is_plain_data_and_restores_every_generator(tmp_path):
     assert draws() == expected
 
 
-@pytest.mark.parametrize("code, error, words", [
-    (errno.EIO, CheckpointError, "could not write checkpoint .*last.pt: Input/output error"),
-    (errno.ENOSPC, DiskFull, "no space left on device: could not write checkpoint .*last.pt"),
-], ids=["io-error", "disk-full"])
-def test_failed_write_leaves_the_previous_checkpoint_whole(tmp_path, monkeypatch, code, error, words):
+@pytest.mark.parametrize(
+    "code, error, words",
+    [
+        (errno.EIO, CheckpointError, "could not write checkpoint .*last.pt: Input/output error"),
+        (errno.ENOSPC, DiskFull, "no space left on device: could not write checkpoint .*last.pt"),
+    ],
+    ids=["io-error", "disk-full"],
+)
+def test_failed_write_leaves_the_previous_checkpoint_whole(
+    tmp_path, monkeypatch, code, error, words
+):
     path = tmp_path / "last.pt"
     atomic_save({"step": 1, "model": {"w": torch.ones(3)}}, path)
 
@@ -60,7 +66,11 @@ def test_numbered_checkpoints_keep_the_newest(tmp_path):
 
 
 def test_resuming_from_a_model_only_checkpoint_explains_why_not(tmp_path):
-    atomic_save({"model": {"w": torch.ones(1)}, "step": 5, "metric": {"name": "mIoU", "value": 0.5}},
-                tmp_path / "best.pt")
-    with pytest.raises(CheckpointError, match="cannot resume.*lacks optimizer.*resume from last.pt"):
+    atomic_save(
+        {"model": {"w": torch.ones(1)}, "step": 5, "metric": {"name": "mIoU", "value": 0.5}},
+        tmp_path / "best.pt",
+    )
+    with pytest.raises(
+        CheckpointError, match="cannot resume.*lacks optimizer.*resume from last.pt"
+    ):
         load_for_resume(tmp_path / "best.pt")

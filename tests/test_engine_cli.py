@@ -28,13 +28,17 @@ def toy_plugin_path(tmp_path) -> str:
     site = tmp_path / "site"
     info = site / "segkit_engine_toys-0.0.dist-info"
     info.mkdir(parents=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: segkit-engine-toys\nVersion: 0.0\n")
+    (info / "METADATA").write_text(
+        "Metadata-Version: 2.1\nName: segkit-engine-toys\nVersion: 0.0\n"
+    )
     (info / "entry_points.txt").write_text("[segkit]\ntoys = engine_toys\n")
     return os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")])
 
 
 @pytest.mark.parametrize("workers, whole_group", [(0, False), (2, True)], ids=["process", "group"])
-def test_sigterm_to_a_training_process_saves_last_pt_and_the_run_resumes(toys, tmp_path, workers, whole_group):
+def test_sigterm_to_a_training_process_saves_last_pt_and_the_run_resumes(
+    toys, tmp_path, workers, whole_group
+):
     """The signal to the process alone, or to its whole process group as torchrun, SLURM and a
     terminal send it, data-loading workers included."""
     step_file = tmp_path / "step.txt"
@@ -54,11 +58,16 @@ data:
     env = {**os.environ, "PYTHONPATH": toy_plugin_path(tmp_path), "SEGKIT_STRICT_PLUGINS": "1"}
     process = subprocess.Popen(
         [sys.executable, "-m", "segkit", "train", str(config), "--work-dir", str(run)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
         start_new_session=whole_group,
     )
     deadline = time.monotonic() + 120
-    while not (step_file.exists() and step_file.read_text().strip() and int(step_file.read_text()) >= 3):
+    while not (
+        step_file.exists() and step_file.read_text().strip() and int(step_file.read_text()) >= 3
+    ):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, "training did not start"
         time.sleep(0.05)
@@ -73,12 +82,16 @@ data:
     assert f"stopped by SIGTERM after iteration {last['step']}" in err
     assert f"Resume with: segkit train --resume {run}" in err
 
-    assert main(["train", str(config), "logging.loggers=[]", "--resume", "--work-dir", str(run)]) == 0
+    assert (
+        main(["train", str(config), "logging.loggers=[]", "--resume", "--work-dir", str(run)]) == 0
+    )
     assert torch.load(run / "checkpoints/last.pt", weights_only=True)["step"] == 300
 
 
 def test_ctrl_c_finishes_the_step_and_exits_with_130(toys, tmp_path, capsys):
-    config = write(tmp_path, logging="logging: {loggers: [{type: toy_signal_at, step: 2, signal: SIGINT}]}\n")
+    config = write(
+        tmp_path, logging="logging: {loggers: [{type: toy_signal_at, step: 2, signal: SIGINT}]}\n"
+    )
     assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 130
     assert "stopped by SIGINT after iteration 2" in capsys.readouterr().err
     assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["step"] == 2
@@ -95,7 +108,9 @@ def test_progress_bar_prints_rate_and_eta_lines_when_not_a_terminal(toys, tmp_pa
 
 @pytest.fixture
 def trained(toys, tmp_path):
-    config = write(tmp_path, train="train: {max_iters: 3, eval_interval: 0, precision: fp32, device: cpu}\n")
+    config = write(
+        tmp_path, train="train: {max_iters: 3, eval_interval: 0, precision: fp32, device: cpu}\n"
+    )
     assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 0
     return config, tmp_path / "run/checkpoints/last.pt"
 
@@ -116,12 +131,30 @@ def test_predict_writes_palette_pngs_and_overlays(trained, tmp_path):
     images = write_images(tmp_path / "images", [(32, 32), (20, 28)])
     extra = write_images(tmp_path / "more", [(24, 16)], prefix="extra")
     out = tmp_path / "out"
-    status = main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0].parent),
-                   str(extra[0]), "--out", str(out), "--overlay"])
+    status = main(
+        [
+            "predict",
+            str(config),
+            "--checkpoint",
+            str(checkpoint),
+            str(images[0].parent),
+            str(extra[0]),
+            "--out",
+            str(out),
+            "--overlay",
+        ]
+    )
     assert status == 0
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["classes.json", "extra0.png", "extra0_overlay.png", "img0.png", "img0_overlay.png",
-                     "img1.png", "img1_overlay.png"]
+    assert names == [
+        "classes.json",
+        "extra0.png",
+        "extra0_overlay.png",
+        "img0.png",
+        "img0_overlay.png",
+        "img1.png",
+        "img1_overlay.png",
+    ]
     with Image.open(out / "img1.png") as prediction:
         assert prediction.mode == "P" and prediction.size == (28, 20)
         assert prediction.getpalette()[:9] == [c for colour in engine_toys.PALETTE for c in colour]
@@ -138,8 +171,22 @@ def test_predict_merge_sums_class_probabilities_into_groups(trained, tmp_path):
     label_map = tmp_path / "merge.csv"
     label_map.write_text("source,target,target_name\n0,,\n1,0,coloured\n2,0,coloured\n")
     out = tmp_path / "out"
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
-                 "--out", str(out), "--merge", str(label_map)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(images[0]),
+                "--out",
+                str(out),
+                "--merge",
+                str(label_map),
+            ]
+        )
+        == 0
+    )
     with Image.open(out / "img0.png") as prediction:
         assert set(np.unique(np.asarray(prediction))) == {0}  # one group left
     assert [c["name"] for c in json.loads((out / "classes.json").read_text())] == ["coloured"]
@@ -149,21 +196,72 @@ def test_predict_takes_config_overrides_among_the_images(trained, tmp_path, caps
     config, checkpoint = trained
     images = write_images(tmp_path / "images", [(32, 32)])
     out = tmp_path / "out"
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
-                 "--mode", "slide", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(images[0]),
+                "--mode",
+                "slide",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "eval.crop" in capsys.readouterr().err  # slide needs a window size
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
-                 "eval.crop=[16,16]", "--mode", "slide", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(images[0]),
+                "eval.crop=[16,16]",
+                "--mode",
+                "slide",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert (out / "img0.png").is_file()
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(images[0]),
-                 "eval.crpo=[16,16]", "--out", str(out)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(images[0]),
+                "eval.crpo=[16,16]",
+                "--out",
+                str(out),
+            ]
+        )
+        == 2
+    )
     assert "did you mean 'crop'" in capsys.readouterr().err
 
 
 def test_predict_of_a_missing_image_is_a_user_error(trained, tmp_path, capsys):
     config, checkpoint = trained
-    status = main(["predict", str(config), "--checkpoint", str(checkpoint), str(tmp_path / "nope.jpg"),
-                   "--out", str(tmp_path / "out")])
+    status = main(
+        [
+            "predict",
+            str(config),
+            "--checkpoint",
+            str(checkpoint),
+            str(tmp_path / "nope.jpg"),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert status == 2
     assert "nope.jpg: no such image file or folder" in capsys.readouterr().err
 
@@ -172,8 +270,18 @@ def test_predict_refuses_inputs_that_would_overwrite_each_other(trained, tmp_pat
     config, checkpoint = trained
     first = write_images(tmp_path / "a", [(32, 32)])
     second = write_images(tmp_path / "b", [(32, 32)])
-    status = main(["predict", str(config), "--checkpoint", str(checkpoint), str(first[0]), str(second[0]),
-                   "--out", str(tmp_path / "out")])
+    status = main(
+        [
+            "predict",
+            str(config),
+            "--checkpoint",
+            str(checkpoint),
+            str(first[0]),
+            str(second[0]),
+            "--out",
+            str(tmp_path / "out"),
+        ]
+    )
     assert status == 2
     assert "would both be written as img0.png" in capsys.readouterr().err
 
@@ -189,7 +297,19 @@ def test_eval_with_a_corrupt_checkpoint_is_a_user_error(trained, tmp_path, capsy
 
 def test_eval_of_weights_holding_nan_or_inf_warns_before_the_score(trained, tmp_path, capsys):
     config, checkpoint = trained
-    assert main(["eval", str(config), "--checkpoint", str(checkpoint), "--out", str(tmp_path / "clean.json")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(tmp_path / "clean.json"),
+            ]
+        )
+        == 0
+    )
     assert "segkit: warning" not in capsys.readouterr().err
     state = torch.load(checkpoint, weights_only=True)
     poisoned = [name for name, tensor in state["model"].items() if tensor.is_floating_point()][:2]
@@ -202,7 +322,11 @@ def test_eval_of_weights_holding_nan_or_inf_warns_before_the_score(trained, tmp_
     env = {**os.environ, "PYTHONPATH": toy_plugin_path(tmp_path), "PYTHONUNBUFFERED": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "segkit", "eval", str(config), "--checkpoint", str(broken)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, timeout=300,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout
     lines = result.stdout.splitlines()
@@ -224,28 +348,55 @@ def with_stored_labels(checkpoint: Path, out: Path, **stored) -> Path:
 
 DEFAULT_NAMES = ["class_0", "class_1", "class_2"]
 UNFIT_LABELS = [
-    ({"classes": ["road", "car"]}, DEFAULT_NAMES, engine_toys.PALETTE,
-     "the stored class list has 2 names for the model's 3 classes; using the default class names"),
-    ({"palette": [[1, 2, 3], "red", 7]}, engine_toys.CLASSES, None,
-     "the stored palette's entry 1 is 'red', not [r, g, b] in 0..255; using the default colours"),
-    ({"palette": [[1, 2, 3], [4, 5, 6], [300, 0, 0]]}, engine_toys.CLASSES, None,
-     "the stored palette's entry 2 is [300, 0, 0], not [r, g, b] in 0..255; using the default colours"),
-    ({"classes": "abc", "palette": [[1, 2, 3]]}, DEFAULT_NAMES, None,
-     "the stored class list is not a list of names ('abc'); the stored palette has 1 colours for the "
-     "model's 3 classes; using the default class names and colours"),
+    (
+        {"classes": ["road", "car"]},
+        DEFAULT_NAMES,
+        engine_toys.PALETTE,
+        "the stored class list has 2 names for the model's 3 classes; using the default class names",
+    ),
+    (
+        {"palette": [[1, 2, 3], "red", 7]},
+        engine_toys.CLASSES,
+        None,
+        "the stored palette's entry 1 is 'red', not [r, g, b] in 0..255; using the default colours",
+    ),
+    (
+        {"palette": [[1, 2, 3], [4, 5, 6], [300, 0, 0]]},
+        engine_toys.CLASSES,
+        None,
+        "the stored palette's entry 2 is [300, 0, 0], not [r, g, b] in 0..255; using the default colours",
+    ),
+    (
+        {"classes": "abc", "palette": [[1, 2, 3]]},
+        DEFAULT_NAMES,
+        None,
+        "the stored class list is not a list of names ('abc'); the stored palette has 1 colours for the "
+        "model's 3 classes; using the default class names and colours",
+    ),
 ]
 
 
-@pytest.mark.parametrize("stored, names, colours, note", UNFIT_LABELS, ids=["classes", "palette", "range", "both"])
-def test_predict_with_stored_labels_that_do_not_fit_uses_the_defaults(trained, tmp_path, capsys, stored, names, colours, note):
+@pytest.mark.parametrize(
+    "stored, names, colours, note", UNFIT_LABELS, ids=["classes", "palette", "range", "both"]
+)
+def test_predict_with_stored_labels_that_do_not_fit_uses_the_defaults(
+    trained, tmp_path, capsys, stored, names, colours, note
+):
     from segkit.engine.visualize import default_palette
 
     config, checkpoint = trained
     edited = with_stored_labels(checkpoint, tmp_path / "edited.pt", **stored)
     images = write_images(tmp_path / "images", [(32, 32)])
     out = tmp_path / "out"
-    assert main(["predict", str(config), "--checkpoint", str(edited), str(images[0]), "--out", str(out)]) == 0
-    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("segkit: note:")]
+    assert (
+        main(
+            ["predict", str(config), "--checkpoint", str(edited), str(images[0]), "--out", str(out)]
+        )
+        == 0
+    )
+    notes = [
+        line for line in capsys.readouterr().err.splitlines() if line.startswith("segkit: note:")
+    ]
     assert notes == [f"segkit: note: {edited}: {note}"]
     classes = json.loads((out / "classes.json").read_text())
     assert [c["name"] for c in classes] == names
@@ -254,15 +405,27 @@ def test_predict_with_stored_labels_that_do_not_fit_uses_the_defaults(trained, t
 
 def test_eval_merge_with_a_malformed_stored_palette_uses_the_defaults(trained, tmp_path):
     config, checkpoint = trained
-    edited = with_stored_labels(checkpoint, tmp_path / "edited.pt", palette=[[40, 40, 40], 220, None])
+    edited = with_stored_labels(
+        checkpoint, tmp_path / "edited.pt", palette=[[40, 40, 40], 220, None]
+    )
     label_map = tmp_path / "merge.csv"
     label_map.write_text("source,target,target_name\n0,0,background\n1,1,red\n2,2,green\n")
-    result = run_segkit("eval", str(config), "--checkpoint", str(edited), "--merge", str(label_map),
-                        "--out", str(tmp_path / "eval.json"),
-                        env={"PYTHONPATH": toy_plugin_path(tmp_path)})
+    result = run_segkit(
+        "eval",
+        str(config),
+        "--checkpoint",
+        str(edited),
+        "--merge",
+        str(label_map),
+        "--out",
+        str(tmp_path / "eval.json"),
+        env={"PYTHONPATH": toy_plugin_path(tmp_path)},
+    )
     assert result.returncode == 0, result.stderr
     notes = [line for line in result.stderr.splitlines() if line.startswith("segkit: note:")]
-    assert notes == [f"segkit: note: {edited}: the stored palette's entry 1 is 220, not [r, g, b] in 0..255; "
-                     "using the default colours"]
+    assert notes == [
+        f"segkit: note: {edited}: the stored palette's entry 1 is 220, not [r, g, b] in 0..255; "
+        "using the default colours"
+    ]
     assert "Traceback" not in result.stderr
     assert json.loads((tmp_path / "eval.json").read_text())["merge"] == str(label_map)

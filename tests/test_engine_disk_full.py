@@ -37,8 +37,11 @@ def disk(tmp_path):
         pytest.skip("mounting a small tmpfs (a real disk that fills up) needs root")
     folder = tmp_path / "disk"
     folder.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
-                             capture_output=True, text=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(folder)],
+        capture_output=True,
+        text=True,
+    )
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
     yield folder
@@ -51,8 +54,9 @@ def plugins(tmp_path) -> str:
 
 
 def segkit(plugin_path: str, *arguments, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return run_segkit(*map(str, arguments), pythonpath=plugin_path, cwd=cwd,
-                      env={"OMP_NUM_THREADS": "1"})
+    return run_segkit(
+        *map(str, arguments), pythonpath=plugin_path, cwd=cwd, env={"OMP_NUM_THREADS": "1"}
+    )
 
 
 def fill(disk: Path, leave_pages: int = 0) -> None:
@@ -67,13 +71,17 @@ def filler(disk: Path, hook: str, step: int = 1, **more: str) -> str:
     """A logging section whose toy logger fills ``disk`` in ``hook`` (at ``step``), plus the
     loggers of ``more`` (type -> inline YAML options)."""
     loggers = [f"{{type: toy_fill_disk, path: '{disk / 'ballast'}', hook: {hook}, step: {step}}}"]
-    loggers += [f"{{type: {kind}{', ' + options if options else ''}}}" for kind, options in more.items()]
+    loggers += [
+        f"{{type: {kind}{', ' + options if options else ''}}}" for kind, options in more.items()
+    ]
     return f"logging: {{loggers: [{', '.join(loggers)}]}}\n"
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
     """Every file under ``folder`` (relative path -> contents)."""
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
 
 
 def assert_disk_full(result: subprocess.CompletedProcess, *words) -> str:
@@ -93,7 +101,9 @@ def assert_disk_full(result: subprocess.CompletedProcess, *words) -> str:
 # ---- training --------------------------------------------------------------------------------
 
 
-def test_a_full_disk_at_the_start_names_config_yaml_and_leaves_no_partial_file(disk, tmp_path, plugins):
+def test_a_full_disk_at_the_start_names_config_yaml_and_leaves_no_partial_file(
+    disk, tmp_path, plugins
+):
     config = write(tmp_path, train=SHORT)
     fill(disk, leave_pages=1)  # the run lock takes the last page
     run = disk / "run"
@@ -108,11 +118,20 @@ def test_a_full_disk_on_resume_names_the_run_lock_and_changes_nothing(disk, tmp_
     assert segkit(plugins, "train", config, "--work-dir", run).returncode == 0
     before = files_of(run)
     fill(disk)
-    result = segkit(plugins, "train", config, "train.max_iters=12", "--resume", "--work-dir", run,
-                    "--allow-changes")
+    result = segkit(
+        plugins,
+        "train",
+        config,
+        "train.max_iters=12",
+        "--resume",
+        "--work-dir",
+        run,
+        "--allow-changes",
+    )
     last = run / "checkpoints" / "last.pt"
-    assert_disk_full(result, f"the run lock {run / '.lock'}",
-                     f"the last good checkpoint is {last} (iteration 6)")
+    assert_disk_full(
+        result, f"the run lock {run / '.lock'}", f"the last good checkpoint is {last} (iteration 6)"
+    )
     assert files_of(run) == before
 
 
@@ -121,20 +140,27 @@ def test_a_full_disk_at_the_first_metrics_line_names_metrics_jsonl(disk, tmp_pat
     config = write(tmp_path, train=SHORT, logging=filler(disk, "segkit_on_train_start"))
     run = disk / "run"
     result = segkit(plugins, "train", config, "--work-dir", run)
-    assert_disk_full(result, run / "metrics.jsonl", "no checkpoint had been written yet",
-                     "start the run again")
+    assert_disk_full(
+        result, run / "metrics.jsonl", "no checkpoint had been written yet", "start the run again"
+    )
     assert (run / "metrics.jsonl").read_bytes() == b""  # no torn line
     (disk / "ballast").unlink()  # space freed: the run starts again, as the message says
     assert segkit(plugins, "train", config, "logging.loggers=[]", "--work-dir", run).returncode == 0
 
 
-def test_a_full_disk_for_tensorboard_events_is_reported_once_naming_the_events_file(disk, tmp_path, plugins):
+def test_a_full_disk_for_tensorboard_events_is_reported_once_naming_the_events_file(
+    disk, tmp_path, plugins
+):
     logging = filler(disk, "segkit_on_train_start", tensorboard="")
     config = write(tmp_path, train=SHORT, logging=logging)
     run = disk / "run"
     result = segkit(plugins, "train", config, "--work-dir", run)
-    assert_disk_full(result, "plugin 'logger tensorboard'", run / "tb" / "events.out.tfevents.",
-                     "no checkpoint had been written yet")
+    assert_disk_full(
+        result,
+        "plugin 'logger tensorboard'",
+        run / "tb" / "events.out.tfevents.",
+        "no checkpoint had been written yet",
+    )
 
 
 @pytest.mark.slow
@@ -144,24 +170,41 @@ def test_a_full_disk_while_saving_panels_keeps_the_earlier_panels(disk, tmp_path
     assert segkit(plugins, "train", config, "--work-dir", run).returncode == 0
     panels = files_of(run / "predictions")
     assert len(panels) == 4
-    result = segkit(plugins, "train", config, "train.max_iters=12", "--resume", "--work-dir", run,
-                    "--allow-changes")
+    result = segkit(
+        plugins,
+        "train",
+        config,
+        "train.max_iters=12",
+        "--resume",
+        "--work-dir",
+        run,
+        "--allow-changes",
+    )
     last = run / "checkpoints" / "last.pt"
-    assert_disk_full(result, f"the prediction panel {run / 'predictions'}/00_",
-                     f"the last good checkpoint is {last} (iteration 6)")
+    assert_disk_full(
+        result,
+        f"the prediction panel {run / 'predictions'}/00_",
+        f"the last good checkpoint is {last} (iteration 6)",
+    )
     assert files_of(run / "predictions") == panels
 
 
 def test_a_full_disk_while_saving_last_pt_keeps_the_previous_one(disk, tmp_path, plugins):
     """A SIGTERM after the disk filled up: the run's last save fails, the one before stays."""
-    train = ("train: {max_iters: 12, eval_interval: 0, log_interval: 3, checkpoint_interval: 4, "
-             "precision: fp32, device: cpu}\n")
+    train = (
+        "train: {max_iters: 12, eval_interval: 0, log_interval: 3, checkpoint_interval: 4, "
+        "precision: fp32, device: cpu}\n"
+    )
     logging = filler(disk, "segkit_on_train_iter_end", step=6, toy_signal_at="step: 6")
     config, run = write(tmp_path, train=train, logging=logging), disk / "run"
     result = segkit(plugins, "train", config, "--work-dir", run)
     last = run / "checkpoints" / "last.pt"
-    assert_disk_full(result, f"could not write checkpoint {last}", "the previous file is intact",
-                     f"the last good checkpoint is {last} (iteration 4)")
+    assert_disk_full(
+        result,
+        f"could not write checkpoint {last}",
+        "the previous file is intact",
+        f"the last good checkpoint is {last} (iteration 4)",
+    )
     assert torch.load(last, weights_only=True)["step"] == 4
     assert sorted(p.name for p in last.parent.iterdir()) == ["iter_000004.pt", "last.pt"]
 
@@ -173,20 +216,38 @@ def test_a_torn_last_metrics_line_is_dropped_with_a_note_and_the_run_resumes(tmp
     metrics = run / "metrics.jsonl"
     with open(metrics, "a", encoding="utf-8") as file:
         file.write('{"split": "train", "step": 7, "lo')  # a crash in the middle of a write
-    result = segkit(plugins, "train", config, "train.max_iters=9", "--resume", "--work-dir", run,
-                    "--allow-changes")
+    result = segkit(
+        plugins,
+        "train",
+        config,
+        "train.max_iters=9",
+        "--resume",
+        "--work-dir",
+        run,
+        "--allow-changes",
+    )
     assert result.returncode == 0, result.stderr
-    assert f"segkit: note: {metrics}: dropped 1 line that is not a whole JSON object" in result.stderr
+    assert (
+        f"segkit: note: {metrics}: dropped 1 line that is not a whole JSON object" in result.stderr
+    )
     lines = [json.loads(line) for line in metrics.read_text(encoding="utf-8").splitlines()]
     assert [(line["split"], line["step"]) for line in lines] == [
-        ("train", 3), ("train", 6), ("val", 6), ("train", 9), ("val", 9)
+        ("train", 3),
+        ("train", 6),
+        ("val", 6),
+        ("train", 9),
+        ("val", 9),
     ]
 
 
-def test_unreadable_metrics_lines_anywhere_are_dropped_with_a_note_saying_how_many(tmp_path, capsys):
+def test_unreadable_metrics_lines_anywhere_are_dropped_with_a_note_saying_how_many(
+    tmp_path, capsys
+):
     metrics = tmp_path / "metrics.jsonl"
-    metrics.write_bytes(b'{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n[3]\n\xff\xfe\n'
-                        b'{"step": 5}\n{"step": "six"}\n{"spl')
+    metrics.write_bytes(
+        b'{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n[3]\n\xff\xfe\n'
+        b'{"step": 5}\n{"step": "six"}\n{"spl'
+    )
     RunDirectory(tmp_path).start(resume_step=4, overwrite=False)
     assert metrics.read_text(encoding="utf-8") == '{"step": 1}\n{"step": 3}\n'
     note = capsys.readouterr().err
@@ -207,23 +268,41 @@ class Trained:
 def trained(tmp_path_factory) -> Trained:
     root = tmp_path_factory.mktemp("trained")
     plugin_path = toy_plugin_path(root)
-    config = write(root, train="train: {max_iters: 2, eval_interval: 0, precision: fp32, device: cpu}\n")
+    config = write(
+        root, train="train: {max_iters: 2, eval_interval: 0, precision: fp32, device: cpu}\n"
+    )
     result = segkit(plugin_path, "train", config, "--work-dir", root / "run")
     assert result.returncode == 0, result.stderr
     return Trained(config, root / "run" / "checkpoints" / "last.pt", plugin_path)
 
 
 def predict(trained: Trained, *arguments, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return segkit(trained.plugins, "predict", trained.config, "--checkpoint", trained.checkpoint,
-                  *arguments, cwd=cwd)
+    return segkit(
+        trained.plugins,
+        "predict",
+        trained.config,
+        "--checkpoint",
+        trained.checkpoint,
+        *arguments,
+        cwd=cwd,
+    )
 
 
 def evaluate(trained: Trained, *arguments, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return segkit(trained.plugins, "eval", trained.config, "--checkpoint", trained.checkpoint,
-                  *arguments, cwd=cwd)
+    return segkit(
+        trained.plugins,
+        "eval",
+        trained.config,
+        "--checkpoint",
+        trained.checkpoint,
+        *arguments,
+        cwd=cwd,
+    )
 
 
-def test_a_full_disk_while_predicting_names_the_picture_and_keeps_the_earlier_ones(disk, tmp_path, trained):
+def test_a_full_disk_while_predicting_names_the_picture_and_keeps_the_earlier_ones(
+    disk, tmp_path, trained
+):
     out = disk / "out"
     first = write_images(tmp_path / "first", [(32, 32)])
     assert predict(trained, first[0], "--out", out).returncode == 0

@@ -32,7 +32,9 @@ class LeftRight(nn.Module):
 
 
 def settings(**options):
-    return InferenceSettings.from_config({"mode": "whole", "scales": [1.0], "flip": False, **options})
+    return InferenceSettings.from_config(
+        {"mode": "whole", "scales": [1.0], "flip": False, **options}
+    )
 
 
 def test_window_starts_cover_the_image_with_windows_inside_it():
@@ -70,7 +72,9 @@ def test_flip_averages_the_mirrored_prediction_mirrored_back():
 def test_scales_resize_the_input_and_average_at_the_original_size():
     images = torch.randn(1, 3, 8, 12)
     half = F.interpolate(images, size=(4, 6), mode="bilinear", align_corners=False)
-    at_half = F.interpolate(LeftRight()(half)["main"], size=(8, 12), mode="bilinear", align_corners=False)
+    at_half = F.interpolate(
+        LeftRight()(half)["main"], size=(8, 12), mode="bilinear", align_corners=False
+    )
     expected = (LeftRight()(images)["main"].softmax(1) + at_half.softmax(1)) / 2
     probabilities = Predictor(LeftRight(), settings(scales=[1.0, 0.5])).probabilities(images)
     assert torch.allclose(probabilities, expected, atol=1e-6)
@@ -90,8 +94,11 @@ def test_validation_takes_images_of_different_sizes_in_one_batch():
     evaluator = Evaluator(settings(), ["a", "b", "c"], normalizer, panels=2)
     generator = torch.Generator().manual_seed(0)
     samples = [
-        {"image": torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=generator),
-         "mask": torch.randint(0, 3, (h, w), generator=generator), "name": f"s{i}"}
+        {
+            "image": torch.randint(0, 255, (3, h, w), dtype=torch.uint8, generator=generator),
+            "mask": torch.randint(0, 3, (h, w), generator=generator),
+            "name": f"s{i}",
+        }
         for i, (h, w) in enumerate([(8, 8), (8, 8), (5, 11), (8, 8)])
     ]
     matrix, kept = evaluator.confusion(model, [samples[:3], samples[3:]])

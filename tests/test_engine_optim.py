@@ -80,8 +80,14 @@ def test_lr_multiplier_per_part_is_kept_through_the_schedule():
 
 
 def test_sgd_options_and_no_decay_on_norms_and_biases():
-    spec = {"type": "sgd", "lr": 0.01, "momentum": 0.8, "nesterov": True, "weight_decay": 0.001,
-            "decay_norm_and_bias": False}
+    spec = {
+        "type": "sgd",
+        "lr": 0.01,
+        "momentum": 0.8,
+        "nesterov": True,
+        "weight_decay": 0.001,
+        "decay_norm_and_bias": False,
+    }
     _, optimizer = lrs({"type": "constant"}, optimizer_spec=spec, model=TwoParts())
     assert isinstance(optimizer, torch.optim.SGD)
     decays = {}
@@ -102,8 +108,11 @@ def test_adamw_is_available_with_its_options():
 
 def test_scheduler_state_round_trips_through_a_weights_only_load(tmp_path):
     model = nn.Linear(2, 2)
-    config = {"optimizer": {"type": "sgd", "lr": 0.1}, "lr_scheduler": {"type": "poly", "warmup_iters": 2},
-              "train": {"max_iters": 10}}
+    config = {
+        "optimizer": {"type": "sgd", "lr": 0.1},
+        "lr_scheduler": {"type": "poly", "warmup_iters": 2},
+        "train": {"max_iters": 10},
+    }
     optimizer = build_optimizer(config, model)
     scheduler = build_lr_scheduler(config, optimizer)
     for _ in range(3):

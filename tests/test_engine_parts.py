@@ -35,7 +35,9 @@ def test_train_step_is_a_plain_function_over_the_built_parts(toys, tmp_path):
     after = list(parts.model.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after)), "the step changed no weight"
     assert parts.scheduler.last_epoch == 1
-    assert sampler.state_dict(config["data"]["batch_size"])["position"] == config["data"]["batch_size"]
+    assert (
+        sampler.state_dict(config["data"]["batch_size"])["position"] == config["data"]["batch_size"]
+    )
 
 
 def test_runtime_is_resolved_once_from_the_train_section():
@@ -62,8 +64,12 @@ def test_segkit_train_refuses_a_directory_holding_a_run_unless_told(toys, tmp_pa
     segkit.train(str(config), tmp_path / "run", overrides=["train.max_iters=2"])
     with pytest.raises(segkit.SegkitError, match="already holds a run"):
         segkit.train(str(config), tmp_path / "run", overrides=["train.max_iters=2"])
-    assert segkit.train(str(config), tmp_path / "run", overrides=["train.max_iters=2"],
-                        overwrite=True).status == 0
+    assert (
+        segkit.train(
+            str(config), tmp_path / "run", overrides=["train.max_iters=2"], overwrite=True
+        ).status
+        == 0
+    )
 
 
 @pytest.fixture
@@ -73,12 +79,25 @@ def good_checkpoint(toys, tmp_path):
     return torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)
 
 
-@pytest.mark.parametrize("field, value", [
-    ("step", "abc"), ("step", None), ("step", -3), ("step", 10**15), ("step", True),
-    ("sampler", [1, 2]), ("sampler", {"position": "x"}), ("rng", "seed"),
-    ("rng", {"python": 1}), ("optimizer", []), ("best", {"mIoU": "high"}),
-])
-def test_a_checkpoint_with_a_broken_field_is_refused_naming_it(good_checkpoint, tmp_path, field, value):
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("step", "abc"),
+        ("step", None),
+        ("step", -3),
+        ("step", 10**15),
+        ("step", True),
+        ("sampler", [1, 2]),
+        ("sampler", {"position": "x"}),
+        ("rng", "seed"),
+        ("rng", {"python": 1}),
+        ("optimizer", []),
+        ("best", {"mIoU": "high"}),
+    ],
+)
+def test_a_checkpoint_with_a_broken_field_is_refused_naming_it(
+    good_checkpoint, tmp_path, field, value
+):
     broken = dict(good_checkpoint, **{field: value})
     path = tmp_path / "broken.pt"
     torch.save(broken, path)
@@ -97,13 +116,24 @@ def test_resuming_with_another_optimizer_says_what_changed(toys, tmp_path):
     config = write(tmp_path, train=TRAIN)
     segkit.train(str(config), tmp_path / "run", overrides=["train.max_iters=2"])
     with pytest.raises(CheckpointError, match="optimizer 'sgd'.*'adamw'"):
-        segkit.train(str(config), tmp_path / "run", resume=True,
-                     overrides=["optimizer={type: adamw, lr: 0.001}"])
+        segkit.train(
+            str(config),
+            tmp_path / "run",
+            resume=True,
+            overrides=["optimizer={type: adamw, lr: 0.001}"],
+        )
 
 
 def test_resuming_with_another_schedule_says_what_changed(toys, tmp_path):
     config = write(tmp_path, train=TRAIN)
     segkit.train(str(config), tmp_path / "run", overrides=["train.max_iters=2"])
-    with pytest.raises(CheckpointError, match="lr_scheduler 'poly'.*'cosine'.*lr_scheduler.type=poly"):
-        segkit.train(str(config), tmp_path / "run", resume=True, allow_changes=True,
-                     overrides=["lr_scheduler={type: cosine}"])
+    with pytest.raises(
+        CheckpointError, match="lr_scheduler 'poly'.*'cosine'.*lr_scheduler.type=poly"
+    ):
+        segkit.train(
+            str(config),
+            tmp_path / "run",
+            resume=True,
+            allow_changes=True,
+            overrides=["lr_scheduler={type: cosine}"],
+        )

@@ -46,7 +46,9 @@ def test_explicit_precision_is_kept_and_autocast_computes_in_it():
 def test_cpu_detection_reads_the_cpu_flags(monkeypatch):
     precision.cpu_has_fast_bf16.cache_clear()
     monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", None, raising=False)
-    monkeypatch.setattr(precision, "_cpuinfo_lines", lambda: ["flags\t: fpu avx512f amx_bf16 amx_tile\n"])
+    monkeypatch.setattr(
+        precision, "_cpuinfo_lines", lambda: ["flags\t: fpu avx512f amx_bf16 amx_tile\n"]
+    )
     try:
         assert precision.cpu_has_fast_bf16()
         precision.cpu_has_fast_bf16.cache_clear()

@@ -17,9 +17,10 @@ TRAIN = "train: {max_iters: 6, eval_interval: 3, log_interval: 1, precision: fp3
 
 def train(tmp_path, hook, error="ConnectionError", step=2, strict=False):
     config = write(
-        tmp_path, train=TRAIN,
+        tmp_path,
+        train=TRAIN,
         logging=f"logging: {{loggers: [{{type: toy_raise_in, hook: {hook}, step: {step}, "
-                f"error: {error}}}]}}\n",
+        f"error: {error}}}]}}\n",
     )
     env = {k: v for k, v in os.environ.items() if not k.startswith("SEGKIT_")}
     env["PYTHONPATH"] = toy_plugin_path(tmp_path)
@@ -27,20 +28,26 @@ def train(tmp_path, hook, error="ConnectionError", step=2, strict=False):
         env["SEGKIT_STRICT_PLUGINS"] = "1"
     return subprocess.run(
         [sys.executable, "-m", "segkit", "train", str(config), "--work-dir", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
 SLOW = pytest.mark.slow
 
 
-@pytest.mark.parametrize("hook, error", [
-    ("segkit_on_train_iter_end", "ConnectionError"),
-    pytest.param("segkit_on_train_iter_end", "SystemExit", marks=SLOW),
-    pytest.param("segkit_on_eval_end", "ConnectionError", marks=SLOW),
-    ("segkit_on_checkpoint", "ConnectionError"),
-    pytest.param("segkit_on_train_end", "RuntimeError", marks=SLOW),
-])
+@pytest.mark.parametrize(
+    "hook, error",
+    [
+        ("segkit_on_train_iter_end", "ConnectionError"),
+        pytest.param("segkit_on_train_iter_end", "SystemExit", marks=SLOW),
+        pytest.param("segkit_on_eval_end", "ConnectionError", marks=SLOW),
+        ("segkit_on_checkpoint", "ConnectionError"),
+        pytest.param("segkit_on_train_end", "RuntimeError", marks=SLOW),
+    ],
+)
 def test_a_failing_hook_is_reported_once_and_training_goes_on(tmp_path, hook, error):
     result = train(tmp_path, hook, error)
     assert result.returncode == 0, result.stderr
@@ -52,9 +59,13 @@ def test_a_failing_hook_is_reported_once_and_training_goes_on(tmp_path, hook, er
     assert torch.load(tmp_path / "run/checkpoints/last.pt", weights_only=True)["step"] == 6
 
 
-@pytest.mark.parametrize("hook", [
-    "segkit_on_checkpoint", pytest.param("segkit_on_train_iter_end", marks=SLOW),
-])
+@pytest.mark.parametrize(
+    "hook",
+    [
+        "segkit_on_checkpoint",
+        pytest.param("segkit_on_train_iter_end", marks=SLOW),
+    ],
+)
 def test_with_strict_plugins_a_failing_hook_stops_the_run_after_saving(tmp_path, hook):
     result = train(tmp_path, hook, step=2, strict=True)
     assert result.returncode == 2, result.stderr

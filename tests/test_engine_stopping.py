@@ -26,10 +26,16 @@ def plugin_environment(root: Path) -> dict[str, str]:
     info.mkdir(parents=True, exist_ok=True)
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: segkit-stop-toys\nVersion: 0.0\n")
     (info / "entry_points.txt").write_text("[segkit]\ntoys = engine_toys\nstop_toys = stop_toys\n")
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("SEGKIT_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update(PYTHONPATH=os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")]),
-               OMP_NUM_THREADS="1", SEGKIT_STRICT_PLUGINS="1")
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SEGKIT_") and k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    }
+    env.update(
+        PYTHONPATH=os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")]),
+        OMP_NUM_THREADS="1",
+        SEGKIT_STRICT_PLUGINS="1",
+    )
     return env
 
 
@@ -37,8 +43,11 @@ def start(config: Path, run: Path, *extra: str) -> subprocess.Popen:
     """``segkit train`` in a process group of its own, as a job under a scheduler runs."""
     return subprocess.Popen(
         [sys.executable, "-m", "segkit", "train", str(config), "--work-dir", str(run), *extra],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=plugin_environment(config.parent), start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=plugin_environment(config.parent),
+        start_new_session=True,
     )
 
 
@@ -172,9 +181,11 @@ data:
     assert process.returncode == 2, err
     assert "Traceback" not in err, err
     last = torch.load(run / "checkpoints/last.pt", weights_only=True)["step"]
-    assert (f"segkit: error: a data worker was killed (signal 9), probably out of memory; lower "
-            f"data.workers or the image size; the last good checkpoint is "
-            f"{run / 'checkpoints/last.pt'} (iteration {last})") in err, err
+    assert (
+        f"segkit: error: a data worker was killed (signal 9), probably out of memory; lower "
+        f"data.workers or the image size; the last good checkpoint is "
+        f"{run / 'checkpoints/last.pt'} (iteration {last})"
+    ) in err, err
     assert err.count("data worker") == 1
 
 
@@ -195,9 +206,23 @@ data:
     )
     run = tmp_path / "run"
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-         "-m", "segkit", "train", str(config), "--work-dir", str(run)],
-        capture_output=True, text=True, env=plugin_environment(tmp_path), timeout=240,
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "segkit",
+            "train",
+            str(config),
+            "--work-dir",
+            str(run),
+        ],
+        capture_output=True,
+        text=True,
+        env=plugin_environment(tmp_path),
+        timeout=240,
     )
     assert result.returncode != 0
     last = torch.load(run / "checkpoints/last.pt", weights_only=True)["step"]

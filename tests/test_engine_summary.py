@@ -8,16 +8,22 @@ def test_summary_names_the_result_the_files_and_what_the_loggers_wrote(tmp_path)
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "best.pt").write_bytes(b"")
     (tmp_path / "events").mkdir()
-    lines = [{"split": "train", "step": 10, "loss": 1.0},
-             {"split": "val", "step": 10, "mIoU": 0.5},
-             {"split": "val", "step": 20, "mIoU": 0.75}]
+    lines = [
+        {"split": "train", "step": 10, "loss": 1.0},
+        {"split": "val", "step": 10, "mIoU": 0.5},
+        {"split": "val", "step": 20, "mIoU": 0.75},
+    ]
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     outside = tmp_path.parent / f"{tmp_path.name}-elsewhere.log"
     outside.write_text("x")
     text = run_summary(
-        tmp_path, {"mIoU": 0.75, "step": 20},
-        outputs=[(tmp_path / "events", "a logger's events"), (outside, "a log elsewhere"),
-                 (tmp_path / "never-written", "nothing")],
+        tmp_path,
+        {"mIoU": 0.75, "step": 20},
+        outputs=[
+            (tmp_path / "events", "a logger's events"),
+            (outside, "a log elsewhere"),
+            (tmp_path / "never-written", "nothing"),
+        ],
         watch=["watch-tool --dir events"],
     )
     assert "final validation mIoU 0.750 at iteration 20 (best 0.750 at iteration 20)" in text
@@ -46,7 +52,9 @@ def test_loggers_report_their_outputs_and_a_malformed_report_is_pointed_out(tmp_
     class Silent:
         pass
 
-    outputs, watch = logger_reports({"logger w": Writes(), "logger g": Garbled(), "logger s": Silent()})
+    outputs, watch = logger_reports(
+        {"logger w": Writes(), "logger g": Garbled(), "logger s": Silent()}
+    )
     assert outputs == [(tmp_path / "a", "folder a")] and watch == [Writes.watch]
     err = capsys.readouterr().err
     assert "logger g: 'outputs' must be a list of (path, description) pairs, got 42" in err

@@ -47,8 +47,11 @@ def learned(tmp_path_factory):
     plugins.add(engine_toys, Provider("toys", "test-plugins", "0.0"))
     previous, segkit.plugins._loaded = segkit.plugins._loaded, plugins
     try:
-        config = write(tmp_path, train=LEARN,
-                       logging="logging: {loggers: [{type: progress}, {type: tensorboard}]}\n")
+        config = write(
+            tmp_path,
+            train=LEARN,
+            logging="logging: {loggers: [{type: progress}, {type: tensorboard}]}\n",
+        )
         status = main(["train", str(config), "--work-dir", str(tmp_path / "run")])
     finally:
         segkit.plugins._loaded = previous
@@ -69,7 +72,9 @@ def test_training_lowers_the_loss_and_beats_the_chance_baseline(learned):
 def test_metrics_lines_have_the_documented_shape(learned):
     _, run = learned
     for line in lines(run, "train"):
-        assert {"split", "step", "loss", "loss_main", "lr", "imgs_per_s", "peak_mem_gb"} <= set(line)
+        assert {"split", "step", "loss", "loss_main", "lr", "imgs_per_s", "peak_mem_gb"} <= set(
+            line
+        )
         assert line["imgs_per_s"] > 0
         assert line["lr"] > 0 or line["step"] == 40  # poly decays to 0 at the last step
     for line in lines(run, "val"):
@@ -90,7 +95,9 @@ def test_run_directory_holds_config_environment_checkpoints_and_panels(learned, 
     assert {"losses", "tensorboard", "toys"} <= {p["name"] for p in env["plugins"]}
 
     last, best = load(run / "checkpoints/last.pt"), load(run / "checkpoints/best.pt")
-    assert last["step"] == 40 and {"optimizer", "scheduler", "scaler", "rng", "sampler"} <= set(last)
+    assert last["step"] == 40 and {"optimizer", "scheduler", "scaler", "rng", "sampler"} <= set(
+        last
+    )
     assert last["classes"] == engine_toys.CLASSES
     best_line = max(lines(run, "val"), key=lambda line: line["mIoU"])
     assert best["metric"] == {"name": "mIoU", "value": best_line["mIoU"]}
@@ -104,11 +111,22 @@ def test_tensorboard_events_hold_the_scalars_panels_and_config(learned):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     _, run = learned
-    events = EventAccumulator(str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0})
+    events = EventAccumulator(
+        str(run / "tb"), size_guidance={"scalars": 0, "images": 0, "tensors": 0}
+    )
     events.Reload()
     tags = events.Tags()
-    expected = {"train/loss", "train/loss_main", "train/lr", "train/imgs_per_s", "train/peak_mem_gb",
-                "val/mIoU", "val/mAcc", "val/aAcc", *(f"val/IoU/{name}" for name in engine_toys.CLASSES)}
+    expected = {
+        "train/loss",
+        "train/loss_main",
+        "train/lr",
+        "train/imgs_per_s",
+        "train/peak_mem_gb",
+        "val/mIoU",
+        "val/mAcc",
+        "val/aAcc",
+        *(f"val/IoU/{name}" for name in engine_toys.CLASSES),
+    }
     assert expected <= set(tags["scalars"])
     assert [e.step for e in events.Scalars("val/mIoU")] == [20, 40]
     assert events.Scalars("val/mIoU")[-1].value == pytest.approx(lines(run, "val")[-1]["mIoU"])
@@ -121,7 +139,9 @@ def test_tensorboard_events_hold_the_scalars_panels_and_config(learned):
 def test_eval_command_reproduces_the_validation_miou(learned, toys, tmp_path, capsys):
     config, run = learned
     out = tmp_path / "eval.json"
-    status = main(["eval", str(config), "--checkpoint", str(run / "checkpoints/best.pt"), "--out", str(out)])
+    status = main(
+        ["eval", str(config), "--checkpoint", str(run / "checkpoints/best.pt"), "--out", str(out)]
+    )
     assert status == 0
     report = json.loads(out.read_text())
     recorded = max(lines(run, "val"), key=lambda line: line["mIoU"])
@@ -133,7 +153,9 @@ def test_eval_command_reproduces_the_validation_miou(learned, toys, tmp_path, ca
 
 def test_eval_writes_into_the_run_directory_by_default(learned, toys):
     config, run = learned
-    assert main(["eval", str(config), "--checkpoint", str(run / "checkpoints/last.pt"), "--tta"]) == 0
+    assert (
+        main(["eval", str(config), "--checkpoint", str(run / "checkpoints/last.pt"), "--tta"]) == 0
+    )
     report = json.loads((run / "eval_last_whole_tta.json").read_text())
     assert report["flip"] and report["scales"] == [0.5, 0.75, 1.0, 1.25, 1.5, 1.75]
     assert report["mIoU"] > 0.5
@@ -186,14 +208,22 @@ def assert_same_tensors(a, b, where=""):
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_a_run_stopped_and_resumed_ends_with_the_weights_of_one_never_stopped(toys, tmp_path, capsys, workers):
-    straight = write(tmp_path, "straight.yaml", model=RESUME_MODEL, train=RESUME_TRAIN,
-                     data=resume_data(workers))
+def test_a_run_stopped_and_resumed_ends_with_the_weights_of_one_never_stopped(
+    toys, tmp_path, capsys, workers
+):
+    straight = write(
+        tmp_path, "straight.yaml", model=RESUME_MODEL, train=RESUME_TRAIN, data=resume_data(workers)
+    )
     assert main(["train", str(straight), "--work-dir", str(tmp_path / "straight")]) == 0
 
-    stopped = write(tmp_path, "stopped.yaml", model=RESUME_MODEL, train=RESUME_TRAIN,
-                    data=resume_data(workers),
-                    logging="logging: {loggers: [{type: toy_signal_at, step: 5}]}\n")
+    stopped = write(
+        tmp_path,
+        "stopped.yaml",
+        model=RESUME_MODEL,
+        train=RESUME_TRAIN,
+        data=resume_data(workers),
+        logging="logging: {loggers: [{type: toy_signal_at, step: 5}]}\n",
+    )
     run = tmp_path / "stopped"
     assert main(["train", str(stopped), "--work-dir", str(run)]) == 143
     err = capsys.readouterr().err
@@ -214,8 +244,20 @@ def test_a_finished_run_resumed_with_more_iterations_follows_the_longer_schedule
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 0
     # a longer schedule is a change to the run, said so on the command line
-    assert main(["train", str(config), "train.max_iters=24", "--resume", "--allow-changes",
-                 "--work-dir", str(run)]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(config),
+                "train.max_iters=24",
+                "--resume",
+                "--allow-changes",
+                "--work-dir",
+                str(run),
+            ]
+        )
+        == 0
+    )
     longer = {line["step"]: line["lr"] for line in lines(run, "train")}
     # poly 0.9 from lr 0.05 over 24 iterations, not the 12 of the checkpoint (lr 0 after 12)
     for step in (14, 20):
@@ -223,10 +265,18 @@ def test_a_finished_run_resumed_with_more_iterations_follows_the_longer_schedule
 
 
 def test_resume_from_a_numbered_checkpoint_continues_in_its_run_directory(toys, tmp_path):
-    config = write(tmp_path, train=RESUME_TRAIN.replace("accumulate: 2", "checkpoint_interval: 4\n  keep_checkpoints: 2"))
+    config = write(
+        tmp_path,
+        train=RESUME_TRAIN.replace(
+            "accumulate: 2", "checkpoint_interval: 4\n  keep_checkpoints: 2"
+        ),
+    )
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 0
-    assert sorted(p.name for p in (run / "checkpoints").glob("iter_*")) == ["iter_000008.pt", "iter_000012.pt"]
+    assert sorted(p.name for p in (run / "checkpoints").glob("iter_*")) == [
+        "iter_000008.pt",
+        "iter_000012.pt",
+    ]
     finished = load(run / "checkpoints/last.pt")
     assert main(["train", str(config), "--resume", str(run / "checkpoints/iter_000008.pt")]) == 0
     assert_same_tensors(finished["model"], load(run / "checkpoints/last.pt")["model"], "model")
@@ -256,12 +306,16 @@ def test_a_non_finite_loss_stops_the_run_and_keeps_the_last_good_checkpoint(toys
     assert last["step"] == 6
     assert all(torch.isfinite(t).all() for t in last["model"].values() if t.is_floating_point())
     assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
-        "iter_000003.pt", "iter_000006.pt", "last.pt"]
+        "iter_000003.pt",
+        "iter_000006.pt",
+        "last.pt",
+    ]
 
 
 def test_weights_that_became_non_finite_are_never_saved(toys, tmp_path, capsys):
-    config = write(tmp_path, train=NAN_TRAIN,
-                   logging="logging: {loggers: [{type: toy_poison_at, step: 6}]}\n")
+    config = write(
+        tmp_path, train=NAN_TRAIN, logging="logging: {loggers: [{type: toy_poison_at, step: 6}]}\n"
+    )
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 2
     err = capsys.readouterr().err
@@ -286,8 +340,11 @@ def test_overwriting_a_run_replaces_its_tensorboard_events_and_the_summary_names
     toys, tmp_path, capsys
 ):
     """The core neither deletes nor announces tb/: the tensorboard logger does both."""
-    config = write(tmp_path, train=NAN_TRAIN.replace("20", "3"),
-                   logging="logging: {loggers: [{type: tensorboard}]}\n")
+    config = write(
+        tmp_path,
+        train=NAN_TRAIN.replace("20", "3"),
+        logging="logging: {loggers: [{type: tensorboard}]}\n",
+    )
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 0
     first = sorted((run / "tb").iterdir())
@@ -310,23 +367,35 @@ def test_class_count_mismatch_is_a_config_error(toys, tmp_path, capsys):
     config = write(tmp_path, model=model)
     assert main(["train", str(config), "--work-dir", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "model.num_classes: is 5 but data.train (toy_shapes) and data.val (toy_shapes) have 3 classes" in err
+    assert (
+        "model.num_classes: is 5 but data.train (toy_shapes) and data.val (toy_shapes) have 3 classes"
+        in err
+    )
     assert "set model.num_classes: 3" in err
 
 
 def test_loss_terms_and_aux_outputs_are_logged(toys, tmp_path):
     config = write(
-        tmp_path, model=RESUME_MODEL,
+        tmp_path,
+        model=RESUME_MODEL,
         loss="loss: [{type: cross_entropy, loss_weight: 1.0}, {type: dice, loss_weight: 0.5}]\n",
         train=NAN_TRAIN.replace("20", "4").replace("log_interval: 5", "log_interval: 2"),
     )
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 0
     line = lines(run, "train")[0]
-    expected = {"loss_main", "loss_main.cross_entropy", "loss_main.dice",
-                "loss_aux0", "loss_aux0.cross_entropy", "loss_aux0.dice"}
+    expected = {
+        "loss_main",
+        "loss_main.cross_entropy",
+        "loss_main.dice",
+        "loss_aux0",
+        "loss_aux0.cross_entropy",
+        "loss_aux0.dice",
+    }
     assert expected <= set(line)
-    assert line["loss_main"] == pytest.approx(line["loss_main.cross_entropy"] + 0.5 * line["loss_main.dice"], rel=1e-5)
+    assert line["loss_main"] == pytest.approx(
+        line["loss_main.cross_entropy"] + 0.5 * line["loss_main.dice"], rel=1e-5
+    )
     assert all(math.isfinite(line[key]) for key in expected)
 
 
@@ -343,7 +412,9 @@ data:
 """,
         train=NAN_TRAIN.replace("20", "2"),
     )
-    config.write_text(config.read_text() + "eval: {mode: slide, crop: [16, 16], stride: [12, 12]}\n")
+    config.write_text(
+        config.read_text() + "eval: {mode: slide, crop: [16, 16], stride: [12, 12]}\n"
+    )
     run = tmp_path / "run"
     assert main(["train", str(config), "--work-dir", str(run)]) == 0
     val = lines(run, "val")

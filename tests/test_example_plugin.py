@@ -22,9 +22,21 @@ def site(tmp_path_factory):
     shutil.copytree(EXAMPLE, source)
     target = tmp_path_factory.mktemp("site")
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(source)],
-        check=True, capture_output=True, text=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(source),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
     )
     return target
 
@@ -53,7 +65,10 @@ class TestComponents:
     @staticmethod
     @segkit.hookimpl
     def segkit_register_heads(register):
-        register("one_by_one", lambda in_channels, num_classes: torch.nn.Conv2d(in_channels, num_classes, 1))
+        register(
+            "one_by_one",
+            lambda in_channels, num_classes: torch.nn.Conv2d(in_channels, num_classes, 1),
+        )
 
     @staticmethod
     @segkit.hookimpl
@@ -63,13 +78,20 @@ class TestComponents:
     @staticmethod
     @segkit.hookimpl
     def segkit_register_lr_schedulers(register):
-        register("fixed", lambda optimizer, max_iters: torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0))
+        register(
+            "fixed",
+            lambda optimizer, max_iters: torch.optim.lr_scheduler.ConstantLR(optimizer, 1.0),
+        )
 
 
-def test_config_with_plugin_components_builds_and_learns(site, monkeypatch, use_plugins, write_config):
+def test_config_with_plugin_components_builds_and_learns(
+    site, monkeypatch, use_plugins, write_config
+):
     monkeypatch.syspath_prepend(str(site))
     use_plugins({"test_components": TestComponents}, load_entry_points=True)
-    path = write_config("plugin.yaml", """
+    path = write_config(
+        "plugin.yaml",
+        """
         model:
           backbone: {type: tiny_cnn, width: 4}
           head: {type: one_by_one}
@@ -78,7 +100,8 @@ def test_config_with_plugin_components_builds_and_learns(site, monkeypatch, use_
         optimizer: {type: plain_sgd, lr: 0.1}
         lr_scheduler: {type: fixed}
         logging: {loggers: []}
-    """)
+    """,
+    )
     config = segkit.load_config(path)
     assert config["model"]["backbone"] == {"type": "tiny_cnn", "width": 4, "in_channels": 3}
     model = segkit.build_model(config)

@@ -43,13 +43,17 @@ def test_class_weights_scale_their_class_and_keep_dividing_by_the_pixel_count():
     weights = [1.0, 2.0, 0.5, 3.0]
     loss = CrossEntropyLoss(IGNORE_INDEX, class_weights=weights)(logits, target)
     labelled = target[target != IGNORE_INDEX]
-    expected = (torch.tensor(weights)[labelled] * per_pixel_ce(logits, target)).sum() / labelled.numel()
+    expected = (
+        torch.tensor(weights)[labelled] * per_pixel_ce(logits, target)
+    ).sum() / labelled.numel()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-6)
 
 
 def test_class_weights_of_the_wrong_length_are_reported():
     logits, target = batch()
-    with pytest.raises(ValueError, match="class_weights has 2 values but the model predicts 4 classes"):
+    with pytest.raises(
+        ValueError, match="class_weights has 2 values but the model predicts 4 classes"
+    ):
         CrossEntropyLoss(IGNORE_INDEX, class_weights=[1.0, 2.0])(logits, target)
 
 
@@ -65,7 +69,11 @@ def test_label_smoothing_matches_the_textbook_formula():
 def test_an_all_ignored_batch_gives_zero_and_a_usable_gradient():
     logits, target = batch()
     target.fill_(IGNORE_INDEX)
-    for loss in (CrossEntropyLoss(IGNORE_INDEX), OhemCrossEntropyLoss(IGNORE_INDEX), DiceLoss(IGNORE_INDEX)):
+    for loss in (
+        CrossEntropyLoss(IGNORE_INDEX),
+        OhemCrossEntropyLoss(IGNORE_INDEX),
+        DiceLoss(IGNORE_INDEX),
+    ):
         value = loss(logits, target)
         value.backward()
         assert math.isfinite(value.item())
@@ -98,8 +106,12 @@ def test_dice_matches_a_one_hot_computation_and_ignores_ignored_pixels():
     labelled = (target != IGNORE_INDEX).unsqueeze(1).float()
     one_hot = F.one_hot(target.clamp(max=3), 4).permute(0, 3, 1, 2).float() * labelled
     probs = logits.softmax(1) * labelled
-    dice = (2 * (probs * one_hot).sum((0, 2, 3)) + 1) / ((probs**2).sum((0, 2, 3)) + one_hot.sum((0, 2, 3)) + 1)
-    assert DiceLoss(IGNORE_INDEX)(logits, target).item() == pytest.approx((1 - dice.mean()).item(), rel=1e-6)
+    dice = (2 * (probs * one_hot).sum((0, 2, 3)) + 1) / (
+        (probs**2).sum((0, 2, 3)) + one_hot.sum((0, 2, 3)) + 1
+    )
+    assert DiceLoss(IGNORE_INDEX)(logits, target).item() == pytest.approx(
+        (1 - dice.mean()).item(), rel=1e-6
+    )
 
 
 def test_dice_of_a_confident_correct_prediction_is_near_zero():
@@ -115,37 +127,61 @@ def constant_loss(value):
 def test_aux_outputs_are_weighted_and_the_weight_decays_linearly():
     criterion = Criterion(
         [WeightedLoss("a", 1.0, constant_loss(2.0))],
-        {"main": OutputWeight(1.0, False), "aux0": OutputWeight(0.4, False), "aux1": OutputWeight(0.4, True)},
+        {
+            "main": OutputWeight(1.0, False),
+            "aux0": OutputWeight(0.4, False),
+            "aux1": OutputWeight(0.4, True),
+        },
         max_iters=100,
     )
     outputs = {name: torch.zeros(1, 2, 2, 2) for name in ("main", "aux0", "aux1")}
     total, logs = criterion(outputs, torch.zeros(1, 2, 2, dtype=torch.long), step=25)
     # main 2 + aux0 0.4 * 2 + aux1 0.4 * (1 - 25/100) * 2
     assert total.item() == pytest.approx(2 + 0.8 + 0.6)
-    assert {k: v.item() for k, v in logs.items()} == {"loss_main": 2.0, "loss_aux0": 2.0, "loss_aux1": 2.0}
+    assert {k: v.item() for k, v in logs.items()} == {
+        "loss_main": 2.0,
+        "loss_aux0": 2.0,
+        "loss_aux1": 2.0,
+    }
     assert criterion.output_weight("aux1", 100) == 0.0
 
 
 def test_several_loss_terms_are_weighted_summed_and_each_logged():
     criterion = Criterion(
-        [WeightedLoss("ce", 1.0, constant_loss(2.0)), WeightedLoss("dice", 0.5, constant_loss(4.0))],
+        [
+            WeightedLoss("ce", 1.0, constant_loss(2.0)),
+            WeightedLoss("dice", 0.5, constant_loss(4.0)),
+        ],
         {"main": OutputWeight(1.0, False)},
         max_iters=10,
     )
-    total, logs = criterion({"main": torch.zeros(1, 2, 2, 2)}, torch.zeros(1, 2, 2, dtype=torch.long), 0)
+    total, logs = criterion(
+        {"main": torch.zeros(1, 2, 2, 2)}, torch.zeros(1, 2, 2, dtype=torch.long), 0
+    )
     assert total.item() == pytest.approx(4.0)
-    assert {k: v.item() for k, v in logs.items()} == {"loss_main.ce": 2.0, "loss_main.dice": 4.0, "loss_main": 4.0}
+    assert {k: v.item() for k, v in logs.items()} == {
+        "loss_main.ce": 2.0,
+        "loss_main.dice": 4.0,
+        "loss_main": 4.0,
+    }
 
 
 def test_build_criterion_reads_loss_terms_and_aux_head_weights(use_plugins):
     use_plugins({}, load_entry_points=True)
     config = {
-        "loss": [{"type": "cross_entropy", "loss_weight": 1.0}, {"type": "dice", "loss_weight": 0.5},
-                 {"type": "dice", "loss_weight": 0.25}],
+        "loss": [
+            {"type": "cross_entropy", "loss_weight": 1.0},
+            {"type": "dice", "loss_weight": 0.5},
+            {"type": "dice", "loss_weight": 0.25},
+        ],
         "model": {"aux_heads": [{"type": "x", "loss_weight": 0.4, "loss_decay": True}]},
         "train": {"max_iters": 50},
     }
     criterion = build_criterion(config)
-    assert [(t.name, t.weight) for t in criterion.terms] == [("cross_entropy", 1.0), ("dice", 0.5), ("dice_1", 0.25)]
+    assert [(t.name, t.weight) for t in criterion.terms] == [
+        ("cross_entropy", 1.0),
+        ("dice", 0.5),
+        ("dice_1", 0.25),
+    ]
     assert criterion.outputs["aux0"] == OutputWeight(0.4, True)
     assert criterion.output_weight("aux0", 25) == pytest.approx(0.2)

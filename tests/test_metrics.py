@@ -25,12 +25,17 @@ def test_confusion_matrix_and_metrics_match_numpy_bincount():
     labels = rng.integers(0, n, (6, 20, 24))
     labels[rng.random(labels.shape) < 0.2] = 255
     # Predictions right 60% of the time, so the metrics are neither 0 nor 1.
-    predictions = np.where(rng.random(labels.shape) < 0.6, labels % 255, rng.integers(0, n, labels.shape))
+    predictions = np.where(
+        rng.random(labels.shape) < 0.6, labels % 255, rng.integers(0, n, labels.shape)
+    )
     predictions[labels == 255] = rng.integers(0, n, (labels == 255).sum())
 
     matrix = ConfusionMatrix(n)
     for start in range(0, 6, 2):  # several batches accumulate
-        matrix.update(torch.from_numpy(predictions[start : start + 2]), torch.from_numpy(labels[start : start + 2]))
+        matrix.update(
+            torch.from_numpy(predictions[start : start + 2]),
+            torch.from_numpy(labels[start : start + 2]),
+        )
     expected_matrix, miou, macc, aacc, iou = numpy_reference(labels.ravel(), predictions.ravel(), n)
 
     assert np.array_equal(matrix.matrix.numpy(), expected_matrix)

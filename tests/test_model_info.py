@@ -176,7 +176,10 @@ def test_resnet50_classifier_costs_the_published_4_1_gmacs():
             "{type: resnet50, dpeth: 50}",
             "unknown argument of backbone 'resnet50'; did you mean 'depth'?",
         ),
-        ("{type: resnet, depth: 18, pretrained: missing.pth}", "missing.pth: weight file not found"),
+        (
+            "{type: resnet, depth: 18, pretrained: missing.pth}",
+            "missing.pth: weight file not found",
+        ),
         (
             "{type: resnet18, norm: gn, gn_groups: 48}",
             "model.backbone: group norm cannot split 64 channels into 48 groups",
@@ -184,7 +187,9 @@ def test_resnet50_classifier_costs_the_published_4_1_gmacs():
     ],
 )
 def test_bad_backbone_options_exit_2_with_one_clear_line(model_config, capsys, backbone, message):
-    path = model_config(f"model:\n  num_classes: 3\n  backbone: {backbone}\n  head: {{type: fcn}}\n")
+    path = model_config(
+        f"model:\n  num_classes: 3\n  backbone: {backbone}\n  head: {{type: fcn}}\n"
+    )
     assert main(["model-info", str(path), "--size", "32"]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err

@@ -112,19 +112,23 @@ def test_uper_fuses_several_stages_at_the_finest():
 
 def test_single_stage_heads_refuse_a_list_of_stages():
     with pytest.raises(ConfigError, match="model.head: .*reads one backbone stage"):
-        build({
-            "num_classes": 3,
-            "backbone": {"type": "resnet18"},
-            "head": {"type": "ppm", "in_index": [2, 3]},
-        })
+        build(
+            {
+                "num_classes": 3,
+                "backbone": {"type": "resnet18"},
+                "head": {"type": "ppm", "in_index": [2, 3]},
+            }
+        )
 
 
 def test_uper_on_a_resnet_through_the_config():
-    model = build({
-        "num_classes": 3,
-        "backbone": {"type": "resnet18"},
-        "head": {"type": "uper", "in_index": [0, 1, 2, 3], "channels": 32},
-    }).eval()
+    model = build(
+        {
+            "num_classes": 3,
+            "backbone": {"type": "resnet18"},
+            "head": {"type": "uper", "in_index": [0, 1, 2, 3], "channels": 32},
+        }
+    ).eval()
     assert model.head.lateral[0].conv.in_channels == 64
     with torch.no_grad():
         assert model(torch.randn(1, 3, 64, 64))["main"].shape == (1, 3, 64, 64)
@@ -133,12 +137,14 @@ def test_uper_on_a_resnet_through_the_config():
 @pytest.fixture(scope="module")
 def pspnet18():
     torch.manual_seed(0)
-    return build({
-        "num_classes": 5,
-        "backbone": {"type": "resnet18", "stem": "deep", "output_stride": 8},
-        "head": {"type": "ppm", "fuse_channels": 64},
-        "aux_heads": [{"type": "fcn", "channels": 32}],
-    })
+    return build(
+        {
+            "num_classes": 5,
+            "backbone": {"type": "resnet18", "stem": "deep", "output_stride": 8},
+            "head": {"type": "ppm", "fuse_channels": 64},
+            "aux_heads": [{"type": "fcn", "channels": 32}],
+        }
+    )
 
 
 def test_aux_head_reads_stage_3_by_default(pspnet18):
@@ -180,12 +186,14 @@ def test_aux_head_is_absent_from_evaluation_outputs(pspnet18):
 
 
 def test_syncbn_heads_are_marked_for_conversion():
-    model = build({
-        "num_classes": 3,
-        "backbone": {"type": "resnet18", "norm": "syncbn"},
-        "head": {"type": "ppm", "norm": "syncbn"},
-        "aux_heads": [{"type": "fcn"}],
-    })
+    model = build(
+        {
+            "num_classes": 3,
+            "backbone": {"type": "resnet18", "norm": "syncbn"},
+            "head": {"type": "ppm", "norm": "syncbn"},
+            "aux_heads": [{"type": "fcn"}],
+        }
+    )
     assert model.backbone.sync_bn and model.head.sync_bn and not model.aux_heads[0].sync_bn
     from segkit.engine.sync_bn import CPUSyncBatchNorm, synchronize_batch_norms
 

@@ -18,9 +18,14 @@ def test_csail_decoder_parameter_count():
     assert count(CsailPPMDeepsup(num_class=150)) == 27_947_308
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("drn_c_26", 21_126_584), ("drn_c_58", 41_591_608), ("drn_d_22", 16_393_752),
-    ("drn_d_105", 54_801_304),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("drn_c_26", 21_126_584),
+        ("drn_c_58", 41_591_608),
+        ("drn_d_22", 16_393_752),
+        ("drn_d_105", 54_801_304),
+    ],
+)
 def test_official_drn_parameter_count(name, expected):
     assert count(official_drn(name)) == expected

@@ -102,13 +102,16 @@ def test_a_misspelt_argument_gets_one_line_with_a_suggestion(records):
     assert "'metric' (did you mean 'metrics'?)" in error and "\n" not in error
 
 
-@pytest.mark.parametrize("plugin, error", [
-    ("exits", "SystemExit: 3"),
-    ("interrupts", "KeyboardInterrupt"),
-    ("generator", "GeneratorExit"),
-    ("exits_registering", "SystemExit"),
-    ("interrupts_registering", "KeyboardInterrupt"),
-])
+@pytest.mark.parametrize(
+    "plugin, error",
+    [
+        ("exits", "SystemExit: 3"),
+        ("interrupts", "KeyboardInterrupt"),
+        ("generator", "GeneratorExit"),
+        ("exits_registering", "SystemExit"),
+        ("interrupts_registering", "KeyboardInterrupt"),
+    ],
+)
 def test_any_base_exception_from_a_plugin_is_isolated(records, plugin, error):
     assert records[plugin]["status"] == "error"
     assert error in records[plugin]["error"]
@@ -184,7 +187,8 @@ def test_registration_goes_through_pluggy_not_attribute_lookup():
 
 def test_component_kinds_are_written_once():
     registration_specs = {
-        name for name in dir(segkit.hookspecs)
+        name
+        for name in dir(segkit.hookspecs)
         if name.startswith("segkit_register_") and name != "segkit_register_commands"
     }
     assert set(REGISTRATION_HOOKS) == registration_specs

@@ -37,10 +37,12 @@ def site(tmp_path):
     """Three distributions: one good plugin, one that fails to import, one with a misspelled hook."""
     root = tmp_path / "site"
     make_distribution(root, "good-dist", {"good": "good_plugin_mod"}, {"good_plugin_mod": GOOD})
-    make_distribution(root, "broken-dist", {"broken": "broken_plugin_mod"},
-                      {"broken_plugin_mod": IMPORT_FAILS})
-    make_distribution(root, "typo-dist", {"typo": "typo_plugin_mod"},
-                      {"typo_plugin_mod": MISSPELLED_HOOK})
+    make_distribution(
+        root, "broken-dist", {"broken": "broken_plugin_mod"}, {"broken_plugin_mod": IMPORT_FAILS}
+    )
+    make_distribution(
+        root, "typo-dist", {"typo": "typo_plugin_mod"}, {"typo_plugin_mod": MISSPELLED_HOOK}
+    )
     return root
 
 
@@ -76,8 +78,9 @@ def test_strict_mode_makes_plugin_failures_fatal(site):
 
 
 def test_disabled_plugins_are_not_imported(site):
-    result = run_segkit("plugins", "--json", pythonpath=site,
-                        env={"SEGKIT_DISABLE_PLUGINS": "broken, typo"})
+    result = run_segkit(
+        "plugins", "--json", pythonpath=site, env={"SEGKIT_DISABLE_PLUGINS": "broken, typo"}
+    )
     records = {r["name"]: r for r in json.loads(result.stdout)}
     assert records["broken"]["status"] == "disabled" and records["broken"]["error"] is None
     assert records["typo"]["status"] == "disabled"
@@ -118,8 +121,12 @@ def segkit_register_commands(subparsers):
 def test_a_plugin_failing_to_add_commands_leaves_every_other_command_working(tmp_path):
     root = tmp_path / "site"
     make_distribution(root, "good-dist", {"good": "good_plugin_mod"}, {"good_plugin_mod": GOOD})
-    make_distribution(root, "raising-dist", {"raising": "raising_mod"}, {"raising_mod": COMMAND_RAISES})
-    make_distribution(root, "clash-dist", {"clash": "clash_mod"}, {"clash_mod": COMMAND_CLAIMS_LIST})
+    make_distribution(
+        root, "raising-dist", {"raising": "raising_mod"}, {"raising_mod": COMMAND_RAISES}
+    )
+    make_distribution(
+        root, "clash-dist", {"clash": "clash_mod"}, {"clash_mod": COMMAND_CLAIMS_LIST}
+    )
     listed = run_segkit("list", "loss", pythonpath=root)
     assert listed.returncode == 0, listed.stderr
     assert "good_loss" in listed.stdout and "Traceback" not in listed.stderr
@@ -180,8 +187,10 @@ def test_listing_imports_no_model_code():
     import subprocess
     import sys
 
-    code = ("import sys; from segkit.cli import main; main(['list']); "
-            "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))")
+    code = (
+        "import sys; from segkit.cli import main; main(['list']); "
+        "print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]"

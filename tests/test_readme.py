@@ -26,12 +26,22 @@ from test_data_fixtures import make_ade20k, make_cityscapes
 import segkit
 
 REPO = Path(__file__).resolve().parents[1]
-SHORT_TRAINING = ["train.max_iters=2", "train.eval_interval=0", "lr_scheduler.warmup_iters=0",
-                  "data.val.length=2", "data.train.length=8"]
+SHORT_TRAINING = [
+    "train.max_iters=2",
+    "train.eval_interval=0",
+    "lr_scheduler.warmup_iters=0",
+    "data.val.length=2",
+    "data.train.length=8",
+]
 SHORT_REAL_TRAINING = [
-    "train.max_iters=1", "train.eval_interval=0", "lr_scheduler.warmup_iters=0",
-    "data.batch_size=2", "data.workers=0", "data.persistent_workers=false",
-    "data.train.transforms=[{type: random_crop, size: [48, 48]}]", "data.val.transforms=[]",
+    "train.max_iters=1",
+    "train.eval_interval=0",
+    "lr_scheduler.warmup_iters=0",
+    "data.batch_size=2",
+    "data.workers=0",
+    "data.persistent_workers=false",
+    "data.train.transforms=[{type: random_crop, size: [48, 48]}]",
+    "data.val.transforms=[]",
     "eval.mode=whole",
 ]
 # absolute paths in the README, and the workspace folders that stand in for them
@@ -67,7 +77,9 @@ def workspace(tmp_path_factory):
     (folder / "configs").symlink_to(REPO / "configs")
     rng = np.random.default_rng(0)
     ade_masks = [rng.integers(0, 151, (48, 64)).astype(np.uint8) for _ in range(3)]
-    make_ade20k(folder / "data" / "ade20k", {"training": ade_masks[:2], "validation": ade_masks[2:]})
+    make_ade20k(
+        folder / "data" / "ade20k", {"training": ade_masks[:2], "validation": ade_masks[2:]}
+    )
     city_ids = [rng.integers(0, 34, (48, 96)).astype(np.uint8) for _ in range(3)]
     make_cityscapes(folder / "data" / "cityscapes", "train", city_ids[:2])
     make_cityscapes(folder / "data" / "cityscapes", "val", city_ids[2:], city="frankfurt")
@@ -98,8 +110,11 @@ def test_the_readme_has_commands_to_check():
 def readme_params() -> list:
     """Training and evaluation take seconds each: those are marked slow."""
     return [
-        pytest.param(arguments, id=" ".join(arguments)[:60],
-                     marks=[pytest.mark.slow] if arguments[0] in ("train", "eval") else [])
+        pytest.param(
+            arguments,
+            id=" ".join(arguments)[:60],
+            marks=[pytest.mark.slow] if arguments[0] in ("train", "eval") else [],
+        )
         for arguments in readme_commands()
     ]
 
@@ -109,7 +124,10 @@ def test_readme_command_runs_as_written(arguments, workspace):
     arguments = in_workspace(arguments)
     missing = files_only_the_user_has(arguments, workspace)
     if arguments[0] == "train" and not missing:
-        arguments = [*arguments, *(SHORT_REAL_TRAINING if uses_real_data(arguments) else SHORT_TRAINING)]
+        arguments = [
+            *arguments,
+            *(SHORT_REAL_TRAINING if uses_real_data(arguments) else SHORT_TRAINING),
+        ]
     result = run_segkit(*arguments, cwd=workspace)
     if missing:
         assert result.returncode == 2, result.stdout + result.stderr

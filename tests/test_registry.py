@@ -101,7 +101,9 @@ def test_signature_hides_core_supplied_arguments(registry):
 
 
 def test_build_passes_core_arguments_and_options(registry):
-    built = registry.build("head", {"type": "only_first", "dropout": 0.5}, in_channels=8, num_classes=3)
+    built = registry.build(
+        "head", {"type": "only_first", "dropout": 0.5}, in_channels=8, num_classes=3
+    )
     assert built == ("head", 8, 3, 0.5, (1, 2))
 
 

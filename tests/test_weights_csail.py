@@ -49,8 +49,18 @@ def csail_r50(tmp_path_factory):
     encoder, decoder = original_model(50, seed=0)
     files = save_csail_files(folder, encoder, decoder, old_torch=False, data_parallel=False)
     out = folder / "r50.pt"
-    status = main(["convert", "--from", "csail", *map(str, files),
-                   "--config", str(CONFIGS / "ppm_deepsup_r50_ade20k.yaml"), "--out", str(out)])
+    status = main(
+        [
+            "convert",
+            "--from",
+            "csail",
+            *map(str, files),
+            "--config",
+            str(CONFIGS / "ppm_deepsup_r50_ade20k.yaml"),
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     return encoder, decoder, files, out
 
@@ -62,8 +72,18 @@ def csail_r18(tmp_path_factory):
     encoder, decoder = original_model(18, seed=10)
     files = save_csail_files(folder, encoder, decoder, old_torch=True, data_parallel=True)
     out = folder / "r18.pt"
-    status = main(["convert", "--from", "csail", *map(str, files),
-                   "--config", str(CONFIGS / "ppm_deepsup_r18_ade20k.yaml"), "--out", str(out)])
+    status = main(
+        [
+            "convert",
+            "--from",
+            "csail",
+            *map(str, files),
+            "--config",
+            str(CONFIGS / "ppm_deepsup_r18_ade20k.yaml"),
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 0
     return encoder, decoder, files, out
 
@@ -81,8 +101,12 @@ def test_converted_model_gives_the_original_outputs(depth, csail_r18, csail_r50)
     with torch.no_grad():
         expected_main, expected_aux = decoder(encoder(images), (64, 64))
         main_logits = model(images)["main"]
-        aux_logits = F.interpolate(model.aux_heads[0](model.backbone(images)[2]), (64, 64),
-                                   mode="bilinear", align_corners=False)
+        aux_logits = F.interpolate(
+            model.aux_heads[0](model.backbone(images)[2]),
+            (64, 64),
+            mode="bilinear",
+            align_corners=False,
+        )
     assert expected_main.abs().max() > 0.05  # the comparison is not between zeros
     torch.testing.assert_close(main_logits, expected_main, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(aux_logits, expected_aux, atol=1e-5, rtol=1e-5)
@@ -107,7 +131,10 @@ def test_configs_have_exactly_the_csail_parameters(depth):
     config = segkit.load_config(CONFIGS / f"ppm_deepsup_r{depth}_ade20k.yaml")
     with torch.device("meta"):
         model = segkit.build_model(config)
-        encoder, decoder = csail_encoder(depth), CsailPPMDeepsup(num_class=150, fc_dim=FC_DIM[depth])
+        encoder, decoder = (
+            csail_encoder(depth),
+            CsailPPMDeepsup(num_class=150, fc_dim=FC_DIM[depth]),
+        )
 
     def count(*modules):
         return sum(p.numel() for m in modules for p in m.parameters())
@@ -122,8 +149,18 @@ def test_configs_have_exactly_the_csail_parameters(depth):
 def test_files_of_another_depth_are_refused_with_the_mismatched_keys(csail_r50, tmp_path, capsys):
     _, _, files, _ = csail_r50
     out = tmp_path / "wrong.pt"
-    status = main(["convert", "--from", "csail", *map(str, files),
-                   "--config", str(CONFIGS / "ppm_deepsup_r18_ade20k.yaml"), "--out", str(out)])
+    status = main(
+        [
+            "convert",
+            "--from",
+            "csail",
+            *map(str, files),
+            "--config",
+            str(CONFIGS / "ppm_deepsup_r18_ade20k.yaml"),
+            "--out",
+            str(out),
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert "the weights do not fit the model" in err and "ppm_deepsup_r18_ade20k.yaml" in err
@@ -134,15 +171,29 @@ def test_files_of_another_depth_are_refused_with_the_mismatched_keys(csail_r50, 
 
 def test_encoder_and_decoder_in_the_wrong_order_are_named(csail_r50, tmp_path, capsys):
     _, _, (encoder, decoder), _ = csail_r50
-    status = main(["convert", "--from", "csail", str(decoder), str(encoder),
-                   "--config", str(CONFIGS / "ppm_deepsup_r50_ade20k.yaml"), "--out", str(tmp_path / "x.pt")])
+    status = main(
+        [
+            "convert",
+            "--from",
+            "csail",
+            str(decoder),
+            str(encoder),
+            "--config",
+            str(CONFIGS / "ppm_deepsup_r50_ade20k.yaml"),
+            "--out",
+            str(tmp_path / "x.pt"),
+        ]
+    )
     assert status == 2
     assert "give the ENCODER first, then the DECODER" in capsys.readouterr().err
 
 
 def test_csail_needs_two_files_and_a_config(csail_r50, tmp_path, capsys):
     _, _, (encoder, decoder), _ = csail_r50
-    assert main(["convert", "--from", "csail", str(encoder), "--config", "x.yaml", "--out", "o.pt"]) == 2
+    assert (
+        main(["convert", "--from", "csail", str(encoder), "--config", "x.yaml", "--out", "o.pt"])
+        == 2
+    )
     assert "takes two files, ENCODER then DECODER" in capsys.readouterr().err
     assert main(["convert", "--from", "csail", str(encoder), str(decoder), "--out", "o.pt"]) == 2
     assert "--from csail needs --config" in capsys.readouterr().err
@@ -150,7 +201,9 @@ def test_csail_needs_two_files_and_a_config(csail_r50, tmp_path, capsys):
 
 def test_decoder_file_given_to_model_pretrained_says_to_convert(csail_r50, tmp_path):
     _, _, (_, decoder), _ = csail_r50
-    config = segkit.load_config(CONFIGS / "ppm_deepsup_r18_ade20k.yaml", [f"model.pretrained={decoder}"])
+    config = segkit.load_config(
+        CONFIGS / "ppm_deepsup_r18_ade20k.yaml", [f"model.pretrained={decoder}"]
+    )
     with pytest.raises(SegkitError, match="looks like a CSAIL decoder: convert it"):
         segkit.build_model(config)
 
@@ -159,8 +212,10 @@ def test_encoder_file_initialises_a_deep_stem_backbone_directly(csail_r18):
     """``model.backbone.pretrained`` takes a CSAIL encoder as it is: the DataParallel prefix and
     the synchronized-BN buffers are taken off, missing batch counters start at 0."""
     encoder, _, (encoder_file, _), _ = csail_r18
-    backbone = segkit.build("backbone", {"type": "resnet18", "stem": "deep", "output_stride": 8,
-                                         "pretrained": str(encoder_file)}).eval()
+    backbone = segkit.build(
+        "backbone",
+        {"type": "resnet18", "stem": "deep", "output_stride": 8, "pretrained": str(encoder_file)},
+    ).eval()
     images = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         for ours, theirs in zip(backbone(images), encoder(images)):
@@ -172,14 +227,31 @@ def test_predict_with_merge_matches_the_original_model_merged_by_hand(csail_r18,
     --merge ade20k25 on an image file, against the original network with the seed's merge."""
     encoder, decoder, _, checkpoint = csail_r18
     config = tmp_path / "fp32.yaml"
-    config.write_text(f"_base_: {CONFIGS / 'ppm_deepsup_r18_ade20k.yaml'}\n"
-                      "train: {precision: fp32, device: cpu}\n", encoding="utf-8")
+    config.write_text(
+        f"_base_: {CONFIGS / 'ppm_deepsup_r18_ade20k.yaml'}\n"
+        "train: {precision: fp32, device: cpu}\n",
+        encoding="utf-8",
+    )
     rng = np.random.default_rng(3)
     pixels = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)
     Image.fromarray(pixels).save(tmp_path / "photo.png")
     out = tmp_path / "predictions"
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(tmp_path / "photo.png"),
-                 "--out", str(out), "--merge", "ade20k25"]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(tmp_path / "photo.png"),
+                "--out",
+                str(out),
+                "--merge",
+                "ade20k25",
+            ]
+        )
+        == 0
+    )
 
     # the original: RGB / 255, ImageNet mean and std, softmax, sum over the merge groups
     image = torch.from_numpy(pixels).permute(2, 0, 1).float().div(255).unsqueeze(0)

@@ -30,8 +30,15 @@ def drnseg_files(tmp_path_factory):
         model = randomise_norms(OfficialDRNSeg(name, classes=19), seed).eval()
         path = folder / f"{name}_cityscapes.pth"
         if name == "drn_c_26":
-            torch.save({"epoch": 500, "arch": name, "state_dict": wrapped(model.state_dict()),
-                        "best_prec1": 68.0}, path)
+            torch.save(
+                {
+                    "epoch": 500,
+                    "arch": name,
+                    "state_dict": wrapped(model.state_dict()),
+                    "best_prec1": 68.0,
+                },
+                path,
+            )
         else:
             torch.save(model.state_dict(), path)
         models[name] = (model, path)
@@ -43,7 +50,10 @@ def test_converted_drnseg_gives_the_original_outputs(name, drnseg_files, tmp_pat
     original, path = drnseg_files[name]
     config = CONFIGS / f"drnseg_{name[4:]}_cityscapes.yaml"
     out = tmp_path / "drnseg.pt"
-    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)]) == 0
+    assert (
+        main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)])
+        == 0
+    )
     assert "use it: segkit predict" in capsys.readouterr().out
     model = segkit.build_model(segkit.load_config(config, [f"model.pretrained={out}"])).eval()
     with torch.no_grad():
@@ -55,12 +65,31 @@ def test_converted_drnseg_gives_the_original_outputs(name, drnseg_files, tmp_pat
     assert saved["classes"] == Cityscapes.classes and saved["converted_from"]["format"] == "drn"
 
 
-def test_drnseg_with_interpolating_head_config_is_told_to_use_the_transposed_conv(drnseg_files, tmp_path, capsys):
+def test_drnseg_with_interpolating_head_config_is_told_to_use_the_transposed_conv(
+    drnseg_files, tmp_path, capsys
+):
     _, path = drnseg_files["drn_d_22"]
     config = tmp_path / "bilinear.yaml"
-    config.write_text(f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
-                      "model: {head: {upsample: bilinear}}\n", encoding="utf-8")
-    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(tmp_path / "o.pt")]) == 2
+    config.write_text(
+        f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
+        "model: {head: {upsample: bilinear}}\n",
+        encoding="utf-8",
+    )
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(path),
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 2
+    )
     assert "set model.head.upsample: transposed_conv" in capsys.readouterr().err
 
 
@@ -70,16 +99,30 @@ def test_drnseg_upsampling_by_interpolation_converts_with_aligned_corners(tmp_pa
     path = tmp_path / "torch_up.pth"
     torch.save(original.state_dict(), path)
     config = tmp_path / "aligned.yaml"
-    config.write_text(f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
-                      "model: {head: {upsample: bilinear}}\n", encoding="utf-8")
+    config.write_text(
+        f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
+        "model: {head: {upsample: bilinear}}\n",
+        encoding="utf-8",
+    )
     out = tmp_path / "o.pt"
-    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)]) == 2
+    assert (
+        main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)])
+        == 2
+    )
     assert "set model.head.upsample: bilinear_aligned" in capsys.readouterr().err
     overrides = ["model.head.upsample=bilinear_aligned"]
-    config.write_text(f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
-                      "model: {head: {upsample: bilinear_aligned}}\n", encoding="utf-8")
-    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)]) == 0
-    model = segkit.build_model(segkit.load_config(config, [f"model.pretrained={out}", *overrides])).eval()
+    config.write_text(
+        f"_base_: {CONFIGS / 'drnseg_d_22_cityscapes.yaml'}\n"
+        "model: {head: {upsample: bilinear_aligned}}\n",
+        encoding="utf-8",
+    )
+    assert (
+        main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)])
+        == 0
+    )
+    model = segkit.build_model(
+        segkit.load_config(config, [f"model.pretrained={out}", *overrides])
+    ).eval()
     with torch.no_grad():
         torch.testing.assert_close(model(IMAGES)["main"], original(IMAGES), atol=1e-5, rtol=1e-5)
 
@@ -89,42 +132,137 @@ def test_official_drn_files_are_refused_for_drn_b(drnseg_files, tmp_path, capsys
     no DRN-B, so its files are DRN-C's and would silently give another network."""
     _, path = drnseg_files["drn_c_26"]
     config = tmp_path / "b26.yaml"
-    config.write_text(f"_base_: {CONFIGS / 'drnseg_c_26_cityscapes.yaml'}\n"
-                      "model: {backbone: {type: drn_b_26}}\n", encoding="utf-8")
-    assert main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(tmp_path / "o.pt")]) == 2
+    config.write_text(
+        f"_base_: {CONFIGS / 'drnseg_c_26_cityscapes.yaml'}\n"
+        "model: {backbone: {type: drn_b_26}}\n",
+        encoding="utf-8",
+    )
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(path),
+                "--config",
+                str(config),
+                "--out",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 2
+    )
     assert "is a DRNSeg with a DRN-C backbone, but" in capsys.readouterr().err
     imagenet = tmp_path / "drn_c_26.pth"
     torch.save(official_drn("drn_c_26").state_dict(), imagenet)
-    assert main(["convert", "--from", "drn", str(imagenet), "--backbone", "drn_b_26", "--out", str(tmp_path / "b.pt")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(imagenet),
+                "--backbone",
+                "drn_b_26",
+                "--out",
+                str(tmp_path / "b.pt"),
+            ]
+        )
+        == 2
+    )
     assert "no DRN-B" in capsys.readouterr().err
     converted = tmp_path / "c.pt"
-    assert main(["convert", "--from", "drn", str(imagenet), "--backbone", "drn_c_26", "--out", str(converted)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(imagenet),
+                "--backbone",
+                "drn_c_26",
+                "--out",
+                str(converted),
+            ]
+        )
+        == 0
+    )
     with pytest.raises(SegkitError, match="converted for 'drn_c_26', not for 'drn_b_26'"):
         segkit.build("backbone", {"type": "drn_b_26", "pretrained": str(converted)})
 
 
 def test_drnseg_needs_the_config_of_its_model(drnseg_files, tmp_path, capsys):
     _, path = drnseg_files["drn_d_22"]
-    assert main(["convert", "--from", "drn", str(path), "--backbone", "drn_d_22", "--out", str(tmp_path / "o.pt")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(path),
+                "--backbone",
+                "drn_d_22",
+                "--out",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 2
+    )
     assert "DRNSeg" in capsys.readouterr().err
     other_arch = CONFIGS / "drnseg_c_26_cityscapes.yaml"
-    assert main(["convert", "--from", "drn", str(path), "--config", str(other_arch), "--out", str(tmp_path / "o.pt")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(path),
+                "--config",
+                str(other_arch),
+                "--out",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 2
+    )
     assert "is a DRNSeg with a DRN-D backbone, but" in capsys.readouterr().err
     other_depth = CONFIGS / "drnseg_d_38_cityscapes.yaml"
-    assert main(["convert", "--from", "drn", str(path), "--config", str(other_depth), "--out", str(tmp_path / "o.pt")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(path),
+                "--config",
+                str(other_depth),
+                "--out",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
-    assert "the weights do not fit the model" in err and "missing (" in err and "backbone.layer3.2" in err
+    assert (
+        "the weights do not fit the model" in err
+        and "missing (" in err
+        and "backbone.layer3.2" in err
+    )
 
 
 def test_drnseg_file_given_to_model_pretrained_says_to_convert(drnseg_files):
     _, path = drnseg_files["drn_d_22"]
-    config = segkit.load_config(CONFIGS / "drnseg_d_22_cityscapes.yaml", [f"model.pretrained={path}"])
+    config = segkit.load_config(
+        CONFIGS / "drnseg_d_22_cityscapes.yaml", [f"model.pretrained={path}"]
+    )
     with pytest.raises(SegkitError, match="DRNSeg.*segkit convert --from drn"):
         segkit.build_model(config)
 
 
 @pytest.mark.parametrize("name", ["drn_d_22", "drn_c_26"])
-def test_imagenet_checkpoint_converts_to_a_backbone_file_with_the_same_outputs(name, tmp_path, capsys):
+def test_imagenet_checkpoint_converts_to_a_backbone_file_with_the_same_outputs(
+    name, tmp_path, capsys
+):
     torch.manual_seed(1)
     original = randomise_norms(official_drn(name), 1).eval()
     path = tmp_path / f"{name}.pth"
@@ -136,8 +274,12 @@ def test_imagenet_checkpoint_converts_to_a_backbone_file_with_the_same_outputs(n
     assert saved["backbone"] == {"type": name} and "fc.weight" in saved["model"]
 
     features = segkit.build("backbone", {"type": name, "pretrained": str(out)}).eval()
-    classifier = segkit.build("backbone", {"type": name, "num_classes": 1000, "pretrained": str(out)}).eval()
-    direct = segkit.build("backbone", {"type": name, "pretrained": str(path)}).eval()  # no conversion
+    classifier = segkit.build(
+        "backbone", {"type": name, "num_classes": 1000, "pretrained": str(out)}
+    ).eval()
+    direct = segkit.build(
+        "backbone", {"type": name, "pretrained": str(path)}
+    ).eval()  # no conversion
     with torch.no_grad():
         expected = original.features(IMAGES)
         # the official 28x28 pool is global at 224x224; at 64x64 pool globally by hand
@@ -152,5 +294,19 @@ def test_imagenet_checkpoint_needs_to_know_its_backbone(tmp_path, capsys):
     torch.save(official_drn("drn_d_22").state_dict(), path)
     assert main(["convert", "--from", "drn", str(path), "--out", str(tmp_path / "o.pt")]) == 2
     assert "--backbone NAME" in capsys.readouterr().err
-    assert main(["convert", "--from", "drn", str(path), "--backbone", "drn_d_38", "--out", str(tmp_path / "o.pt")]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "drn",
+                str(path),
+                "--backbone",
+                "drn_d_38",
+                "--out",
+                str(tmp_path / "o.pt"),
+            ]
+        )
+        == 2
+    )
     assert "missing (" in capsys.readouterr().err

@@ -41,7 +41,9 @@ def ade_val(tmp_path):
 def model_150(toys, ade_val, write_config, tmp_path):
     """A 150-class model whose every pixel scores wall highest, but the table group (table,
     chair, armchair, desk) higher together: wall unmerged, table merged."""
-    config = write_config("toy150.yaml", f"""
+    config = write_config(
+        "toy150.yaml",
+        f"""
         model:
           backbone: {{type: toy_cnn, width: 4}}
           head: {{type: toy_head}}
@@ -52,7 +54,8 @@ def model_150(toys, ade_val, write_config, tmp_path):
         train: {{device: cpu, precision: fp32}}
         eval: {{crop: [16, 16], stride: [8, 8]}}
         logging: {{loggers: []}}
-    """)
+    """,
+    )
     model = segkit.build_model(segkit.load_config(config, check_val_classes=False))
     bias = torch.full((150,), -20.0)
     bias[WALL] = 2.0
@@ -61,8 +64,15 @@ def model_150(toys, ade_val, write_config, tmp_path):
         model.head.classifier.weight.zero_()
         model.head.classifier.bias.copy_(bias)
     checkpoint = tmp_path / "ade150.pt"
-    torch.save({"model": model.state_dict(), "step": 7, "classes": ADE20K.classes,
-                "palette": ADE20K.palette}, checkpoint)
+    torch.save(
+        {
+            "model": model.state_dict(),
+            "step": 7,
+            "classes": ADE20K.classes,
+            "palette": ADE20K.palette,
+        },
+        checkpoint,
+    )
     return config, checkpoint
 
 
@@ -70,8 +80,22 @@ def model_150(toys, ade_val, write_config, tmp_path):
 def test_eval_merge_scores_a_150_class_model_against_25_class_labels(model_150, tmp_path, options):
     config, checkpoint = model_150
     out = tmp_path / "metrics.json"
-    assert main(["eval", str(config), "--checkpoint", str(checkpoint), "--merge", "ade20k25",
-                 *options, "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                "--merge",
+                "ade20k25",
+                *options,
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["merge"] == "ade20k25" and report["images"] == 2
     assert report["aAcc"] == 1.0 and report["mIoU"] == 1.0
@@ -81,8 +105,20 @@ def test_eval_merge_scores_a_150_class_model_against_25_class_labels(model_150, 
 def test_the_same_model_unmerged_predicts_wall_on_150_class_labels(model_150, tmp_path):
     config, checkpoint = model_150
     out = tmp_path / "metrics.json"
-    assert main(["eval", str(config), "data.val.type=ade20k", "--checkpoint", str(checkpoint),
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                str(config),
+                "data.val.type=ade20k",
+                "--checkpoint",
+                str(checkpoint),
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     report = json.loads(out.read_text())
     assert report["aAcc"] == 0.0 and report["IoU"]["wall"] == 0.0
 
@@ -96,15 +132,29 @@ def test_eval_default_report_name_says_merged(model_150):
 def test_eval_of_a_150_class_model_on_25_classes_without_merge_says_to_merge(model_150, capsys):
     config, checkpoint = model_150
     assert main(["eval", str(config), "--checkpoint", str(checkpoint)]) == 2
-    assert "model.num_classes: is 150 but data.val (ade20k25) has 25 classes; set " \
-           "model.num_classes: 25; to score a model on merged classes, use segkit eval --merge" \
-           in capsys.readouterr().err
+    assert (
+        "model.num_classes: is 150 but data.val (ade20k25) has 25 classes; set "
+        "model.num_classes: 25; to score a model on merged classes, use segkit eval --merge"
+        in capsys.readouterr().err
+    )
 
 
 def test_eval_merge_needs_labels_of_the_merged_classes(model_150, capsys):
     config, checkpoint = model_150
-    assert main(["eval", str(config), "data.val.type=ade20k", "--checkpoint", str(checkpoint),
-                 "--merge", "ade20k25"]) == 2
+    assert (
+        main(
+            [
+                "eval",
+                str(config),
+                "data.val.type=ade20k",
+                "--checkpoint",
+                str(checkpoint),
+                "--merge",
+                "ade20k25",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "merges the model's classes into 25 groups" in err and "data.val has 150 classes" in err
 
@@ -122,15 +172,28 @@ def test_predict_merge_by_dataset_name(model_150, tmp_path):
         ([], WALL, ADE20K.classes),
     ):
         out = tmp_path / f"out{len(merge)}"
-        assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(image),
-                     "--out", str(out), *merge]) == 0
+        assert (
+            main(
+                [
+                    "predict",
+                    str(config),
+                    "--checkpoint",
+                    str(checkpoint),
+                    str(image),
+                    "--out",
+                    str(out),
+                    *merge,
+                ]
+            )
+            == 0
+        )
         with Image.open(out / "room.png") as prediction:
             assert set(np.unique(np.asarray(prediction))) == {expected_value}
             palette = prediction.getpalette()
         names = [c["name"] for c in json.loads((out / "classes.json").read_text())]
         assert names == expected_names
         colours = ADE20K25.palette if merge else ADE20K.palette
-        assert palette[3 * expected_value: 3 * expected_value + 3] == list(colours[expected_value])
+        assert palette[3 * expected_value : 3 * expected_value + 3] == list(colours[expected_value])
 
 
 def test_predict_merge_by_label_map_file(model_150, tmp_path):
@@ -140,8 +203,22 @@ def test_predict_merge_by_label_map_file(model_150, tmp_path):
     label_map = tmp_path / "two_groups.csv"
     label_map.write_text("\n".join(rows) + "\n", encoding="utf-8")
     out = tmp_path / "out"
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint),
-                 str(write_image(tmp_path / "room.png")), "--out", str(out), "--merge", str(label_map)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(write_image(tmp_path / "room.png")),
+                "--out",
+                str(out),
+                "--merge",
+                str(label_map),
+            ]
+        )
+        == 0
+    )
     with Image.open(out / "room.png") as prediction:
         assert set(np.unique(np.asarray(prediction))) == {1}
     classes = json.loads((out / "classes.json").read_text())
@@ -150,15 +227,37 @@ def test_predict_merge_by_label_map_file(model_150, tmp_path):
     assert [tuple(c["color"]) for c in classes] == [ADE20K.palette[WALL], ADE20K.palette[1]]
 
 
-@pytest.mark.parametrize("merge, message", [
-    ("ade20k52", "--merge ade20k52: no such label-map file, and unknown dataset 'ade20k52'; did you mean 'ade20k25'"),
-    ("cityscapes", "the dataset 'cityscapes' declares no label_map"),
-    ("maps/nowhere.csv", "--merge maps/nowhere.csv: label-map file not found"),
-])
-def test_predict_merge_that_cannot_be_found_is_a_user_error(model_150, tmp_path, capsys, merge, message):
+@pytest.mark.parametrize(
+    "merge, message",
+    [
+        (
+            "ade20k52",
+            "--merge ade20k52: no such label-map file, and unknown dataset 'ade20k52'; did you mean 'ade20k25'",
+        ),
+        ("cityscapes", "the dataset 'cityscapes' declares no label_map"),
+        ("maps/nowhere.csv", "--merge maps/nowhere.csv: label-map file not found"),
+    ],
+)
+def test_predict_merge_that_cannot_be_found_is_a_user_error(
+    model_150, tmp_path, capsys, merge, message
+):
     config, checkpoint = model_150
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(write_image(tmp_path / "a.png")),
-                 "--out", str(tmp_path / "out"), "--merge", merge]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(write_image(tmp_path / "a.png")),
+                "--out",
+                str(tmp_path / "out"),
+                "--merge",
+                merge,
+            ]
+        )
+        == 2
+    )
     assert message in capsys.readouterr().err
 
 
@@ -166,8 +265,22 @@ def test_merge_for_another_number_of_classes_is_refused(model_150, tmp_path, cap
     config, checkpoint = model_150
     label_map = tmp_path / "three.csv"
     label_map.write_text("source,target\n0,0\n1,0\n2,1\n", encoding="utf-8")
-    assert main(["predict", str(config), "--checkpoint", str(checkpoint), str(write_image(tmp_path / "a.png")),
-                 "--out", str(tmp_path / "out"), "--merge", str(label_map)]) == 2
+    assert (
+        main(
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(checkpoint),
+                str(write_image(tmp_path / "a.png")),
+                "--out",
+                str(tmp_path / "out"),
+                "--merge",
+                str(label_map),
+            ]
+        )
+        == 2
+    )
     assert "the label map merges 3 classes, but the model predicts 150" in capsys.readouterr().err
 
 
@@ -177,10 +290,14 @@ def test_merged_model_gives_the_evaluator_the_merged_probabilities_of_every_infe
     renormalised over the kept groups, so the argmax is the merged argmax."""
     torch.manual_seed(0)
     model = Segmentor(engine_toys.ToyCNN(width=4), engine_toys.ToyHead(8, 150)).eval()
-    settings = InferenceSettings(mode="slide", crop=(16, 16), stride=(8, 8), scales=(1.0, 1.5), flip=True)
+    settings = InferenceSettings(
+        mode="slide", crop=(16, 16), stride=(8, 8), scales=(1.0, 1.5), flip=True
+    )
     merge = ClassMerge(ADE20K25.label_map, ADE20K25.classes, ADE20K25.palette)
     images = torch.randn(2, 3, 24, 28)
     expected = merge(Predictor(model, settings).probabilities(images))
-    scored = Predictor(MergedModel(Predictor(model, settings), merge), InferenceSettings()).probabilities(images)
+    scored = Predictor(
+        MergedModel(Predictor(model, settings), merge), InferenceSettings()
+    ).probabilities(images)
     torch.testing.assert_close(scored, expected / expected.sum(dim=1, keepdim=True))
     assert torch.equal(scored.argmax(dim=1), expected.argmax(dim=1))

@@ -45,8 +45,10 @@ def malicious(tmp_path):
     """Two files that look like state dicts and create ``marker`` when unpickled: one in
     torch.save's zip format, one a plain (legacy) pickle."""
     marker = tmp_path / "payload_ran"
-    state = {"conv1.weight": torch.zeros(64, 3, 7, 7),
-             "bn1.weight": Payload(f"open({str(marker)!r}, 'w').write('pwned')")}
+    state = {
+        "conv1.weight": torch.zeros(64, 3, 7, 7),
+        "bn1.weight": Payload(f"open({str(marker)!r}, 'w').write('pwned')"),
+    }
     zipped, legacy = tmp_path / "evil.pth", tmp_path / "evil_legacy.pth"
     torch.save(state, zipped)
     with open(legacy, "wb") as file:
@@ -55,7 +57,12 @@ def malicious(tmp_path):
 
 
 def refused(status: int, err: str, path: Path) -> bool:
-    return status == 2 and f"{path}: refused" in err and "never runs code" in err and "Traceback" not in err
+    return (
+        status == 2
+        and f"{path}: refused" in err
+        and "never runs code" in err
+        and "Traceback" not in err
+    )
 
 
 def test_every_way_of_reading_weights_refuses_pickled_code(malicious, tmp_path, capsys):
@@ -66,10 +73,37 @@ def test_every_way_of_reading_weights_refuses_pickled_code(malicious, tmp_path, 
     Image.new("RGB", (32, 32)).save(image)
     for path in files:
         for command in (
-            ["convert", "--from", "torchvision", str(path), "--backbone", "resnet18", "--out", str(out)],
+            [
+                "convert",
+                "--from",
+                "torchvision",
+                str(path),
+                "--backbone",
+                "resnet18",
+                "--out",
+                str(out),
+            ],
             ["convert", "--from", "drn", str(path), "--backbone", "drn_d_22", "--out", str(out)],
-            ["convert", "--from", "csail", str(path), str(path), "--config", str(config), "--out", str(out)],
-            ["predict", str(config), "--checkpoint", str(path), str(image), "--out", str(tmp_path / "p")],
+            [
+                "convert",
+                "--from",
+                "csail",
+                str(path),
+                str(path),
+                "--config",
+                str(config),
+                "--out",
+                str(out),
+            ],
+            [
+                "predict",
+                str(config),
+                "--checkpoint",
+                str(path),
+                str(image),
+                "--out",
+                str(tmp_path / "p"),
+            ],
             ["model-info", str(config), f"model.backbone.pretrained={path}"],
             ["model-info", str(config), f"model.pretrained={path}"],
         ):
@@ -89,10 +123,38 @@ def test_refusal_names_what_the_file_asked_for(malicious, capsys):
     """The zip file asks for a global; the legacy pickle (protocol 4) uses an opcode that torch's
     safe unpickler lacks, and its refusal is torch's minus the advice to load it anyway."""
     _, (zipped, legacy) = malicious
-    assert main(["convert", "--from", "torchvision", str(zipped), "--backbone", "resnet18", "--out", "x.pt"]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "torchvision",
+                str(zipped),
+                "--backbone",
+                "resnet18",
+                "--out",
+                "x.pt",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "it asks for exec" in err and "\x1b[" not in err
-    assert main(["convert", "--from", "torchvision", str(legacy), "--backbone", "resnet18", "--out", "x.pt"]) == 2
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "torchvision",
+                str(legacy),
+                "--backbone",
+                "resnet18",
+                "--out",
+                "x.pt",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert f"{legacy}: refused" in err and "weights_only" not in err
 
@@ -102,8 +164,14 @@ def test_cli_names_the_blocked_global_and_never_advises_loading_it_anyway(tmp_pa
     the user sees what the file asked for instead."""
     marker = tmp_path / "payload_ran"
     evil = tmp_path / "evil.pt"
-    torch.save({"model": {"backbone.conv1.weight": torch.zeros(8, 3, 3, 3)}, "step": 1,
-                "payload": SystemCall(f"touch {marker}")}, evil)
+    torch.save(
+        {
+            "model": {"backbone.conv1.weight": torch.zeros(8, 3, 3, 3)},
+            "step": 1,
+            "payload": SystemCall(f"touch {marker}"),
+        },
+        evil,
+    )
     quickstart = str(CONFIGS / "quickstart.yaml")
     for command in (
         ["eval", quickstart, "--checkpoint", str(evil)],
@@ -123,7 +191,9 @@ def test_cli_names_the_blocked_global_and_never_advises_loading_it_anyway(tmp_pa
 
 def test_eval_refuses_a_malicious_checkpoint(malicious, tmp_path, capsys, write_config):
     marker, files = malicious
-    config = write_config("synthetic.yaml", """
+    config = write_config(
+        "synthetic.yaml",
+        """
         model:
           backbone: {type: resnet18}
           head: {type: fcn, channels: 8}
@@ -132,9 +202,12 @@ def test_eval_refuses_a_malicious_checkpoint(malicious, tmp_path, capsys, write_
           val: {type: synthetic, length: 1, size: [32, 32], split: val}
           workers: 0
         train: {device: cpu, precision: fp32}
-    """)
+    """,
+    )
     for path in files:
-        assert refused(main(["eval", str(config), "--checkpoint", str(path)]), capsys.readouterr().err, path)
+        assert refused(
+            main(["eval", str(config), "--checkpoint", str(path)]), capsys.readouterr().err, path
+        )
     assert not marker.exists()
 
 
@@ -150,5 +223,8 @@ def test_a_truncated_checkpoint_is_called_truncated_or_corrupt(tmp_path):
     path = tmp_path / "half.pt"
     torch.save({"weight": torch.ones(1000)}, path)
     path.write_bytes(path.read_bytes()[:300])
-    with pytest.raises(segkit.SegkitError, match="half.pt: not a readable PyTorch weight file \\(truncated or corrupt"):
+    with pytest.raises(
+        segkit.SegkitError,
+        match="half.pt: not a readable PyTorch weight file \\(truncated or corrupt",
+    ):
         read_checkpoint(path)

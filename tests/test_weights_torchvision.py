@@ -20,17 +20,33 @@ CONFIGS = Path(__file__).parent.parent / "configs"
 @pytest.mark.parametrize("depth", [18, 50])
 def test_torchvision_resnet_converts_to_a_backbone_file_with_the_same_outputs(depth, tmp_path):
     torch.manual_seed(depth)
-    original = randomise_norms(getattr(torchvision.models, f"resnet{depth}")(weights=None), depth).eval()
+    original = randomise_norms(
+        getattr(torchvision.models, f"resnet{depth}")(weights=None), depth
+    ).eval()
     path = tmp_path / f"resnet{depth}.pth"
     torch.save(original.state_dict(), path)
     out = tmp_path / "backbone.pt"
-    assert main(["convert", "--from", "torchvision", str(path), "--backbone", f"resnet{depth}",
-                 "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "torchvision",
+                str(path),
+                "--backbone",
+                f"resnet{depth}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     saved = torch.load(out, weights_only=True)
     assert saved["converted_from"]["format"] == "torchvision" and "fc.weight" in saved["model"]
 
-    classifier = segkit.build("backbone", {"type": f"resnet{depth}", "num_classes": 1000,
-                                           "pretrained": str(out)}).eval()
+    classifier = segkit.build(
+        "backbone", {"type": f"resnet{depth}", "num_classes": 1000, "pretrained": str(out)}
+    ).eval()
     features = segkit.build("backbone", {"type": f"resnet{depth}", "pretrained": str(out)}).eval()
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
@@ -43,8 +59,18 @@ def test_torchvision_resnet_converts_to_a_backbone_file_with_the_same_outputs(de
 def test_torchvision_resnet_against_a_deep_stem_config_lists_the_mismatch(tmp_path, capsys):
     path = tmp_path / "resnet50.pth"
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), path)
-    status = main(["convert", "--from", "torchvision", str(path),
-                   "--config", str(CONFIGS / "csail/ppm_deepsup_r50_ade20k.yaml"), "--out", str(tmp_path / "o.pt")])
+    status = main(
+        [
+            "convert",
+            "--from",
+            "torchvision",
+            str(path),
+            "--config",
+            str(CONFIGS / "csail/ppm_deepsup_r50_ade20k.yaml"),
+            "--out",
+            str(tmp_path / "o.pt"),
+        ]
+    )
     assert status == 2
     err = capsys.readouterr().err
     assert "conv1.weight (file (64, 3, 7, 7), model (64, 3, 3, 3))" in err
@@ -52,18 +78,41 @@ def test_torchvision_resnet_against_a_deep_stem_config_lists_the_mismatch(tmp_pa
 
 
 def test_convert_comes_from_a_plugin_that_imports_no_torch_until_it_runs():
-    code = ("import sys, segkit_plugins.converters; "
-            "print('torch' in sys.modules, hasattr(segkit_plugins.converters, 'segkit_register_commands'))")
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    code = (
+        "import sys, segkit_plugins.converters; "
+        "print('torch' in sys.modules, hasattr(segkit_plugins.converters, 'segkit_register_commands'))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
     assert result.stdout.split() == ["False", "True"]
 
 
 def test_a_file_given_to_the_wrong_pretrained_option_says_where_it_belongs(tmp_path):
     path, out = tmp_path / "resnet18.pth", tmp_path / "backbone.pt"
     torch.save(torchvision.models.resnet18(weights=None).state_dict(), path)
-    assert main(["convert", "--from", "torchvision", str(path), "--backbone", "resnet18", "--out", str(out)]) == 0
-    config = {"model": {"backbone": {"type": "resnet18"}, "head": {"type": "fcn", "channels": 8},
-                        "num_classes": 3}}
+    assert (
+        main(
+            [
+                "convert",
+                "--from",
+                "torchvision",
+                str(path),
+                "--backbone",
+                "resnet18",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    config = {
+        "model": {
+            "backbone": {"type": "resnet18"},
+            "head": {"type": "fcn", "channels": 8},
+            "num_classes": 3,
+        }
+    }
     for weights in (path, out):
         with pytest.raises(segkit.SegkitError, match="model.backbone.pretrained"):
             segkit.build_model({"model": {**config["model"], "pretrained": str(weights)}})

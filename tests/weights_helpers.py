@@ -22,7 +22,9 @@ def randomise_norms(module: nn.Module, seed: int) -> nn.Module:
     return module
 
 
-def with_sync_bn_buffers(state: dict[str, torch.Tensor], old_torch: bool = False) -> dict[str, torch.Tensor]:
+def with_sync_bn_buffers(
+    state: dict[str, torch.Tensor], old_torch: bool = False
+) -> dict[str, torch.Tensor]:
     """A state dict as the CSAIL code's synchronized batch norm saves it: every norm also holds
     ``_tmp_running_mean``, ``_tmp_running_var`` and ``_running_iter``; files written before
     PyTorch 0.4.1 (``old_torch``) have no ``num_batches_tracked``."""

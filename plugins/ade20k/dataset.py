@@ -31,7 +31,12 @@ SOURCE = (
     "download ADEChallengeData2016.zip from the MIT Scene Parsing Benchmark "
     "(http://sceneparsing.csail.mit.edu) and unzip it into ROOT"
 )
-SPLITS = {"training": "training", "train": "training", "validation": "validation", "val": "validation"}
+SPLITS = {
+    "training": "training",
+    "train": "training",
+    "validation": "validation",
+    "val": "validation",
+}
 
 
 def read_classes(file_name: str) -> tuple[list[str], list[tuple[int, int, int]]]:
@@ -74,7 +79,9 @@ class ADE20K(FileDataset):
         (``..`` or absolute paths); off, so that an index from elsewhere cannot point the
         run at arbitrary files."""
         if split not in SPLITS:
-            raise ValueError(f"unknown split '{split}'; ADE20K has training and validation (or train, val)")
+            raise ValueError(
+                f"unknown split '{split}'; ADE20K has training and validation (or train, val)"
+            )
         split = SPLITS[split]
         if index is not None:
             pairs, problems = _pairs_from_index(Path(index), root, allow_outside_root)
@@ -121,7 +128,9 @@ def _pairs_from_folders(root: str | None, split: str) -> tuple[list[Pair], list[
     image_dir = folder / "images" / split
     images = {p.stem: p for p in image_dir.glob("*.jpg")} if image_dir.is_dir() else {}
     if not images:
-        raise missing_data("ADE20K", root, f"no {image_dir.relative_to(root)}/*.jpg", LAYOUT, SOURCE)
+        raise missing_data(
+            "ADE20K", root, f"no {image_dir.relative_to(root)}/*.jpg", LAYOUT, SOURCE
+        )
     mask_dir = folder / "annotations" / split
     masks = {p.stem: p for p in mask_dir.glob("*.png")} if mask_dir.is_dir() else {}
     return pair_files(images, masks, lambda name: mask_dir / f"{name}.png")

@@ -68,7 +68,9 @@ class ASPPHead(nn.Module):
             pooled = self.image_pool(features)
             outputs.append(
                 F.interpolate(
-                    pooled, size=features.shape[-2:], mode="bilinear",
+                    pooled,
+                    size=features.shape[-2:],
+                    mode="bilinear",
                     align_corners=self.align_corners,
                 )
             )

@@ -54,7 +54,10 @@ def train_id_table() -> np.ndarray:
 
 
 def train_classes() -> tuple[list[str], list[tuple[int, int, int]]]:
-    rows = sorted((r for r in read_labels() if int(r["train_id"]) != IGNORE_INDEX), key=lambda r: int(r["train_id"]))
+    rows = sorted(
+        (r for r in read_labels() if int(r["train_id"]) != IGNORE_INDEX),
+        key=lambda r: int(r["train_id"]),
+    )
     return [r["name"] for r in rows], [(int(r["r"]), int(r["g"]), int(r["b"])) for r in rows]
 
 

@@ -33,12 +33,16 @@ def segkit_register_commands(subparsers):
     )
     parser.add_argument("files", nargs="+", metavar="FILE", help="the original weight file(s)")
     parser.add_argument(
-        "--from", dest="source_format", choices=FORMATS, required=True,
+        "--from",
+        dest="source_format",
+        choices=FORMATS,
+        required=True,
         help="the layout of the original files",
     )
     parser.add_argument("--config", help="the segkit config of the model the weights are for")
     parser.add_argument(
-        "--backbone", metavar="NAME",
+        "--backbone",
+        metavar="NAME",
         help="for backbone weights without a config: the backbone they are for (resnet50, drn_d_22, ...)",
     )
     parser.add_argument("--out", required=True, help="the segkit file to write (.pt)")

@@ -162,7 +162,9 @@ def _declared_classes(config: dict) -> tuple[list[str] | None, list[list[int]] |
         classes = getattr(factory, "classes", None)
         palette = getattr(factory, "palette", None)
         if isinstance(classes, (list, tuple)) and len(classes) == config["model"]["num_classes"]:
-            colours = [list(c) for c in palette] if palette and len(palette) == len(classes) else None
+            colours = (
+                [list(c) for c in palette] if palette and len(palette) == len(classes) else None
+            )
             return list(classes), colours
     return None, None
 

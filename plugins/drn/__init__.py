@@ -11,6 +11,8 @@ DRN-B/C, ``layer0..layer8`` for DRN-D), so official weight files load without re
 import segkit
 
 _MODEL = "segkit_plugins.drn.model"
+# grouped by variant, as in the paper's tables
+# fmt: off
 NAMES = (
     "drn_a_18", "drn_a_34", "drn_a_50",
     "drn_b_26",
@@ -18,6 +20,7 @@ NAMES = (
     "drn_d_22", "drn_d_24", "drn_d_38", "drn_d_40",
     "drn_d_54", "drn_d_56", "drn_d_105", "drn_d_107",
 )
+# fmt: on
 
 
 def variant_help(name: str) -> str:

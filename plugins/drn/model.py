@@ -170,7 +170,6 @@ class _Backbone(nn.Module):
         load_into(self, state, path, strict)
 
 
-
 def residual_level(
     block: type[nn.Module],
     in_channels: int,
@@ -198,6 +197,7 @@ def residual_level(
     for _ in range(1, count):
         blocks.append(block(out_channels, channels, 1, (dilation, dilation), **options))
     return nn.Sequential(*blocks), out_channels
+
 
 class DRN(_Backbone):
     """DRN-B/C/D: features of levels 1..8 (strides 1, 2, 4, 8, 8, 8, 8, 8), or ImageNet logits.
@@ -283,8 +283,16 @@ class DRN(_Backbone):
     ) -> nn.Sequential:
         options = {"residual": residual} if block is BasicBlock else {}
         level, self.inplanes = residual_level(
-            block, self.inplanes, channels, count, stride, (dilation, dilation), dilation,
-            self.norm, self.gn_groups, **options,
+            block,
+            self.inplanes,
+            channels,
+            count,
+            stride,
+            (dilation, dilation),
+            dilation,
+            self.norm,
+            self.gn_groups,
+            **options,
         )
         return level
 
@@ -308,8 +316,14 @@ class DRN(_Backbone):
             x = self.relu(self.bn1(self.conv1(x)))
         features = []
         for level in (
-            self.layer1, self.layer2, self.layer3, self.layer4,
-            self.layer5, self.layer6, self.layer7, self.layer8,
+            self.layer1,
+            self.layer2,
+            self.layer3,
+            self.layer4,
+            self.layer5,
+            self.layer6,
+            self.layer7,
+            self.layer8,
         ):
             x = level(x)
             features.append(x)
@@ -370,8 +384,15 @@ class DRNA(_Backbone):
     ) -> nn.Sequential:
         # the official DRN-A keeps dilation 1 in the first block of a dilated stage
         level, self.inplanes = residual_level(
-            block, self.inplanes, channels, count, stride, (1, 1), dilation,
-            self.norm, self.gn_groups,
+            block,
+            self.inplanes,
+            channels,
+            count,
+            stride,
+            (1, 1),
+            dilation,
+            self.norm,
+            self.gn_groups,
         )
         return level
 

@@ -55,7 +55,9 @@ class Folder(FileDataset):
                 continue
             name = _name(path, image_dir, suffix)
             if name in image_files:
-                duplicates.append(f"{path}: a second image named '{name}' (beside {image_files[name]})")
+                duplicates.append(
+                    f"{path}: a second image named '{name}' (beside {image_files[name]})"
+                )
             else:
                 image_files[name] = path
         if not image_files:
@@ -69,7 +71,9 @@ class Folder(FileDataset):
             for path in sorted(mask_dir.rglob("*"))
             if path.name.lower().endswith(mask_suffix.lower()) and path.is_file()
         }
-        pairs, problems = pair_files(image_files, mask_files, lambda name: mask_dir / f"{name}{mask_suffix}")
+        pairs, problems = pair_files(
+            image_files, mask_files, lambda name: mask_dir / f"{name}{mask_suffix}"
+        )
         problems = duplicates + problems
         table = _table(len(names), label_map, ignore_index, base)
         super().__init__(pairs, names, palette, table, problems)
@@ -80,7 +84,9 @@ def _folder(path: str, base: Path | None, what: str) -> Path:
     if not folder.is_absolute() and base is not None:
         folder = base / folder
     if not folder.is_dir():
-        hint = "" if base is not None else " (relative paths are relative to data.root when it is set)"
+        hint = (
+            "" if base is not None else " (relative paths are relative to data.root when it is set)"
+        )
         raise DataError(f"folder dataset: {what} folder '{folder}' not found{hint}")
     return folder
 

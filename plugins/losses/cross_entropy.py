@@ -66,8 +66,11 @@ class OhemCrossEntropyLoss(nn.Module):
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         labelled = target != self.ignore_index
         losses = F.cross_entropy(
-            logits, target, weight=_checked(self.class_weights, logits),
-            ignore_index=self.ignore_index, reduction="none",
+            logits,
+            target,
+            weight=_checked(self.class_weights, logits),
+            ignore_index=self.ignore_index,
+            reduction="none",
         )
         with torch.no_grad():
             safe_target = target.masked_fill(~labelled, 0).unsqueeze(1)

@@ -25,7 +25,11 @@ def sgd(
         raise ValueError("nesterov needs momentum > 0")
     params = list(params)
     return torch.optim.SGD(
-        params, lr=lr, momentum=momentum, weight_decay=weight_decay, nesterov=nesterov,
+        params,
+        lr=lr,
+        momentum=momentum,
+        weight_decay=weight_decay,
+        nesterov=nesterov,
         fused=_can_fuse(params),
     )
 
@@ -42,7 +46,11 @@ def adamw(
         raise ValueError(f"lr must be positive, got {lr}")
     params = list(params)
     return torch.optim.AdamW(
-        params, lr=lr, betas=tuple(betas), weight_decay=weight_decay, eps=eps,
+        params,
+        lr=lr,
+        betas=tuple(betas),
+        weight_decay=weight_decay,
+        eps=eps,
         fused=_can_fuse(params),
     )
 
@@ -50,7 +58,9 @@ def adamw(
 def _can_fuse(params: list) -> bool | None:
     """True when every parameter lives where PyTorch has fused optimizers; None (PyTorch's
     default choice) otherwise, e.g. on MPS."""
-    tensors = [p for group in params for p in (group["params"] if isinstance(group, dict) else [group])]
+    tensors = [
+        p for group in params for p in (group["params"] if isinstance(group, dict) else [group])
+    ]
     if tensors and all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in tensors):
         return True
     return None

@@ -212,7 +212,11 @@ class ResNet(nn.Module):
         options = {"norm": self.norm, "gn_groups": self.gn_groups}
         layers = [
             block(
-                self.inplanes, channels, stride, (previous_dilation, dilation), downsample,
+                self.inplanes,
+                channels,
+                stride,
+                (previous_dilation, dilation),
+                downsample,
                 **options,
             )
         ]
@@ -276,8 +280,11 @@ def _check_stem(model: ResNet, state: dict[str, torch.Tensor], path: str) -> Non
     other way round, gets its own message instead of a list of forty keys."""
     kernel = state.get("conv1.weight", torch.empty(0, 0, 0, 0)).shape[-1]
     if kernel in (3, 7) and kernel != model.conv1.kernel_size[0]:
-        has, wants = ("a 7x7 stem", "the deep stem (three 3x3 convs)") if kernel == 7 else (
-            "a deep stem (three 3x3 convs)", "the standard 7x7 stem")
+        has, wants = (
+            ("a 7x7 stem", "the deep stem (three 3x3 convs)")
+            if kernel == 7
+            else ("a deep stem (three 3x3 convs)", "the standard 7x7 stem")
+        )
         raise CheckpointError(
             f"{path}: these are weights of a ResNet with {has}, but the backbone has {wants}. "
             "Deep-stem ImageNet weights are the CSAIL code's resnet50-imagenet.pth / "

@@ -35,7 +35,13 @@ class Synthetic(Dataset):
 
     classes, palette = list(CLASSES), list(PALETTE)  # known before any scene is drawn
 
-    def __init__(self, length: int = 256, size: tuple[int, int] = (128, 128), seed: int = 0, split: str = "train"):
+    def __init__(
+        self,
+        length: int = 256,
+        size: tuple[int, int] = (128, 128),
+        seed: int = 0,
+        split: str = "train",
+    ):
         """``length`` scenes of ``size`` [height, width]; ``split`` names an independent set
         (``train`` and ``val`` never share a scene)."""
         if length <= 0:
@@ -114,7 +120,9 @@ class Scene:
     def sky_and_ground(self) -> None:
         rng = self.rng
         level = rng.uniform(0.35, 0.6)
-        wave = rng.uniform(0, 0.04) * np.sin(2 * np.pi * (rng.uniform(0.5, 2) * self.x + rng.random()))
+        wave = rng.uniform(0, 0.04) * np.sin(
+            2 * np.pi * (rng.uniform(0.5, 2) * self.x + rng.random())
+        )
         self.horizon = level + wave  # 1 x W: the horizon's height in each column
         sky = self.y < self.horizon
         top = np.array([rng.uniform(20, 70), rng.uniform(60, 120), rng.uniform(150, 230)])
@@ -133,7 +141,9 @@ class Scene:
         region = ((self.y - cy) / ry) ** 2 + ((self.x - cx) / rx) ** 2 < 1
         region &= self.y > self.horizon + 0.02
         period = rng.uniform(3, 6)
-        ripples = 18 * np.sin(2 * np.pi * (self.y * self.height / period + 0.3 * np.sin(9 * self.x)))
+        ripples = 18 * np.sin(
+            2 * np.pi * (self.y * self.height / period + 0.3 * np.sin(9 * self.x))
+        )
         colour = np.array([rng.uniform(20, 60), rng.uniform(70, 130), rng.uniform(150, 210)])
         self.paint(region, WATER, colour + ripples[..., None])
 
@@ -178,8 +188,12 @@ class Scene:
         width, height = rng.uniform(0.08, 0.2), rng.uniform(0.12, 0.35)
         left = rng.uniform(0, 1 - width)
         base = float(np.interp(left + width / 2, self.x[0], self.horizon[0])) + 0.03
-        region = (self.x >= left) & (self.x < left + width) & (self.y < base) & (self.y >= base - height)
-        wall = np.array([rng.uniform(90, 190)] * 3) * np.array([1.0, rng.uniform(0.85, 1.0), rng.uniform(0.7, 1.0)])
+        region = (
+            (self.x >= left) & (self.x < left + width) & (self.y < base) & (self.y >= base - height)
+        )
+        wall = np.array([rng.uniform(90, 190)] * 3) * np.array(
+            [1.0, rng.uniform(0.85, 1.0), rng.uniform(0.7, 1.0)]
+        )
         cell = int(rng.integers(5, 9))
         rows = (np.arange(self.height) % cell)[:, None]
         cols = (np.arange(self.width) % cell)[None, :]

@@ -54,11 +54,13 @@ class TensorBoardLogger:
         with self._writing():
             # A resumed run drops the events the interrupted one logged after its checkpoint.
             self.writer = SummaryWriter(
-                str(log_dir), purge_step=run.start_step + 1 if run.start_step else None,
+                str(log_dir),
+                purge_step=run.start_step + 1 if run.start_step else None,
                 flush_secs=self.flush_secs,
             )
-            self.writer.add_text("config", "```yaml\n" + dump_config(run.config) + "```",
-                                 run.start_step)
+            self.writer.add_text(
+                "config", "```yaml\n" + dump_config(run.config) + "```", run.start_step
+            )
         self.outputs = [(log_dir, "TensorBoard events")]
         self.watch = f"tensorboard --logdir {shlex.quote(str(log_dir))}"
 

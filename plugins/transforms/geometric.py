@@ -39,7 +39,9 @@ def resize_image(image: torch.Tensor | EncodedImage, size: tuple[int, int]) -> t
     if tuple(image.shape[-2:]) == tuple(size):
         return image
     # uint8 in, uint8 out: PyTorch has a fast integer path for this (channels-last memory).
-    return F.interpolate(image[None], size=size, mode="bilinear", antialias=True, align_corners=False)[0]
+    return F.interpolate(
+        image[None], size=size, mode="bilinear", antialias=True, align_corners=False
+    )[0]
 
 
 def resize_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -58,7 +60,11 @@ def _uint8(mask: torch.Tensor) -> torch.Tensor:
 
 
 def _resized(sample: dict, size: tuple[int, int]) -> dict:
-    return {**sample, "image": resize_image(sample["image"], size), "mask": resize_mask(sample["mask"], size)}
+    return {
+        **sample,
+        "image": resize_image(sample["image"], size),
+        "mask": resize_mask(sample["mask"], size),
+    }
 
 
 class Resize:
@@ -66,7 +72,9 @@ class Resize:
 
     accepts_encoded_image = True
 
-    def __init__(self, size: tuple[int, int] = (2048, 512), keep_ratio: bool = True, mask: bool = True):
+    def __init__(
+        self, size: tuple[int, int] = (2048, 512), keep_ratio: bool = True, mask: bool = True
+    ):
         """``size``: with ``keep_ratio``, the largest [long side, short side] the image may have
         (one of them is reached); without it, the exact [height, width]. ``mask: false`` leaves
         the mask at its original size, for evaluating at the original resolution (the model's
@@ -92,13 +100,19 @@ class RandomResize:
 
     accepts_encoded_image = True
 
-    def __init__(self, base_size: tuple[int, int] = (2048, 512), ratio_range: tuple[float, float] = (0.5, 2.0)):
+    def __init__(
+        self,
+        base_size: tuple[int, int] = (2048, 512),
+        ratio_range: tuple[float, float] = (0.5, 2.0),
+    ):
         """``base_size``: [long side, short side] the image is fitted into at ratio 1; the ratio
         is drawn uniformly from ``ratio_range``."""
         if len(base_size) != 2 or min(base_size) <= 0:
             raise ValueError(f"base_size must be two positive numbers, got {list(base_size)}")
         if len(ratio_range) != 2 or not 0 < ratio_range[0] <= ratio_range[1]:
-            raise ValueError(f"ratio_range must be [low, high] with 0 < low <= high, got {list(ratio_range)}")
+            raise ValueError(
+                f"ratio_range must be [low, high] with 0 < low <= high, got {list(ratio_range)}"
+            )
         self.base_size = tuple(base_size)
         self.ratio_range = tuple(ratio_range)
 
@@ -112,7 +126,9 @@ class RandomResize:
 class RandomCrop:
     """Crop a random window; with cat_max_ratio < 1, avoid windows dominated by one class."""
 
-    def __init__(self, size: tuple[int, int] = (512, 512), cat_max_ratio: float = 1.0, attempts: int = 10):
+    def __init__(
+        self, size: tuple[int, int] = (512, 512), cat_max_ratio: float = 1.0, attempts: int = 10
+    ):
         """``size``: [height, width] (smaller images are cropped to their own size; pad them
         afterwards). ``cat_max_ratio``: retry (up to ``attempts`` times) while one class covers
         more than this fraction of the window's labelled pixels or the window has one class."""
@@ -163,7 +179,9 @@ class RandomFlip:
 class RandomRotate:
     """Rotate by a random angle in [-degrees, degrees]; uncovered mask pixels become ignore."""
 
-    def __init__(self, degrees: float = 10.0, prob: float = 1.0, image_fill: tuple[int, int, int] = (0, 0, 0)):
+    def __init__(
+        self, degrees: float = 10.0, prob: float = 1.0, image_fill: tuple[int, int, int] = (0, 0, 0)
+    ):
         if degrees < 0:
             raise ValueError(f"degrees must be >= 0, got {degrees}")
         if not 0 <= prob <= 1:

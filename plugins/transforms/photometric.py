@@ -39,9 +39,14 @@ class PhotometricDistortion:
         factor on HSV saturation. ``hue_delta``: HSV hue shift in degrees, drawn from
         [-delta, delta]. Each of the four is applied with probability ``prob``; contrast comes
         first or last (before or after saturation and hue) with equal chance."""
-        for name, (low, high) in (("contrast_range", contrast_range), ("saturation_range", saturation_range)):
+        for name, (low, high) in (
+            ("contrast_range", contrast_range),
+            ("saturation_range", saturation_range),
+        ):
             if not 0 <= low <= high:
-                raise ValueError(f"{name} must be [low, high] with 0 <= low <= high, got {[low, high]}")
+                raise ValueError(
+                    f"{name} must be [low, high] with 0 <= low <= high, got {[low, high]}"
+                )
         if brightness_delta < 0 or hue_delta < 0:
             raise ValueError("brightness_delta and hue_delta must be >= 0")
         if not 0 <= prob <= 1:
@@ -55,7 +60,11 @@ class PhotometricDistortion:
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
         require_uint8(image, "photometric_distortion")
-        brightness = rng.uniform(-self.brightness_delta, self.brightness_delta) if rng.random() < self.prob else None
+        brightness = (
+            rng.uniform(-self.brightness_delta, self.brightness_delta)
+            if rng.random() < self.prob
+            else None
+        )
         contrast_first = rng.random() < 0.5
         contrast = rng.uniform(*self.contrast_range) if rng.random() < self.prob else None
         saturation = rng.uniform(*self.saturation_range) if rng.random() < self.prob else None
@@ -87,7 +96,9 @@ def apply_table(table: np.ndarray, pixels: np.ndarray) -> np.ndarray:
 def contrast_table(table: np.ndarray, pixels: np.ndarray, factor: float) -> np.ndarray:
     """``table`` followed by scaling the distance from the mean grey level of the image it
     produces; the mean comes from per-channel histograms, so the image is not touched."""
-    means = [np.bincount(pixels[c].ravel(), minlength=256) @ table / pixels[c].size for c in range(3)]
+    means = [
+        np.bincount(pixels[c].ravel(), minlength=256) @ table / pixels[c].size for c in range(3)
+    ]
     grey = float(LUMA @ np.array(means))
     return np.clip(grey + factor * (table - grey), 0, 255)
 
@@ -129,7 +140,9 @@ def hsv_adjust(pixels: np.ndarray, saturation: float, hue_degrees: float) -> np.
     hue += int(round(hue_degrees / 60 * HUE_STEPS)) % (6 * HUE_STEPS) + HUE_STEPS + 0.5
     index = hue.astype(np.int32)
     if saturation != 1.0:
-        chroma = np.minimum((chroma.astype(np.int32) * int(round(saturation * 256)) + 128) >> 8, value)
+        chroma = np.minimum(
+            (chroma.astype(np.int32) * int(round(saturation * 256)) + 128) >> 8, value
+        )
     chroma = chroma.astype(np.uint16)
     value = value.astype(np.uint16)
     out = np.empty(pixels.shape, dtype=np.uint8)
@@ -150,7 +163,9 @@ class GaussianBlur:
         if not 0 <= prob <= 1:
             raise ValueError(f"prob must be in [0, 1], got {prob}")
         if not 0 < sigma_range[0] <= sigma_range[1]:
-            raise ValueError(f"sigma_range must be [low, high] with 0 < low <= high, got {list(sigma_range)}")
+            raise ValueError(
+                f"sigma_range must be [low, high] with 0 < low <= high, got {list(sigma_range)}"
+            )
         self.prob = prob
         self.sigma_range = tuple(sigma_range)
 

@@ -31,7 +31,9 @@ def add_commands(subparsers) -> None:
     show.set_defaults(handler=run_show)
 
     plugins = subparsers.add_parser(
-        "plugins", help="list plugins and their status", description="List plugins and their status."
+        "plugins",
+        help="list plugins and their status",
+        description="List plugins and their status.",
     )
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(handler=run_plugins, warn_plugins=False)
@@ -50,8 +52,15 @@ def run_list(args) -> int:
         print(json.dumps([_listing(c) for c in components], indent=2))
     else:
         rows = [
-            (c.kind, c.name, ", ".join(c.aliases), c.provider.plugin, c.provider.distribution,
-             c.provider.version, c.summary())
+            (
+                c.kind,
+                c.name,
+                ", ".join(c.aliases),
+                c.provider.plugin,
+                c.provider.distribution,
+                c.provider.version,
+                c.summary(),
+            )
             for c in components
         ]
         header = ("KIND", "NAME", "ALIASES", "PLUGIN", "DISTRIBUTION", "VERSION", "HELP")
@@ -125,10 +134,20 @@ def run_plugins(args) -> int:
         print(json.dumps([r.as_dict() for r in records], indent=2))
         return 0
     rows = [
-        (r.name, r.distribution, r.version, r.status,
-         ", ".join(h.removeprefix("segkit_") for h in r.hooks) if r.status != "error" else r.error)
+        (
+            r.name,
+            r.distribution,
+            r.version,
+            r.status,
+            ", ".join(h.removeprefix("segkit_") for h in r.hooks)
+            if r.status != "error"
+            else r.error,
+        )
         for r in records
     ]
-    print(format_table(("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS / ERROR"), rows)
-          if rows else "no plugins installed")
+    print(
+        format_table(("PLUGIN", "DISTRIBUTION", "VERSION", "STATUS", "HOOKS / ERROR"), rows)
+        if rows
+        else "no plugins installed"
+    )
     return 0

@@ -16,7 +16,8 @@ def add_commands(subparsers) -> None:
     parser.add_argument("config", help="path to a YAML config")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE or +KEY=VALUE overrides")
     parser.add_argument(
-        "--check", action="store_true",
+        "--check",
+        action="store_true",
         help="only validate: print 'CONFIG: OK' or every problem (exit status 2)",
     )
     parser.set_defaults(handler=run_config)

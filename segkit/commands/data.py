@@ -37,7 +37,9 @@ def add_commands(subparsers) -> None:
     check.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=/data")
     check.add_argument("--split", choices=SPLITS, help="check only this split (default: all)")
     check.add_argument(
-        "--workers", type=int, default=None,
+        "--workers",
+        type=int,
+        default=None,
         help="processes reading files (default: data.workers, at most one per core)",
     )
     check.set_defaults(handler=run_check)
@@ -98,8 +100,13 @@ class Report:
         labelled = int(self.pixels[: len(self.classes)].sum())
         ignored = int(self.pixels[255])
         rows = [
-            (index, name, f"{int(self.pixels[index]):,}",
-             f"{100 * self.pixels[index] / max(labelled, 1):.2f}%", int(self.images_with[index]))
+            (
+                index,
+                name,
+                f"{int(self.pixels[index]):,}",
+                f"{100 * self.pixels[index] / max(labelled, 1):.2f}%",
+                int(self.images_with[index]),
+            )
             for index, name in enumerate(self.classes)
         ]
         header = f"class pixel frequencies ({labelled:,} labelled pixels; {100 * ignored / total:.1f}% ignored):"
@@ -137,7 +144,9 @@ def check_split(config: dict, split: str, workers: int) -> Report:
         report.problems.append("the dataset's palette does not have one colour per class")
     report.pixels = np.zeros(256, dtype=np.int64)
     report.images_with = np.zeros(256, dtype=np.int64)
-    checks = DataLoader(SampleChecks(dataset), batch_size=None, num_workers=workers, collate_fn=_same)
+    checks = DataLoader(
+        SampleChecks(dataset), batch_size=None, num_workers=workers, collate_fn=_same
+    )
     progress = Progress(f"checking data.{split}", len(dataset))
     for problems, counts in checks:
         report.problems += problems
@@ -178,12 +187,19 @@ class SampleChecks:
             return [str(error)], None
         name = sample.get("name", f"sample {index}")
         mask = sample["mask"]
-        if not (isinstance(image, torch.Tensor) and image.dtype == torch.uint8 and image.ndim == 3 and image.shape[0] == 3):
+        if not (
+            isinstance(image, torch.Tensor)
+            and image.dtype == torch.uint8
+            and image.ndim == 3
+            and image.shape[0] == 3
+        ):
             return [f"{name}: the image is not a uint8 3xHxW tensor"], None
         if not (isinstance(mask, torch.Tensor) and mask.ndim == 2 and not mask.is_floating_point()):
             return [f"{name}: the mask is not an integer HxW tensor"], None
         if tuple(mask.shape) != tuple(image.shape[1:]):
-            return [f"{name}: image is {image.shape[2]}x{image.shape[1]} but mask is {mask.shape[1]}x{mask.shape[0]} (WxH)"], None
+            return [
+                f"{name}: image is {image.shape[2]}x{image.shape[1]} but mask is {mask.shape[1]}x{mask.shape[0]} (WxH)"
+            ], None
         values = mask.numpy().ravel()
         if values.size and (values.min() < 0 or values.max() > 255):
             return [f"{name}: mask values outside 0..255"], None
@@ -191,7 +207,9 @@ class SampleChecks:
         wrong = [v for v in np.flatnonzero(counts) if self.num_classes <= v < 255]
         if wrong:
             shown = ", ".join(str(int(v)) for v in wrong[:10])
-            return [f"{name}: label values {shown} are not classes (0..{self.num_classes - 1}) or 255"], counts
+            return [
+                f"{name}: label values {shown} are not classes (0..{self.num_classes - 1}) or 255"
+            ], counts
         return [], counts
 
 
@@ -221,4 +239,9 @@ class Progress:
 
     def done(self) -> None:
         if self.live:
-            print("\r" + " " * len(self._line(time.monotonic())) + "\r", end="", file=sys.stderr, flush=True)
+            print(
+                "\r" + " " * len(self._line(time.monotonic())) + "\r",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )

@@ -29,18 +29,21 @@ def add_commands(subparsers) -> None:
     parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
     parser.add_argument("--mode", choices=("whole", "slide"), help="override eval.mode")
     parser.add_argument(
-        "--tta", action="store_true",
+        "--tta",
+        action="store_true",
         help="test-time augmentation: eval.scales if it lists several (else 0.5-1.75) and flipping",
     )
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
     parser.add_argument(
-        "--merge", metavar="LABEL_MAP",
+        "--merge",
+        metavar="LABEL_MAP",
         help="score the model's classes merged into data.val's classes by summing probabilities: "
         "a label-map file or a dataset that declares one (ade20k25); CONFIG's model stays the "
         "checkpoint's",
     )
     parser.add_argument(
-        "--out", help="JSON file for the metrics (default: eval_<checkpoint>_<mode>[_tta][_<merge>].json "
+        "--out",
+        help="JSON file for the metrics (default: eval_<checkpoint>_<mode>[_tta][_<merge>].json "
         "in the checkpoint's run directory)",
     )
     parser.set_defaults(handler=run_eval)
@@ -90,17 +93,28 @@ def _evaluate(args, world) -> int:
         model = MergedModel(Predictor(trained.model, settings, trained.precision), merge)
         evaluator_settings, precision = InferenceSettings(), None
     elif len(classes) != num_classes:
-        hint = " (to score a model on merged classes, use --merge)" if len(classes) < num_classes else ""
+        hint = (
+            " (to score a model on merged classes, use --merge)"
+            if len(classes) < num_classes
+            else ""
+        )
         raise ConfigError(
             f"model.num_classes is {num_classes} but data.val has {len(classes)} classes{hint}"
         )
     data = config["data"]
     loader = validation_loader(
-        dataset, data["val_batch_size"], data["workers"], trained.device.type == "cuda", False,
-        config["train"]["seed"], world.rank, world.size,
+        dataset,
+        data["val_batch_size"],
+        data["workers"],
+        trained.device.type == "cuda",
+        False,
+        config["train"]["seed"],
+        world.rank,
+        world.size,
     )
-    evaluator = Evaluator(evaluator_settings, classes, trained.normalizer, precision, panels=0,
-                          world=world)
+    evaluator = Evaluator(
+        evaluator_settings, classes, trained.normalizer, precision, panels=0, world=world
+    )
     if world.is_main:
         _warn_if_non_finite(trained)
         processes = f" on {world.size} processes" if world.size > 1 else ""
@@ -147,7 +161,8 @@ def _warn_if_non_finite(trained) -> None:
         print(
             f"segkit: warning: {trained.path}: {len(names)} weight tensor(s) hold NaN or inf "
             f"values ({listed}); the scores below measure a broken model",
-            file=sys.stderr, flush=True,
+            file=sys.stderr,
+            flush=True,
         )
 
 

@@ -31,7 +31,10 @@ def add_commands(subparsers) -> None:
     parser.add_argument("config", help="path to a YAML config")
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE or +KEY=VALUE overrides")
     parser.add_argument(
-        "--size", type=parse_size, default=(512, 512), metavar="HxW",
+        "--size",
+        type=parse_size,
+        default=(512, 512),
+        metavar="HxW",
         help="input height x width, e.g. 512x1024 (default 512x512); one number for a square",
     )
     parser.add_argument("--json", action="store_true", help="print JSON")

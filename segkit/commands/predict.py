@@ -20,7 +20,9 @@ def add_commands(subparsers) -> None:
     )
     parser.add_argument("config", help="path to a YAML config")
     parser.add_argument(
-        "inputs", nargs="+", metavar="IMAGES_OR_DIR",
+        "inputs",
+        nargs="+",
+        metavar="IMAGES_OR_DIR",
         help="image files or folders, and KEY=VALUE config overrides (e.g. eval.crop=[512,512])",
     )
     parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
@@ -29,7 +31,8 @@ def add_commands(subparsers) -> None:
         "--overlay", action="store_true", help="also write the image with the colours blended in"
     )
     parser.add_argument(
-        "--merge", metavar="LABEL_MAP",
+        "--merge",
+        metavar="LABEL_MAP",
         help="merge the model's classes into groups by summing their probabilities: a label-map "
         "file (CSV source,target[,target_name] or YAML) or a dataset that declares one (ade20k25)",
     )

@@ -28,28 +28,37 @@ def add_commands(subparsers) -> None:
         "loss), 130/143 stopped by SIGINT/SIGTERM after saving checkpoints/last.pt.",
     )
     parser.add_argument(
-        "config", nargs="?",
+        "config",
+        nargs="?",
         help="path to a YAML config (leave it out with --resume RUN_DIR: the run's own is used)",
     )
     parser.add_argument("overrides", nargs="*", help="KEY=VALUE or +KEY=VALUE overrides")
     parser.add_argument(
-        "--resume", nargs="?", const=True, default=None, metavar="PATH",
+        "--resume",
+        nargs="?",
+        const=True,
+        default=None,
+        metavar="PATH",
         help="continue a run exactly where it stopped: from PATH (a checkpoint or a run "
         "directory), or from the run's checkpoints/last.pt (its newest iter_*.pt where last.pt "
         "was never written); write overrides before this option",
     )
     parser.add_argument(
-        "--allow-changes", action="store_true",
+        "--allow-changes",
+        action="store_true",
         help="resume with values that differ from the checkpoint's config (without it, such a "
         "resume is refused with the list of differences)",
     )
     parser.add_argument("--work-dir", help="run directory (overrides train.work_dir)")
     parser.add_argument(
-        "--overwrite", action="store_true",
+        "--overwrite",
+        action="store_true",
         help="start over in a run directory that already holds a run, deleting its files",
     )
     parser.add_argument(
-        "--nproc", type=int, metavar="N",
+        "--nproc",
+        type=int,
+        metavar="N",
         help="train with N processes on this machine (one per GPU; or N CPU processes): runs "
         "python -m torch.distributed.run --standalone --nproc_per_node N -m segkit train ... "
         "(for several machines, start torchrun yourself; see docs/distributed.md)",
@@ -69,12 +78,20 @@ def run_train(args) -> int:
     config = load_config(config_path, args.overrides)  # a bad config fails here, once
     if args.nproc is not None and args.nproc != 1:
         return launch_torchrun(args)
-    work_dir = Path(args.work_dir or run_dir or config["train"]["work_dir"]
-                    or Path("runs") / Path(args.config).stem)
+    work_dir = Path(
+        args.work_dir
+        or run_dir
+        or config["train"]["work_dir"]
+        or Path("runs") / Path(args.config).stem
+    )
     config["train"]["work_dir"] = str(work_dir)
     resume = _checkpoint_to_resume(args.resume, work_dir)
     trainer = Trainer(
-        config, work_dir, resume=resume, overwrite=args.overwrite, overrides=args.overrides,
+        config,
+        work_dir,
+        resume=resume,
+        overwrite=args.overwrite,
+        overrides=args.overrides,
         allow_changes=args.allow_changes,
     )
     try:
@@ -85,8 +102,11 @@ def run_train(args) -> int:
             "--overwrite, or choose another --work-dir"
         ) from None
     except DiskFull as error:
-        again = (f"resume with: segkit train --resume {shlex.quote(str(work_dir))}"
-                 if trainer.saved is not None else "start the run again")
+        again = (
+            f"resume with: segkit train --resume {shlex.quote(str(work_dir))}"
+            if trainer.saved is not None
+            else "start the run again"
+        )
         raise DiskFull(f"{error}. Free some space, then {again}") from None
     if trainer.world.rank != 0:
         return outcome.status
@@ -105,11 +125,15 @@ def run_train(args) -> int:
             file=sys.stderr,
         )
     else:
-        print(run_summary(outcome.run_dir, outcome.best, outcome.logger_outputs, outcome.watch),
-              flush=True)
+        print(
+            run_summary(outcome.run_dir, outcome.best, outcome.logger_outputs, outcome.watch),
+            flush=True,
+        )
     for failure in outcome.plugin_failures:
-        print(f"segkit: warning: {failure.describe()}; it was not called again in this run",
-              file=sys.stderr)
+        print(
+            f"segkit: warning: {failure.describe()}; it was not called again in this run",
+            file=sys.stderr,
+        )
     return outcome.status
 
 
@@ -128,7 +152,8 @@ def _announce(trainer) -> None:
         f"segkit: training {run.work_dir} ({state}; {run.max_iters} iterations, "
         f"batch {run.batch_size} per process"
         + (f" x {accumulate} accumulated" if accumulate > 1 else "")
-        + f")\nsegkit: {trainer.runtime.describe()}" + processes,
+        + f")\nsegkit: {trainer.runtime.describe()}"
+        + processes,
         flush=True,
     )
 
@@ -174,8 +199,9 @@ def _checkpoint_to_resume(resume: str | bool | None, work_dir: Path) -> Path | N
                 "checkpoints/iter_*.pt); start the run again with --overwrite"
             )
         if checkpoint.name != "last.pt":
-            print(f"segkit: note: {given} has no last.pt; resuming from {checkpoint}",
-                  file=sys.stderr)
+            print(
+                f"segkit: note: {given} has no last.pt; resuming from {checkpoint}", file=sys.stderr
+            )
         return checkpoint
     if not given.is_file():
         hint = ""
@@ -213,8 +239,15 @@ def launch_torchrun(args) -> NoReturn:
     # torchrun would give every process one thread; share this machine's cores instead.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // args.nproc)))
     launcher = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone",
-        f"--nproc_per_node={args.nproc}", "-m", "segkit", "train", *command,
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc_per_node={args.nproc}",
+        "-m",
+        "segkit",
+        "train",
+        *command,
     ]
     sys.stdout.flush()
     sys.stderr.flush()

@@ -89,13 +89,15 @@ def restore_rng(state: dict[str, Any]) -> None:
     python = state["python"]
     random.setstate((python["version"], tuple(python["state"].tolist()), python["gauss"]))
     numpy = state["numpy"]
-    np.random.set_state((
-        numpy["kind"],
-        numpy["keys"].numpy().astype(np.uint32),
-        numpy["pos"],
-        numpy["has_gauss"],
-        numpy["cached_gaussian"],
-    ))
+    np.random.set_state(
+        (
+            numpy["kind"],
+            numpy["keys"].numpy().astype(np.uint32),
+            numpy["pos"],
+            numpy["has_gauss"],
+            numpy["cached_gaussian"],
+        )
+    )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         saved = state["cuda"]
@@ -159,7 +161,10 @@ class CheckpointDirectory:
 
 
 def model_record(
-    model_state: dict[str, Any], step: int, config: dict[str, Any], classes: Sequence[str],
+    model_state: dict[str, Any],
+    step: int,
+    config: dict[str, Any],
+    classes: Sequence[str],
     palette: Sequence[Sequence[int]],
 ) -> dict[str, Any]:
     """What every checkpoint holds (``best.pt`` nothing more): the weights and what they mean."""
@@ -174,8 +179,14 @@ def model_record(
 
 
 def training_state(
-    record: dict[str, Any], *, optimizer: dict, scheduler: dict, scaler: dict,
-    rng_per_rank: list[dict[str, Any]], sampler: dict[str, int], best: dict[str, Any] | None,
+    record: dict[str, Any],
+    *,
+    optimizer: dict,
+    scheduler: dict,
+    scaler: dict,
+    rng_per_rank: list[dict[str, Any]],
+    sampler: dict[str, int],
+    best: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """A resumable checkpoint: ``record`` (:func:`model_record`) plus the optimizer, schedule,
     scaler, every process's RNG state and the sampler position."""
@@ -229,8 +240,11 @@ def read_training_state(path: str | os.PathLike) -> ResumeState:
     if not _whole(step) or not 0 <= step <= MAX_STEP:
         raise broken("step", f"a whole number of iterations, 0..{MAX_STEP}")
     sampler = checkpoint["sampler"]
-    if not isinstance(sampler, dict) or not _whole(sampler.get("position")) \
-            or sampler["position"] < 0:
+    if (
+        not isinstance(sampler, dict)
+        or not _whole(sampler.get("position"))
+        or sampler["position"] < 0
+    ):
         raise broken("sampler", "a dict with a whole, non-negative 'position'")
     size = sampler.get("size")
     if size is not None and not _whole(size):
@@ -249,7 +263,8 @@ def read_training_state(path: str | os.PathLike) -> ResumeState:
         raise broken("scaler", "a gradient-scaler state dict or nothing")
     best = checkpoint.get("best")
     if best is not None and not (
-        isinstance(best, dict) and isinstance(best.get("mIoU"), (int, float))
+        isinstance(best, dict)
+        and isinstance(best.get("mIoU"), (int, float))
         and _whole(best.get("step"))
     ):
         raise broken("best", "{'mIoU': number, 'step': whole number} or nothing")
@@ -263,10 +278,18 @@ def read_training_state(path: str | os.PathLike) -> ResumeState:
             f"{FORMAT_VERSION}) does not know; resume with a newer segkit"
         )
     return ResumeState(
-        path=path, model=checkpoint["model"], optimizer=checkpoint["optimizer"],
-        scheduler=checkpoint["scheduler"], scaler=scaler, step=step,
-        position=sampler["position"], sampler_size=size, rng_per_rank=states, best=best,
-        config=config, format=version,
+        path=path,
+        model=checkpoint["model"],
+        optimizer=checkpoint["optimizer"],
+        scheduler=checkpoint["scheduler"],
+        scaler=scaler,
+        step=step,
+        position=sampler["position"],
+        sampler_size=size,
+        rng_per_rank=states,
+        best=best,
+        config=config,
+        format=version,
     )
 
 
@@ -297,8 +320,11 @@ def load_for_resume(path: str | os.PathLike) -> dict[str, Any]:
     return checkpoint
 
 
-def describe_changes(old: dict[str, Any], new: dict[str, Any], keys: list[str], most: int = 12) -> str:
+def describe_changes(
+    old: dict[str, Any], new: dict[str, Any], keys: list[str], most: int = 12
+) -> str:
     """``train.max_iters: 40 -> 80; data.batch_size: 8 -> 4`` for the first ``most`` keys."""
+
     def at(tree: dict[str, Any], dotted: str) -> Any:
         for part in dotted.split("."):
             tree = tree.get(part) if isinstance(tree, dict) else None

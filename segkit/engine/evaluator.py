@@ -65,12 +65,14 @@ class Evaluator:
                     matrix.update(prediction, labels)
                     for sample, predicted in zip(group, prediction):
                         if len(samples) < self.panels:
-                            samples.append({
-                                "name": sample["name"],
-                                "image": sample["image"],
-                                "label": sample["mask"],
-                                "prediction": predicted.cpu(),
-                            })
+                            samples.append(
+                                {
+                                    "name": sample["name"],
+                                    "image": sample["image"],
+                                    "label": sample["mask"],
+                                    "prediction": predicted.cpu(),
+                                }
+                            )
                     seen += len(group)
                 if progress is not None:
                     progress.update(seen)
@@ -98,8 +100,11 @@ def _equal_size_runs(samples: list[dict | None]) -> list[list[dict]]:
     for sample in samples:
         if sample is None:
             continue
-        if runs and runs[-1][0]["image"].shape == sample["image"].shape \
-                and runs[-1][0]["mask"].shape == sample["mask"].shape:
+        if (
+            runs
+            and runs[-1][0]["image"].shape == sample["image"].shape
+            and runs[-1][0]["mask"].shape == sample["mask"].shape
+        ):
             runs[-1].append(sample)
         else:
             runs.append([sample])
@@ -107,8 +112,14 @@ def _equal_size_runs(samples: list[dict | None]) -> list[list[dict]]:
 
 
 def validation_loader(
-    dataset: Dataset, batch_size: int, workers: int, pin_memory: bool, persistent_workers: bool,
-    seed: int = 0, rank: int = 0, world_size: int = 1,
+    dataset: Dataset,
+    batch_size: int,
+    workers: int,
+    pin_memory: bool,
+    persistent_workers: bool,
+    seed: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """Batches as lists of samples, in dataset order; sizes may differ between samples. Process
     ``rank`` of ``world_size`` gets its own block of the dataset."""

@@ -93,7 +93,8 @@ class RunEvents:
     def _record(self, failure: HookFailure) -> None:
         self.failures.append(failure)
         consequence = (
-            "the run stops after saving (SEGKIT_STRICT_PLUGINS)" if self.strict
+            "the run stops after saving (SEGKIT_STRICT_PLUGINS)"
+            if self.strict
             else "training goes on without it"
         )
         print(f"segkit: warning: {failure.describe()}; {consequence}", file=sys.stderr, flush=True)

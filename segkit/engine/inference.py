@@ -31,8 +31,13 @@ class InputNormalizer:
     spares the workers a float pass. A batch that is already floating point went through a
     ``normalize`` transform and is only moved."""
 
-    def __init__(self, mean: Sequence[float], std: Sequence[float], device: torch.device,
-                 channels_last: bool = False):
+    def __init__(
+        self,
+        mean: Sequence[float],
+        std: Sequence[float],
+        device: torch.device,
+        channels_last: bool = False,
+    ):
         self.device = device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -81,13 +86,21 @@ class InferenceSettings:
             scales = scales if len(scales) > 1 else DEFAULT_TTA_SCALES
             flip = True
         window_batch = int(section.get("window_batch", 4))
-        return cls(mode, crop if mode == "slide" else None, stride if mode == "slide" else None,
-                   scales, flip, window_batch)
+        return cls(
+            mode,
+            crop if mode == "slide" else None,
+            stride if mode == "slide" else None,
+            scales,
+            flip,
+            window_batch,
+        )
 
     def describe(self) -> str:
         text = self.mode
         if self.mode == "slide":
-            text += f" (crop {self.crop[0]}x{self.crop[1]}, stride {self.stride[0]}x{self.stride[1]})"
+            text += (
+                f" (crop {self.crop[0]}x{self.crop[1]}, stride {self.stride[0]}x{self.stride[1]})"
+            )
         if self.scales != (1.0,):
             text += f", scales {', '.join(f'{s:g}' for s in self.scales)}"
         if self.flip:
@@ -106,13 +119,15 @@ class Predictor:
         self.precision = precision
 
     @torch.inference_mode()
-    def probabilities(self, images: torch.Tensor, size: Sequence[int] | None = None) -> torch.Tensor:
+    def probabilities(
+        self, images: torch.Tensor, size: Sequence[int] | None = None
+    ) -> torch.Tensor:
         """Probabilities at ``size`` (default: the images' size)."""
         size = tuple(size or images.shape[-2:])
         total = None
         for scale in self.settings.scales:
             scaled = images if scale == 1.0 else _resize(images, _scaled(images.shape[-2:], scale))
-            for flipped in ((False, True) if self.settings.flip else (False,)):
+            for flipped in (False, True) if self.settings.flip else (False,):
                 view = scaled.flip(-1) if flipped else scaled
                 logits = self.logits(view)
                 if flipped:
@@ -147,12 +162,19 @@ class Predictor:
         per_pass = max(1, self.settings.window_batch // batch)
         for first in range(0, len(windows), per_pass):
             chunk = windows[first : first + per_pass]
-            crops = torch.cat([images[:, :, top : top + crop_h, left : left + crop_w] for top, left in chunk])
+            crops = torch.cat(
+                [images[:, :, top : top + crop_h, left : left + crop_w] for top, left in chunk]
+            )
             logits = self.forward(crops.contiguous(memory_format=memory_format))
             if sums is None:
                 sums = images.new_zeros((batch, logits.shape[1], height, width))
             for number, (top, left) in enumerate(chunk):
-                window = (slice(None), slice(None), slice(top, top + crop_h), slice(left, left + crop_w))
+                window = (
+                    slice(None),
+                    slice(None),
+                    slice(top, top + crop_h),
+                    slice(left, left + crop_w),
+                )
                 sums[window] += logits[number * batch : (number + 1) * batch]
                 counts[window] += 1
         return sums / counts

@@ -44,10 +44,16 @@ class TrainedModel:
         note = None
         if replaced:
             note = f"{self.path}: {'; '.join(replaced.values())}; using the default {' and '.join(replaced)}"
-        return names or [f"class_{i}" for i in range(count)], colours or default_palette(count), note
+        return (
+            names or [f"class_{i}" for i in range(count)],
+            colours or default_palette(count),
+            note,
+        )
 
 
-def load_trained(config: dict[str, Any], path: str | Path, device: str | None = None) -> TrainedModel:
+def load_trained(
+    config: dict[str, Any], path: str | Path, device: str | None = None
+) -> TrainedModel:
     """The model of ``config`` with the weights of ``path`` (a segkit checkpoint or a state dict)."""
     path = Path(path)
     checkpoint = read_checkpoint(path)
@@ -75,7 +81,8 @@ def non_finite_weights(state: Mapping[str, torch.Tensor]) -> list[str]:
     """The floating-point tensors of a state dict that hold NaN or inf. segkit never saves such
     weights, but a diverged run elsewhere does, and such a model still yields a score."""
     return [
-        name for name, tensor in state.items()
+        name
+        for name, tensor in state.items()
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
     ]
 
@@ -87,11 +94,16 @@ def _stored_names(stored: Any, count: int) -> tuple[list[str] | None, str | None
     if not isinstance(stored, (list, tuple)) or not all(isinstance(name, str) for name in stored):
         return None, f"the stored class list is not a list of names ({reprlib.repr(stored)})"
     if len(stored) != count:
-        return None, f"the stored class list has {len(stored)} names for the model's {count} classes"
+        return (
+            None,
+            f"the stored class list has {len(stored)} names for the model's {count} classes",
+        )
     return list(stored), None
 
 
-def _stored_colours(stored: Any, count: int) -> tuple[list[tuple[int, int, int]] | None, str | None]:
+def _stored_colours(
+    stored: Any, count: int
+) -> tuple[list[tuple[int, int, int]] | None, str | None]:
     """The stored palette if it has one RGB colour per class, else what is wrong with it."""
     if stored is None:
         return None, None
@@ -101,11 +113,16 @@ def _stored_colours(stored: Any, count: int) -> tuple[list[tuple[int, int, int]]
         return None, f"the stored palette has {len(stored)} colours for the model's {count} classes"
     for index, colour in enumerate(stored):
         if not _is_rgb(colour):
-            return None, f"the stored palette's entry {index} is {reprlib.repr(colour)}, not [r, g, b] in 0..255"
+            return (
+                None,
+                f"the stored palette's entry {index} is {reprlib.repr(colour)}, not [r, g, b] in 0..255",
+            )
     return [tuple(colour) for colour in stored], None
 
 
 def _is_rgb(colour: Any) -> bool:
-    return isinstance(colour, (list, tuple)) and len(colour) == 3 and all(
-        isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour
+    return (
+        isinstance(colour, (list, tuple))
+        and len(colour) == 3
+        and all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in colour)
     )

@@ -94,7 +94,9 @@ def build_criterion(config: dict[str, Any]) -> Criterion:
         loss_spec, extras = split_extras(spec, LossTerm)
         with explaining(key_path):
             function = registry().build("loss", loss_spec, ignore_index=IGNORE_INDEX)
-        terms.append(WeightedLoss(loss_spec["type"].rpartition(":")[2], extras["loss_weight"], function))
+        terms.append(
+            WeightedLoss(loss_spec["type"].rpartition(":")[2], extras["loss_weight"], function)
+        )
     _name_duplicates(terms)
     outputs = {"main": OutputWeight(1.0, False)}
     for number, aux_spec in enumerate(config["model"].get("aux_heads") or []):

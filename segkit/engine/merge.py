@@ -50,7 +50,9 @@ def resolve_merge(
         except ValueError as error:
             raise DataError(f"--merge {spec}: {error}") from None
         names = [label_map.target_names.get(t, f"group_{t}") for t in range(label_map.num_targets)]
-        colours = [_group_colour(label_map, t, names[t], classes, palette) for t in range(len(names))]
+        colours = [
+            _group_colour(label_map, t, names[t], classes, palette) for t in range(len(names))
+        ]
     elif path.suffix.lower() in MAP_SUFFIXES or len(path.parts) > 1:
         raise DataError(f"--merge {spec}: label-map file not found")
     else:
@@ -95,7 +97,11 @@ def _check_sources(spec: str, label_map: LabelMap, count: int) -> None:
 
 
 def _group_colour(
-    label_map: LabelMap, target: int, name: str, classes: Sequence[str], palette: Sequence[Sequence[int]]
+    label_map: LabelMap,
+    target: int,
+    name: str,
+    classes: Sequence[str],
+    palette: Sequence[Sequence[int]],
 ) -> tuple[int, int, int]:
     """The colour of the group's class named like the group, else of its first class."""
     members = [s for s, t in sorted(label_map.mapping.items()) if t == target and s < len(classes)]

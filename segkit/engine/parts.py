@@ -103,8 +103,12 @@ def build_training_parts(
         ),
         normalizer=normalizer,
         evaluator=Evaluator(
-            InferenceSettings.from_config(eval_cfg), classes, normalizer, runtime.precision,
-            panels=eval_cfg["panels"], world=world,
+            InferenceSettings.from_config(eval_cfg),
+            classes,
+            normalizer,
+            runtime.precision,
+            panels=eval_cfg["panels"],
+            world=world,
         ),
         loggers=build_loggers(config),
         runtime=runtime,
@@ -160,9 +164,14 @@ def val_loader(
     world = world or World()
     data_cfg = config["data"]
     return validation_loader(
-        parts.val_set, data_cfg["val_batch_size"], data_cfg["workers"],
-        pin_memory(data_cfg["pin_memory"], parts.runtime.device), data_cfg["persistent_workers"],
-        config["train"]["seed"], world.rank, world.size,
+        parts.val_set,
+        data_cfg["val_batch_size"],
+        data_cfg["workers"],
+        pin_memory(data_cfg["pin_memory"], parts.runtime.device),
+        data_cfg["persistent_workers"],
+        config["train"]["seed"],
+        world.rank,
+        world.size,
     )
 
 
@@ -196,7 +205,8 @@ def _synchronize_batch_norms(
         print(
             f"segkit: note: {norms - count} batch norm layer(s) normalise over each "
             "process's own images (built with norm: bn); norm: syncbn or "
-            "train.sync_bn=true uses the global batch", file=sys.stderr,
+            "train.sync_bn=true uses the global batch",
+            file=sys.stderr,
         )
     return count
 

@@ -117,8 +117,10 @@ def _check_supported(name: str, device: torch.device) -> None:
 @lru_cache(maxsize=1)
 def cpu_has_fast_bf16() -> bool:
     """True on CPUs with bf16 matrix instructions (AMX tiles or AVX-512-BF16)."""
-    probes = [getattr(torch.cpu, name, None) for name in
-              ("_is_amx_tile_supported", "_is_avx512_bf16_supported")]
+    probes = [
+        getattr(torch.cpu, name, None)
+        for name in ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    ]
     if all(callable(probe) for probe in probes):
         try:
             return any(probe() for probe in probes)

@@ -23,7 +23,11 @@ from segkit.weights import load_into
 
 
 def check_changes(
-    state: ResumeState, config: dict[str, Any], run_dir: Path, *, allow_changes: bool,
+    state: ResumeState,
+    config: dict[str, Any],
+    run_dir: Path,
+    *,
+    allow_changes: bool,
     announce: bool = True,
 ) -> None:
     """Values that differ from the checkpoint's config (a bigger batch, more iterations) are

@@ -88,10 +88,16 @@ class RunDirectory:
             elif record.get("step", 0) <= step:
                 kept.append(line.decode("utf-8") + "\n")
         if unreadable:
-            lines = ("1 line that is not a whole JSON object" if unreadable == 1
-                     else f"{unreadable} lines that are not whole JSON objects")
-            print(f"segkit: note: {self.metrics_path}: dropped {lines} (a write cut short, "
-                  "e.g. by a crash)", file=sys.stderr)
+            lines = (
+                "1 line that is not a whole JSON object"
+                if unreadable == 1
+                else f"{unreadable} lines that are not whole JSON objects"
+            )
+            print(
+                f"segkit: note: {self.metrics_path}: dropped {lines} (a write cut short, "
+                "e.g. by a crash)",
+                file=sys.stderr,
+            )
         atomic_write_text(self.metrics_path, "".join(kept))
 
     def write_config(self, config: dict[str, Any], overrides: Iterable[str]) -> None:
@@ -143,7 +149,12 @@ def environment(**facts: Any) -> dict[str, Any]:
         "command": sys.argv,
         "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "plugins": [
-            {"name": r.name, "distribution": r.distribution, "version": r.version, "status": r.status}
+            {
+                "name": r.name,
+                "distribution": r.distribution,
+                "version": r.version,
+                "status": r.status,
+            }
             for r in get_plugins().records
         ],
         **facts,

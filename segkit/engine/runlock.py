@@ -58,8 +58,11 @@ class RunLock:
                 f"longer running ({_describe(previous)})",
                 file=sys.stderr,
             )
-        holder = {"host": socket.gethostname(), "pid": os.getpid(),
-                  "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        holder = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
         try:
             os.ftruncate(descriptor, 0)
             os.pwrite(descriptor, (json.dumps(holder) + "\n").encode("utf-8"), 0)
@@ -94,5 +97,4 @@ def _read(descriptor: int) -> dict:
 def _describe(holder: dict) -> str:
     if not holder:
         return "holder unknown"
-    return (f"pid {holder.get('pid')} on {holder.get('host')}, "
-            f"started {holder.get('started')}")
+    return f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"

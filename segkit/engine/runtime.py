@@ -64,5 +64,7 @@ class Runtime:
     def describe(self) -> str:
         """One line for banners: the device, its name, the precision and why."""
         layout = ", channels-last" if self.channels_last else ""
-        return (f"device {self.device} ({device_name(self.device)}), precision "
-                f"{self.precision.describe()}{layout}")
+        return (
+            f"device {self.device} ({device_name(self.device)}), precision "
+            f"{self.precision.describe()}{layout}"
+        )

@@ -69,8 +69,12 @@ class CPUSyncBatchNorm(_BatchNorm):
             raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        if not (self.training and dist.is_available() and dist.is_initialized()
-                and dist.get_world_size() > 1):
+        if not (
+            self.training
+            and dist.is_available()
+            and dist.is_initialized()
+            and dist.get_world_size() > 1
+        ):
             return super().forward(input)
         self._check_input_dim(input)
         momentum = 0.0 if self.momentum is None else self.momentum
@@ -79,10 +83,13 @@ class CPUSyncBatchNorm(_BatchNorm):
             if self.momentum is None:  # cumulative moving average
                 momentum = 1.0 / float(self.num_batches_tracked)
         return _GlobalBatchNorm.apply(
-            input, self.weight, self.bias,
+            input,
+            self.weight,
+            self.bias,
             self.running_mean if self.track_running_stats else None,
             self.running_var if self.track_running_stats else None,
-            self.eps, momentum,
+            self.eps,
+            momentum,
         )
 
 
@@ -106,11 +113,13 @@ class _GlobalBatchNorm(torch.autograd.Function):
             local_m2 = (values - local_mean.view(shape)).square().sum(dims)
         else:  # an empty batch still takes part in the collective
             local_mean = local_m2 = values.new_zeros(channels)
-        local = torch.cat([
-            torch.tensor([count], dtype=torch.float64, device=x.device),
-            local_mean.double(),
-            local_m2.double(),
-        ])
+        local = torch.cat(
+            [
+                torch.tensor([count], dtype=torch.float64, device=x.device),
+                local_mean.double(),
+                local_m2.double(),
+            ]
+        )
         gathered = [torch.empty_like(local) for _ in range(dist.get_world_size())]
         dist.all_gather(gathered, local)
         stats = torch.stack(gathered)

@@ -124,7 +124,9 @@ class Trainer:
     def prepare(self) -> None:
         """Build the parts, restore a checkpoint, and make the run directory ready."""
         train_cfg = self.config["train"]
-        self.runtime = Runtime.resolve(train_cfg, device=self.world.resolve_device(train_cfg["device"]))
+        self.runtime = Runtime.resolve(
+            train_cfg, device=self.world.resolve_device(train_cfg["device"])
+        )
         self.world.start(self.runtime.device)
         hosts = self.world.all_gather(socket.gethostname())
         self.start_step, self.position = 0, 0
@@ -134,7 +136,10 @@ class Trainer:
             state = read_training_state(self.resume_path) if self.resume_path else None
             if state is not None:
                 check_changes(
-                    state, self.config, self.rundir.path, allow_changes=self.allow_changes,
+                    state,
+                    self.config,
+                    self.rundir.path,
+                    allow_changes=self.allow_changes,
                     announce=self.world.is_main,
                 )
                 self.saved = (state.path, state.step)  # what a failure from here on leaves
@@ -152,8 +157,9 @@ class Trainer:
                 self.rundir.write_environment(self._environment(hosts))
         if self.resume_path is not None:
             self.world.agree_ints(
-                [self.start_step, self.position], "the checkpoint to resume from (iteration, "
-                "data position); is every machine reading the same file?"
+                [self.start_step, self.position],
+                "the checkpoint to resume from (iteration, "
+                "data position); is every machine reading the same file?",
             )
         self.loader, self.sampler = train_loader(self.config, self.parts, self.position, self.world)
         self.val_loader = val_loader(self.config, self.parts, self.world)
@@ -291,8 +297,13 @@ class Trainer:
         while step < self.max_iters:
             self.phase = f"in iteration {step + 1}"
             train_step(
-                self.parts, data, step, accumulate=train_cfg["accumulate"],
-                grad_clip=train_cfg["grad_clip"], window=self.window, watch=self.watch,
+                self.parts,
+                data,
+                step,
+                accumulate=train_cfg["accumulate"],
+                grad_clip=train_cfg["grad_clip"],
+                window=self.window,
+                watch=self.watch,
             )
             step += 1
             self.run.step = step
@@ -303,8 +314,10 @@ class Trainer:
             # would; rank 0 then ends with the plugin's error
             stop = vote(self.stop.signal or (signal.SIGTERM if hook.must_stop else None))
             # a stopping run saves at once: its data workers may have ended with the signal
-            validate = self.val_loader is not None and stop is None and (
-                finished or (eval_interval > 0 and step % eval_interval == 0)
+            validate = (
+                self.val_loader is not None
+                and stop is None
+                and (finished or (eval_interval > 0 and step % eval_interval == 0))
             )
             numbered = checkpoint_interval > 0 and step % checkpoint_interval == 0
             saving = validate or numbered or finished or stop is not None
@@ -326,9 +339,14 @@ class Trainer:
 
     def _outcome(self, status: int, step: int, **facts: Any) -> Outcome:
         return Outcome(
-            status=status, run_dir=self.rundir.path, step=step, max_iters=self.max_iters,
-            last_checkpoint=self.saved[0] if self.saved else None, best=self.best,
-            final_metrics=self.final_metrics, plugin_failures=self.events.failures,
+            status=status,
+            run_dir=self.rundir.path,
+            step=step,
+            max_iters=self.max_iters,
+            last_checkpoint=self.saved[0] if self.saved else None,
+            best=self.best,
+            final_metrics=self.final_metrics,
+            plugin_failures=self.events.failures,
             **facts,
         )
 
@@ -350,8 +368,10 @@ class Trainer:
         if bad is not None:
             what = f"the loss became non-finite (NaN or infinite) at iteration {bad}"
         elif weights and not self._weights_finite():
-            what = (f"the weights became non-finite (NaN or infinite) by iteration {step}, "
-                    "although the losses were finite: an update diverged")
+            what = (
+                f"the weights became non-finite (NaN or infinite) by iteration {step}, "
+                "although the losses were finite: an update diverged"
+            )
         else:
             return
         remedies = "a lower optimizer.lr or train.grad_clip"
@@ -421,7 +441,10 @@ class Trainer:
 
     def _record(self, step: int) -> dict[str, Any]:
         return model_record(
-            self.parts.model.state_dict(), step, self.config, self.parts.classes,
+            self.parts.model.state_dict(),
+            step,
+            self.config,
+            self.parts.classes,
             self.parts.palette,
         )
 
@@ -495,6 +518,12 @@ def train(
         resume = RunDirectory(work_dir).checkpoints.resumable()
         if resume is None:
             raise CheckpointError(f"{work_dir}: no checkpoint to resume from")
-    trainer = Trainer(config, work_dir, resume=resume or None, overwrite=overwrite,
-                      overrides=overrides, allow_changes=allow_changes)
+    trainer = Trainer(
+        config,
+        work_dir,
+        resume=resume or None,
+        overwrite=overwrite,
+        overrides=overrides,
+        allow_changes=allow_changes,
+    )
     return trainer.fit()
