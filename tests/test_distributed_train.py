@@ -19,6 +19,10 @@ import torch
 
 from segkit.engine.checkpoint import load_for_resume
 
+# Every test here starts torchrun with two training processes (5 to 20 s each on 2 cores);
+# tests/test_distributed_collectives.py keeps the collectives in make test-fast.
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).parent
 
 # Two processes with 2 images each against one process with 4: the same images in every step,
@@ -293,7 +297,6 @@ def test_a_loss_gone_nan_on_one_process_stops_all_at_the_same_iteration(tmp_path
     assert load_for_resume(run / "checkpoints/last.pt")["step"] == 4
 
 
-@pytest.mark.slow
 def test_sigterm_to_one_process_stops_all_after_the_same_iteration_and_resumes_exactly(tmp_path):
     env = plugin_environment(tmp_path)
     # Dropout makes each process's own random stream matter for an exact resume.
@@ -351,7 +354,6 @@ def test_sigterm_to_one_process_stops_all_after_the_same_iteration_and_resumes_e
     assert not different, f"the resumed run differs in {different}"
 
 
-@pytest.mark.slow
 def test_gradient_accumulation_on_two_processes_equals_one_process(tmp_path):
     """2 processes x 2 images x 2 batches per step against 1 process x 4 images x 2 batches."""
     env = plugin_environment(tmp_path)

@@ -35,6 +35,7 @@ def toy_plugin_path(tmp_path) -> str:
     return os.pathsep.join([str(site), str(TESTS), os.environ.get("PYTHONPATH", "")])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("workers, whole_group", [(0, False), (2, True)], ids=["process", "group"])
 def test_sigterm_to_a_training_process_saves_last_pt_and_the_run_resumes(
     toys, tmp_path, workers, whole_group

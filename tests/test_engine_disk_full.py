@@ -300,6 +300,7 @@ def evaluate(trained: Trained, *arguments, cwd: Path | None = None) -> subproces
     )
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_predicting_names_the_picture_and_keeps_the_earlier_ones(
     disk, tmp_path, trained
 ):

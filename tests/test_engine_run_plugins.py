@@ -44,7 +44,7 @@ SLOW = pytest.mark.slow
         ("segkit_on_train_iter_end", "ConnectionError"),
         pytest.param("segkit_on_train_iter_end", "SystemExit", marks=SLOW),
         pytest.param("segkit_on_eval_end", "ConnectionError", marks=SLOW),
-        ("segkit_on_checkpoint", "ConnectionError"),
+        pytest.param("segkit_on_checkpoint", "ConnectionError", marks=SLOW),
         pytest.param("segkit_on_train_end", "RuntimeError", marks=SLOW),
     ],
 )

@@ -140,6 +140,7 @@ data:
     assert_stopped_and_saved(process, err, run, signum, at_least=1)
 
 
+@pytest.mark.slow  # data-bound on purpose: large images, one worker
 @pytest.mark.parametrize("signum, delay", CASES)
 def test_a_signal_to_the_group_of_a_data_bound_run_saves_last_pt(tmp_path, signum, delay):
     """Large images and one worker: the main process spends its time waiting for data."""

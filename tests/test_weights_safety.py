@@ -159,6 +159,7 @@ def test_refusal_names_what_the_file_asked_for(malicious, capsys):
     assert f"{legacy}: refused" in err and "weights_only" not in err
 
 
+@pytest.mark.slow
 def test_cli_names_the_blocked_global_and_never_advises_loading_it_anyway(tmp_path):
     """torch's refusal of a blocked module starts by suggesting ``weights_only`` set to False;
     the user sees what the file asked for instead."""
