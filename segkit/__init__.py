@@ -29,7 +29,7 @@ __all__ = [
 
 def train(config: Any, work_dir: Any = None, **options: Any) -> Any:
     """Train a config from Python and return the :class:`segkit.engine.trainer.Outcome`; see
-    :func:`segkit.engine.trainer.train` and docs/python-api.md."""
+    :func:`segkit.engine.trainer.train` and docs/training.md ("Training from Python")."""
     from segkit.engine.trainer import train as run_training
 
     return run_training(config, work_dir, **options)
