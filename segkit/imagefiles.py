@@ -24,6 +24,10 @@ from torch.utils.data import Dataset
 
 from segkit.errors import DataError, SampleError
 
+# The files segkit reads as images: a folder dataset's default ``image_suffix`` and what
+# ``segkit predict`` picks up in a folder, so that both see the same files.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+
 # What PIL raises for files it cannot parse: broken headers (SyntaxError, ValueError),
 # truncated or corrupt data (OSError), absurd sizes (DecompressionBombError is a subclass).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)

@@ -56,6 +56,16 @@ def test_pairs_by_relative_name_with_custom_suffixes(user_data):
     assert len(set(dataset.palette)) == 3
 
 
+def test_reads_by_default_every_image_suffix_segkit_predict_reads(tmp_path):
+    from segkit.imagefiles import IMAGE_SUFFIXES
+
+    (tmp_path / "img").mkdir()
+    for index, suffix in enumerate(IMAGE_SUFFIXES):
+        Image.fromarray(photo(6, 4, seed=index)).save(tmp_path / "img" / f"s{index}{suffix}")
+        write_png(tmp_path / "ann" / f"s{index}_mask.png", np.zeros((6, 4)))
+    assert len(folder(tmp_path)) == len(IMAGE_SUFFIXES) == 7
+
+
 def test_label_map_and_ignore_value(user_data):
     root, _ = user_data
     inline = folder(

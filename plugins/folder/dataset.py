@@ -14,7 +14,7 @@ import numpy as np
 
 from segkit.engine.visualize import default_palette
 from segkit.errors import DataError
-from segkit.imagefiles import FileDataset, pair_files
+from segkit.imagefiles import IMAGE_SUFFIXES, FileDataset, pair_files
 from segkit.label_map import IGNORE_INDEX, LabelMap
 
 
@@ -28,7 +28,7 @@ class Folder(FileDataset):
         classes: list[str] | str,
         palette: list[tuple[int, int, int]] | None = None,
         root: str | None = None,
-        image_suffix: str | list[str] = (".jpg", ".jpeg", ".png"),
+        image_suffix: str | list[str] = IMAGE_SUFFIXES,
         mask_suffix: str = ".png",
         label_map: str | dict[int, int | None] | None = None,
         ignore_index: int | None = 255,
