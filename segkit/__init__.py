@@ -18,13 +18,23 @@ from segkit.validation import load_config
 __all__ = [
     "ConfigError",
     "SegkitError",
+    "Segmenter",
     "build",
     "build_model",
     "hookimpl",
+    "load",
     "load_config",
     "registry",
     "train",
 ]
+
+
+def load(checkpoint: Any, config: Any = None, *, device: Any = None, precision: Any = None) -> Any:
+    """A trained model ready to predict, a :class:`segkit.engine.segmenter.Segmenter`; see
+    :func:`segkit.engine.segmenter.load` and docs/python-api.md."""
+    from segkit.engine.segmenter import load as load_segmenter
+
+    return load_segmenter(checkpoint, config, device=device, precision=precision)
 
 
 def train(config: Any, work_dir: Any = None, **options: Any) -> Any:
@@ -36,6 +46,10 @@ def train(config: Any, work_dir: Any = None, **options: Any) -> Any:
 
 
 def __getattr__(name: str) -> Any:
+    if name == "Segmenter":  # imported on use: it needs torch
+        from segkit.engine.segmenter import Segmenter
+
+        return Segmenter
     if name == "__version__":
         from importlib.metadata import version
 

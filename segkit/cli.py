@@ -48,8 +48,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         plugins = get_plugins()
         parser = build_parser(plugins)
         args, extra = parser.parse_known_args(argv)
-        # overrides (KEY=VALUE) may come after options such as --check
-        if extra and hasattr(args, "overrides") and all(is_override(e) for e in extra):
+        # overrides (KEY=VALUE) may come after options such as --check; a command that takes
+        # files among its positionals (predict) names the list that gathers the later ones
+        more = getattr(args, "more_positionals", None)
+        if extra and more and not any(e.startswith("-") for e in extra):
+            setattr(args, more, [*getattr(args, more), *extra])
+        elif extra and hasattr(args, "overrides") and all(is_override(e) for e in extra):
             args.overrides = [*args.overrides, *extra]
         elif extra:
             parser.error(f"unrecognized arguments: {' '.join(extra)}")

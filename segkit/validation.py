@@ -20,6 +20,7 @@ import sys
 import typing
 from collections.abc import Iterable
 from dataclasses import MISSING, fields
+from pathlib import Path
 from typing import Any
 
 from segkit import typecheck
@@ -38,10 +39,28 @@ def load_config(
     """Read, override, validate and resolve a config; raise one ConfigError listing all problems.
     ``check_val_classes=False`` where ``data.val`` is not scored with the model's classes:
     labelled in merged classes (``segkit eval --merge``), or not read at all (``predict``)."""
+    return _resolved(read_config_files(path), overrides, check_val_classes)
+
+
+def load_stored_config(
+    data: dict,
+    where: str | os.PathLike,
+    overrides: Iterable[str] = (),
+    *,
+    check_val_classes: bool = True,
+) -> dict:
+    """:func:`load_config` of a config that is already data, as a checkpoint stores it;
+    problems name ``where`` (e.g. ``last.pt (its stored config)``) instead of a file:line. The
+    stored config went through validation when it was saved, but the plugins installed now, or
+    the overrides, may not fit it."""
+    source = ConfigSource(copy.deepcopy(data), {}, Path(where))
+    return _resolved(source, overrides, check_val_classes)
+
+
+def _resolved(source: ConfigSource, overrides: Iterable[str], check_val_classes: bool) -> dict:
     from segkit.plugins import get_plugins
 
     registry = get_plugins().registry
-    source = read_config_files(path)
     apply_overrides(
         source,
         overrides,

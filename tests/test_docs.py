@@ -87,6 +87,7 @@ NOT_COMPONENT_ATTRIBUTES = {
     "dist",
     "filename",
     "isatty",
+    "more_positionals",
     "mps",
     "overrides",
     "parts",

@@ -1,5 +1,5 @@
-"""``segkit eval CONFIG [overrides] --checkpoint PATH [--mode slide] [--tta] [--merge LABEL_MAP]
-[--out FILE]``.
+"""``segkit eval [CONFIG] [overrides] --checkpoint PATH [--mode slide] [--tta] [--merge LABEL_MAP]
+[--out FILE]``; without CONFIG the checkpoint's stored config is used.
 
 With ``--merge``, CONFIG still describes the checkpoint's model (e.g. 150 ADE20K classes) while
 ``data.val`` holds labels of the merged classes (e.g. ``ade20k25``): every image is predicted with
@@ -24,8 +24,13 @@ def add_commands(subparsers) -> None:
         description="Evaluate a checkpoint on data.val with the config's eval settings: prints "
         "the per-class table and mIoU, mAcc, aAcc, and writes them as JSON.",
     )
-    parser.add_argument("config", help="path to a YAML config")
-    parser.add_argument("overrides", nargs="*", help="KEY=VALUE or +KEY=VALUE overrides")
+    parser.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="[CONFIG] [KEY=VALUE ...]",
+        help="an optional YAML config (.yaml/.yml; default: the one the checkpoint stores) and "
+        "KEY=VALUE or +KEY=VALUE overrides",
+    )
     parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
     parser.add_argument("--mode", choices=("whole", "slide"), help="override eval.mode")
     parser.add_argument(
@@ -64,22 +69,27 @@ def _evaluate(args, world) -> int:
     from segkit.data import build_dataset
     from segkit.engine.evaluator import Evaluator, validation_loader
     from segkit.engine.inference import InferenceSettings, Predictor
-    from segkit.engine.loaded_model import load_trained
+    from segkit.engine.loaded_model import inference_config, load_trained
     from segkit.engine.merge import MergedModel, resolve_merge
     from segkit.engine.progress import ProgressBar
     from segkit.errors import ConfigError
     from segkit.files import atomic_write_text
     from segkit.metrics import format_metrics
-    from segkit.validation import load_config
+    from segkit.weights import read_checkpoint
 
     if args.out:
         check_out_file(Path(args.out))
-    config = load_config(args.config, args.overrides, check_val_classes=args.merge is None)
+    config_path, overrides = _config_and_overrides(args.overrides)
+    checkpoint = Path(args.checkpoint)
+    record = read_checkpoint(checkpoint)
+    config = inference_config(
+        config_path, checkpoint, record, overrides, check_val_classes=args.merge is None
+    )
     settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
     process_device = world.resolve_device(args.device or config["train"]["device"])
     world.start(process_device)
     dataset = build_dataset(config, "val")
-    trained = load_trained(config, args.checkpoint, str(process_device))
+    trained = load_trained(config, checkpoint, str(process_device), checkpoint=record)
     classes = list(dataset.classes)
     num_classes = config["model"]["num_classes"]
     model, evaluator_settings, precision = trained.model, settings, trained.precision
@@ -137,7 +147,7 @@ def _evaluate(args, world) -> int:
     report = {
         "checkpoint": str(trained.path),
         "step": trained.step,
-        "config": str(args.config),
+        "config": config_path or f"{checkpoint} (its stored config)",
         "images": len(dataset),
         "mode": settings.mode,
         "crop": settings.crop,
@@ -151,6 +161,22 @@ def _evaluate(args, world) -> int:
     atomic_write_text(out, json.dumps(report, indent=2) + "\n", "the evaluation report")
     print(f"segkit: wrote {out}")
     return 0
+
+
+def _config_and_overrides(arguments: list[str]) -> tuple[str | None, list[str]]:
+    """The config (an argument named .yaml/.yml, if any) and the KEY=VALUE overrides."""
+    from segkit.commands.predict import CONFIG_SUFFIXES
+    from segkit.config import is_override
+    from segkit.errors import SegkitError
+
+    configs = [a for a in arguments if Path(a).suffix.lower() in CONFIG_SUFFIXES]
+    others = [a for a in arguments if a not in configs and not is_override(a)]
+    if len(configs) > 1 or others:
+        raise SegkitError(
+            f"{', '.join(configs[1:] + others)}: eval takes one config (.yaml/.yml) at most and "
+            "KEY=VALUE overrides"
+        )
+    return (configs[0] if configs else None), [a for a in arguments if a not in configs]
 
 
 def _warn_if_non_finite(trained) -> None:

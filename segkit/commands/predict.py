@@ -1,34 +1,63 @@
-"""``segkit predict CONFIG [KEY=VALUE...] --checkpoint PATH IMAGES_OR_DIRS... --out DIR
-[--overlay] [--merge LABEL_MAP]``: palette PNGs (and overlays) of a model's predictions."""
+"""``segkit predict [CONFIG] [KEY=VALUE...] --checkpoint PATH IMAGES_OR_DIRS... --out DIR``:
+palette PNGs (and overlays, confidences, probabilities) of a model's predictions.
+
+The prediction itself is :class:`segkit.engine.segmenter.Segmenter`'s, the same that
+``segkit.load(...).predict`` runs; this module finds the files, decodes them as it goes and
+writes the results."""
 
 from __future__ import annotations
 
+import io
 import json
 import sys
 from pathlib import Path
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
+CONFIG_SUFFIXES = (".yaml", ".yml")
 
 
 def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
         help="segment images with a checkpoint",
-        description="Segment images (files, or folders of images) and write, per image, "
-        "<name>.png: a palette PNG whose pixel values are the class indices; with --overlay "
-        "also <name>_overlay.png. classes.json lists the class names and colours.",
+        description="Segment images (files, or folders of images searched recursively) and "
+        "write, per image, <name>.png: a palette PNG whose pixel values are the class indices; "
+        "with --overlay also <name>_overlay.png, with --probs <name>_conf.png. classes.json "
+        "lists the class names and colours. Without CONFIG the checkpoint's stored config is "
+        "used.",
     )
-    parser.add_argument("config", help="path to a YAML config")
     parser.add_argument(
         "inputs",
         nargs="+",
-        metavar="IMAGES_OR_DIR",
-        help="image files or folders, and KEY=VALUE config overrides (e.g. eval.crop=[512,512])",
+        metavar="[CONFIG] IMAGES_OR_DIRS",
+        help="an optional YAML config (.yaml/.yml; default: the one the checkpoint stores), "
+        "image files or folders, and KEY=VALUE config overrides (e.g. eval.crop=[512,512])",
     )
     parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--overlay", action="store_true", help="also write the image with the colours blended in"
+    )
+    parser.add_argument(
+        "--probs",
+        action="store_true",
+        help="also write <name>_conf.png: the probability of the predicted class x 255 (uint8)",
+    )
+    parser.add_argument(
+        "--probs-npy",
+        action="store_true",
+        help="also write <name>_probs.npy: every class's probability, CxHxW float16",
+    )
+    parser.add_argument(
+        "--resize",
+        type=_resize_argument,
+        metavar="SIDE|val",
+        help="run the model with the image's shorter side at SIDE pixels, or at data.val's "
+        "resize transform (val); the results are resized back to the image (nearest)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="go on past images that cannot be read, and list them at the end",
     )
     parser.add_argument(
         "--merge",
@@ -41,53 +70,107 @@ def add_commands(subparsers) -> None:
         "--tta", action="store_true", help="multi-scale and flip test-time augmentation"
     )
     parser.add_argument("--device", help="override train.device (auto, cpu, cuda, cuda:N, mps)")
-    parser.set_defaults(handler=run_predict)
+    # images, folders and overrides after the options join the inputs (segkit.cli)
+    parser.set_defaults(handler=run_predict, more_positionals="inputs")
+
+
+def _resize_argument(text: str) -> int | str:
+    import argparse
+
+    if text == "val":
+        return text
+    if text.isdigit() and int(text) > 0:
+        return int(text)
+    raise argparse.ArgumentTypeError(
+        f"'{text}' is not a side in pixels (a positive whole number) or 'val'"
+    )
 
 
 def run_predict(args) -> int:
-    from segkit.engine.inference import InferenceSettings, Predictor
-    from segkit.engine.loaded_model import load_trained
-    from segkit.engine.merge import resolve_merge
     from segkit.engine.progress import ProgressBar
-    from segkit.engine.visualize import overlay, save_label_png, save_rgb
+    from segkit.engine.segmenter import Segmenter
+    from segkit.errors import DataError
     from segkit.files import atomic_write_text
-    from segkit.imagefiles import EncodedImage
-    from segkit.validation import load_config
 
     out = Path(args.out)
     check_out_folder(out)
-    inputs, overrides = split_overrides(args.inputs)
-    config = load_config(args.config, overrides, check_val_classes=False)
-    settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
-    paths = collect_images(inputs)
-    trained = load_trained(config, args.checkpoint, args.device)
-    names, palette, note = trained.labels(config["model"]["num_classes"])
-    if note:
-        print(f"segkit: note: {note}", file=sys.stderr)
-    merge = resolve_merge(args.merge, names, palette) if args.merge else None
-    if merge is not None:
-        names, palette = merge.names, merge.palette
-    predictor = Predictor(trained.model, settings, trained.precision)
-    bar = ProgressBar(len(paths), "predict")
-    for number, path in enumerate(paths, start=1):
-        image = EncodedImage(path).decode()
-        probabilities = predictor.probabilities(trained.normalizer(image.unsqueeze(0)))
-        if merge is not None:
-            probabilities = merge(probabilities)
-        labels = probabilities.argmax(dim=1)[0].cpu()
-        save_label_png(labels, palette, out / f"{path.stem}.png", "the prediction")
-        if args.overlay:
-            picture = overlay(image, labels, palette)
-            save_rgb(picture, out / f"{path.stem}_overlay.png", "the overlay")
-        bar.update(number)
+    config, inputs, overrides = split_arguments(args.inputs)
+    images = collect_images(inputs)
+    segmenter = Segmenter.from_checkpoint(
+        args.checkpoint, config, overrides=overrides, device=args.device
+    )
+    if segmenter.labels_note:
+        print(f"segkit: note: {segmenter.labels_note}", file=sys.stderr)
+    settings = segmenter.settings(args.mode, args.tta)
+    merge = segmenter.class_merge(args.merge) if args.merge else None
+    names, palette = (
+        (merge.names, merge.palette) if merge else (segmenter.classes, segmenter.palette)
+    )
+    skipped: list[str] = []
+    bar = ProgressBar(len(images), "predict")
+    written = 0
+    results = segmenter.segment(
+        _decoded(images, args.skip_bad, skipped),
+        settings,
+        merge,
+        args.resize,
+        keep_probabilities=args.probs_npy,
+    )
+    for (name, image), result in results:
+        _write(out, name, image, result, palette, args)
+        written += 1
+        bar.update(written + len(skipped))
     bar.close()
+    if skipped:
+        listed = "".join(f"\n  {problem}" for problem in skipped)
+        print(
+            f"segkit: warning: skipped {len(skipped)} unreadable image(s):{listed}", file=sys.stderr
+        )
+    if not written:
+        raise DataError(f"none of the {len(images)} image(s) could be read; nothing was written")
     classes = [
         {"index": i, "name": name, "color": list(colour)}
         for i, (name, colour) in enumerate(zip(names, palette))
     ]
     atomic_write_text(out / "classes.json", json.dumps(classes, indent=2) + "\n")
-    print(f"segkit: wrote {len(paths)} prediction(s) to {out}")
+    print(f"segkit: wrote {written} prediction(s) to {out}")
     return 0
+
+
+def _decoded(images: list[tuple[Path, str]], skip_bad: bool, skipped: list[str]):
+    """``((name, image), image)`` for every image file that can be read; with ``skip_bad`` a
+    file that cannot is recorded in ``skipped`` instead of ending the command."""
+    from segkit.errors import SampleError
+    from segkit.imagefiles import EncodedImage
+
+    for path, name in images:
+        try:
+            image = EncodedImage(path).decode()
+        except SampleError as error:
+            if not skip_bad:
+                raise SampleError(f"{error} (--skip-bad goes on past such files)") from None
+            skipped.append(str(error))
+            continue
+        yield (name, image), image
+
+
+def _write(out: Path, name: str, image, result, palette, args) -> None:
+    import numpy as np
+
+    from segkit.engine.visualize import overlay, png_bytes, save_label_png, save_rgb
+    from segkit.files import atomic_write_bytes
+
+    save_label_png(result.labels, palette, out / f"{name}.png", "the prediction")
+    if args.overlay:
+        picture = overlay(image, result.labels, palette)
+        save_rgb(picture, out / f"{name}_overlay.png", "the overlay")
+    if args.probs:
+        confidence = (result.confidence * 255).round().clamp(0, 255).byte().numpy()
+        atomic_write_bytes(out / f"{name}_conf.png", png_bytes(confidence), "the confidence")
+    if args.probs_npy:
+        buffer = io.BytesIO()
+        np.save(buffer, result.probabilities.numpy().astype(np.float16))
+        atomic_write_bytes(out / f"{name}_probs.npy", buffer.getvalue(), "the probabilities")
 
 
 def check_out_folder(out: Path) -> None:
@@ -108,37 +191,50 @@ def check_out_folder(out: Path) -> None:
         )
 
 
-def split_overrides(arguments: list[str]) -> tuple[list[str], list[str]]:
-    """Images and folders on one side, ``KEY=VALUE`` overrides on the other; an existing file
-    whose name happens to look like an override stays an image."""
+def split_arguments(arguments: list[str]) -> tuple[str | None, list[str], list[str]]:
+    """The config (the one argument named .yaml/.yml, if any), the images and folders, and the
+    ``KEY=VALUE`` overrides; an existing file whose name happens to look like an override stays
+    an image."""
     from segkit.config import is_override
+    from segkit.errors import SegkitError
 
+    configs = [a for a in arguments if Path(a).suffix.lower() in CONFIG_SUFFIXES]
+    if len(configs) > 1:
+        raise SegkitError(f"one config at most, got {', '.join(configs)}")
     overrides = [a for a in arguments if is_override(a) and not Path(a).exists()]
-    return [a for a in arguments if a not in overrides], overrides
+    inputs = [a for a in arguments if a not in overrides and a not in configs]
+    return (configs[0] if configs else None), inputs, overrides
 
 
-def collect_images(inputs: list[str]) -> list[Path]:
+def collect_images(inputs: list[str]) -> list[tuple[Path, str]]:
+    """``(file, name)`` of every image: a file given by itself is named by its stem, a file found
+    in a folder (recursively, by :data:`segkit.imagefiles.IMAGE_SUFFIXES`) by its path below the
+    folder, so ``photos/a.jpg`` and ``photos/sub/a.jpg`` become ``a`` and ``sub/a``. Two images
+    that would still get one name are refused before any work."""
     from segkit.errors import DataError
+    from segkit.imagefiles import IMAGE_SUFFIXES
 
-    paths: list[Path] = []
+    images: list[tuple[Path, str]] = []
     for item in inputs:
         path = Path(item)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = sorted(
+                p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()
+            )
             if not found:
-                suffixes = ", ".join(sorted(IMAGE_SUFFIXES))
-                raise DataError(f"{path}: no images ({suffixes}) in this folder")
-            paths.extend(found)
+                suffixes = ", ".join(IMAGE_SUFFIXES)
+                raise DataError(f"{path}: no images ({suffixes}) in this folder or below it")
+            images += [(p, p.relative_to(path).with_suffix("").as_posix()) for p in found]
         elif path.is_file():
-            paths.append(path)
+            images.append((path, path.stem))
         else:
             raise DataError(f"{path}: no such image file or folder")
     by_name: dict[str, Path] = {}
-    for path in paths:
-        if path.stem in by_name:
+    for path, name in images:
+        if name in by_name:
             raise DataError(
-                f"{by_name[path.stem]} and {path} would both be written as {path.stem}.png; "
+                f"{by_name[name]} and {path} would both be written as {name}.png; "
                 "predict them into different --out folders"
             )
-        by_name[path.stem] = path
-    return paths
+        by_name[name] = path
+    return images

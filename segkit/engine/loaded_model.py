@@ -5,7 +5,7 @@ the config's runtime (the device and precision validation during training used, 
 from __future__ import annotations
 
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from segkit.engine.inference import InputNormalizer
 from segkit.engine.precision import Precision
 from segkit.engine.runtime import Runtime
 from segkit.engine.visualize import default_palette
+from segkit.errors import CheckpointError, SegkitError
 from segkit.weights import load_into, read_checkpoint, segmentor_state_dict
 
 
@@ -52,13 +53,20 @@ class TrainedModel:
 
 
 def load_trained(
-    config: dict[str, Any], path: str | Path, device: str | None = None
+    config: dict[str, Any],
+    path: str | Path,
+    device: str | torch.device | None = None,
+    precision: str | None = None,
+    *,
+    checkpoint: Any = None,
 ) -> TrainedModel:
-    """The model of ``config`` with the weights of ``path`` (a segkit checkpoint or a state dict)."""
+    """The model of ``config`` with the weights of ``path`` (a segkit checkpoint or a state dict).
+    ``checkpoint``: the file's contents where the caller has read them already (for its config)."""
     path = Path(path)
-    checkpoint = read_checkpoint(path)
+    if checkpoint is None:
+        checkpoint = read_checkpoint(path)
     state = segmentor_state_dict(checkpoint, path)
-    runtime = Runtime.resolve(config["train"], device=device)
+    runtime = Runtime.resolve(config["train"], device=device, precision=precision)
     # The checkpoint replaces every weight; initial weights need not be read.
     model = build_model({**config, "model": {**config["model"], "pretrained": None}})
     load_into(model, state, path)
@@ -74,6 +82,37 @@ def load_trained(
         step=meta.get("step") if isinstance(meta.get("step"), int) else None,
         path=path,
         non_finite=non_finite_weights(state),
+    )
+
+
+def inference_config(
+    config: str | Path | dict[str, Any] | None,
+    path: Path,
+    checkpoint: Any,
+    overrides: Sequence[str] = (),
+    *,
+    check_val_classes: bool = True,
+) -> dict[str, Any]:
+    """The resolved config to run the checkpoint at ``path`` with: ``config`` (a YAML file, or
+    a resolved dict used as it is), else the one the checkpoint stores, as training and
+    ``segkit convert`` write it. A state dict stores none, hence the message saying what to do."""
+    from segkit.validation import load_config, load_stored_config
+
+    if isinstance(config, dict):
+        if overrides:
+            raise SegkitError("overrides go with a config file; change the dict itself instead")
+        return config
+    if config is not None:
+        return load_config(config, overrides, check_val_classes=check_val_classes)
+    stored = checkpoint.get("config") if isinstance(checkpoint, Mapping) else None
+    if not isinstance(stored, dict):
+        raise CheckpointError(
+            f"{path} stores no config (a bare state dict, or a file from another tool); give the "
+            "model's config too, e.g. `segkit predict CONFIG --checkpoint ...` or "
+            "segkit.load(checkpoint, config)"
+        )
+    return load_stored_config(
+        stored, f"{path} (its stored config)", overrides, check_val_classes=check_val_classes
     )
 
 
