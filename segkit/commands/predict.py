@@ -28,7 +28,7 @@ def add_commands(subparsers) -> None:
     parser.add_argument(
         "inputs",
         nargs="+",
-        metavar="[CONFIG] IMAGES_OR_DIRS",
+        metavar="IMAGES_OR_DIRS",
         help="an optional YAML config (.yaml/.yml; default: the one the checkpoint stores), "
         "image files or folders, and KEY=VALUE config overrides (e.g. eval.crop=[512,512])",
     )
