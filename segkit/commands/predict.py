@@ -71,10 +71,7 @@ def run_predict(args) -> int:
     bar = ProgressBar(len(paths), "predict")
     for number, path in enumerate(paths, start=1):
         image = EncodedImage(path).decode()
-        probabilities = predictor.probabilities(trained.normalizer(image.unsqueeze(0)))
-        if merge is not None:
-            probabilities = merge(probabilities)
-        labels = probabilities.argmax(dim=1)[0].cpu()
+        labels = predictor.labels(trained.normalizer(image.unsqueeze(0)), merge=merge)[0].cpu()
         save_label_png(labels, palette, out / f"{path.stem}.png", "the prediction")
         if args.overlay:
             picture = overlay(image, labels, palette)
