@@ -29,6 +29,7 @@ from segkit.engine.precision import Precision
 from segkit.errors import ConfigError
 
 DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
+BAND_ROWS = 64  # output rows Predictor.labels finalises at once (a few C x rows x W temporaries)
 
 
 class InputNormalizer:
@@ -171,7 +172,7 @@ class Predictor:
             for mirrored in (False, True) if self.settings.flip else (False,):
                 views.append(_SlidingView(self, scaled, mirrored))
         labels = torch.empty((images.shape[0], *size), dtype=torch.long, device=images.device)
-        band = self.settings.stride[0]
+        band = min(self.settings.stride[0], BAND_ROWS)
         for first in range(0, size[0], band):
             end = min(first + band, size[0])
             total = None
