@@ -15,7 +15,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ("data_pipeline.py", "training.py", "evaluation.py", "precision.py")
+SCRIPTS = (
+    "data_pipeline.py",
+    "training.py",
+    "evaluation.py",
+    "precision.py",
+    "large_images.py",
+)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,12 +20,17 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for name in ("data_pipeline", "training", "evaluation", "precision"):
+    for name in ("data_pipeline", "training", "evaluation", "precision", "large_images"):
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["benchmark"] == name and result["machine"]["torch"]
         assert "|" in (tmp_path / f"{name}.md").read_text()
     training = json.loads((tmp_path / "training.json").read_text())
     assert {row["precision"] for row in training["matrix"]} == {"fp32", "bf16"}
     assert all(row["segkit_s_per_step"] > 0 for row in training["overhead"])
+    large = json.loads((tmp_path / "large_images.json").read_text())
+    assert {(r["side"], r["path"]) for r in large["runs"]} == {
+        (side, path) for side in (500, 1000) for path in ("full image", "bounded")
+    }
+    assert all(r["peak_mb"] > 0 and r["seconds"] > 0 for r in large["runs"])
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary

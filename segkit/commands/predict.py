@@ -115,6 +115,7 @@ def run_predict(args) -> int:
         merge,
         args.resize,
         keep_probabilities=args.probs_npy,
+        keep_confidence=args.probs,
     )
     for (name, image), result in results:
         _write(out, name, image, result, palette, args)

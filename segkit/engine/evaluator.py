@@ -61,7 +61,7 @@ class Evaluator:
                 for group in _equal_size_runs(batch):
                     labels = torch.stack([s["mask"] for s in group]).to(device, non_blocking=True)
                     images = self.normalizer(torch.stack([s["image"] for s in group]))
-                    prediction = predictor.probabilities(images, labels.shape[-2:]).argmax(dim=1)
+                    prediction = predictor.labels(images, labels.shape[-2:])
                     matrix.update(prediction, labels)
                     for sample, predicted in zip(group, prediction):
                         if len(samples) < self.panels:

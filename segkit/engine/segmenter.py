@@ -39,7 +39,7 @@ class Segmentation:
     """One image's prediction, at the image's size, on the CPU."""
 
     labels: torch.Tensor  # HxW int64 class (or group) indices
-    confidence: torch.Tensor  # HxW float32: the probability of the chosen class
+    confidence: torch.Tensor | None  # HxW float32: the probability of the chosen class, if asked
     probabilities: torch.Tensor | None  # CxHxW float32, where asked for
 
 
@@ -137,21 +137,23 @@ class Segmenter:
         resize: int | str | None = None,
         *,
         keep_probabilities: bool = False,
+        keep_confidence: bool = False,
     ) -> Iterator[tuple[Key, Segmentation]]:
         """``(key, Segmentation)`` for each ``(key, 3xHxW uint8 image)``, in order. Images are
         read from ``images`` only as far as the current batch needs, so that a command can
-        decode files as it goes."""
+        decode files as it goes. Sliding windows asked for labels alone run in bounded memory
+        (:meth:`Predictor.labels`), so that a photo of any size can be segmented."""
         predictor = Predictor(self.trained.model, settings, self.trained.precision)
         scale = self.resizer(resize)
         group: list[tuple[Key, tuple[int, int], torch.Tensor]] = []
         for key, image in images:
             scaled = scale(image)
             if group and (len(group) == self.batch_size or group[0][2].shape != scaled.shape):
-                yield from self._run(group, predictor, merge, keep_probabilities)
+                yield from self._run(group, predictor, merge, keep_probabilities, keep_confidence)
                 group = []
             group.append((key, tuple(image.shape[-2:]), scaled))
         if group:
-            yield from self._run(group, predictor, merge, keep_probabilities)
+            yield from self._run(group, predictor, merge, keep_probabilities, keep_confidence)
 
     def _run(
         self,
@@ -159,15 +161,22 @@ class Segmenter:
         predictor: Predictor,
         merge: ClassMerge | None,
         keep_probabilities: bool,
+        keep_confidence: bool,
     ) -> Iterator[tuple[Key, Segmentation]]:
-        batch = torch.stack([scaled for _, _, scaled in group])
-        probabilities = predictor.probabilities(self.trained.normalizer(batch))
-        if merge is not None:
-            probabilities = merge(probabilities)
-        labels = probabilities.argmax(dim=1)
-        confidence = probabilities.amax(dim=1)
+        batch = self.trained.normalizer(torch.stack([scaled for _, _, scaled in group]))
+        if not (keep_probabilities or keep_confidence):
+            labels = predictor.labels(batch, merge=merge)
+            probabilities = confidence = None
+        else:
+            probabilities = predictor.probabilities(batch)
+            if merge is not None:
+                probabilities = merge(probabilities)
+            labels = probabilities.argmax(dim=1)
+            confidence = probabilities.amax(dim=1)
         for number, (key, size, _) in enumerate(group):
-            kept = probabilities[number] if keep_probabilities else None
+            kept = (
+                probabilities[number] if probabilities is not None and keep_probabilities else None
+            )
             if tuple(labels.shape[-2:]) != size:
                 # back at the input's size by nearest neighbour: classes are not blended
                 kept = None if kept is None else _nearest(kept[None], size)[0]
@@ -175,7 +184,9 @@ class Segmenter:
                     key,
                     Segmentation(
                         _nearest(labels[number][None, None].float(), size)[0, 0].long().cpu(),
-                        _nearest(confidence[number][None, None], size)[0, 0].cpu(),
+                        None
+                        if confidence is None
+                        else _nearest(confidence[number][None, None], size)[0, 0].cpu(),
                         None if kept is None else kept.cpu(),
                     ),
                 )
@@ -184,7 +195,7 @@ class Segmenter:
                     key,
                     Segmentation(
                         labels[number].cpu(),
-                        confidence[number].cpu(),
+                        None if confidence is None else confidence[number].cpu(),
                         None if kept is None else kept.cpu(),
                     ),
                 )
