@@ -23,6 +23,7 @@ CORE_COMMANDS = (
     "segkit.commands.eval",
     "segkit.commands.predict",
     "segkit.commands.data",
+    "segkit.commands.export",
 )
 
 
