@@ -122,7 +122,7 @@ def test_a_checkpoint_without_config_needs_one_on_the_command_line(tmp_path, cap
     )
     status, out = export(tmp_path, bare, "torchscript")
     assert status == 2
-    assert "holds no training config" in capsys.readouterr().err
+    assert "stores no config" in capsys.readouterr().err
     status, out = export(tmp_path, bare, "torchscript", "--size", "32", "32")
     arguments = ["export", str(CONFIGS / "drn_d_22_cityscapes.yaml"), "--checkpoint", str(bare)]
     status = segkit.cli.main(

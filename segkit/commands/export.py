@@ -53,11 +53,11 @@ def add_commands(subparsers) -> None:
 
 
 def run_export(args) -> int:
+    from segkit.engine.loaded_model import inference_config
     from segkit.errors import SegkitError
     from segkit.export.exporter import ExportRequest, export, report_path
     from segkit.export.formats import SUFFIXES, require_onnx_extra
-    from segkit.export.stored_config import checkpoint_config
-    from segkit.validation import load_config
+    from segkit.weights import read_checkpoint
 
     out = Path(args.out)
     if out.is_dir():
@@ -68,10 +68,10 @@ def run_export(args) -> int:
         raise SegkitError(f"--size {args.size[0]} {args.size[1]}: give a positive height and width")
     if args.format == "onnx":
         require_onnx_extra()
-    if args.config:
-        config = load_config(args.config, check_val_classes=False)
-    else:
-        config = checkpoint_config(args.checkpoint)
+    checkpoint = read_checkpoint(args.checkpoint) if not args.config else None
+    config = inference_config(
+        args.config, Path(args.checkpoint), checkpoint, check_val_classes=False
+    )
     size = tuple(args.size or config["eval"].get("crop") or DEFAULT_SIZE)
     suffix = SUFFIXES[args.format]
     if out.suffix != suffix:

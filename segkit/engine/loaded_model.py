@@ -108,8 +108,8 @@ def inference_config(
     if not isinstance(stored, dict):
         raise CheckpointError(
             f"{path} stores no config (a bare state dict, or a file from another tool); give the "
-            "model's config too, e.g. `segkit predict CONFIG --checkpoint ...` or "
-            "segkit.load(checkpoint, config)"
+            "model's config too: CONFIG on the command line (segkit predict/eval/export CONFIG "
+            "--checkpoint ...), or segkit.load(checkpoint, config)"
         )
     return load_stored_config(
         stored, f"{path} (its stored config)", overrides, check_val_classes=check_val_classes
