@@ -15,6 +15,7 @@ from torch import nn
 import segkit.cli
 from segkit.builder import build_model
 from segkit.export import exporter
+from segkit.export.catalog import SUFFIXES
 from segkit.export.graph import WindowPool
 from segkit.validation import load_config
 
@@ -53,7 +54,7 @@ def make_checkpoint(path: Path, config_name: str, overrides: list[str]) -> Path:
 
 
 def export(tmp_path: Path, checkpoint: Path, fmt: str, *options: str) -> tuple[int, Path]:
-    out = tmp_path / f"model{exporter.formats.SUFFIXES[fmt]}"
+    out = tmp_path / f"model{SUFFIXES[fmt]}"
     arguments = ["export", "--checkpoint", str(checkpoint), "--format", fmt, "--out", str(out)]
     return segkit.cli.main([*arguments, *options]), out
 

@@ -11,7 +11,7 @@ DEFAULT_SIZE = (512, 512)
 
 
 def add_commands(subparsers) -> None:
-    from segkit.export.formats import FORMATS
+    from segkit.export.catalog import FORMATS
 
     parser = subparsers.add_parser(
         "export",
@@ -55,8 +55,8 @@ def add_commands(subparsers) -> None:
 def run_export(args) -> int:
     from segkit.engine.loaded_model import inference_config
     from segkit.errors import SegkitError
+    from segkit.export.catalog import SUFFIXES, require_onnx_extra
     from segkit.export.exporter import ExportRequest, export, report_path
-    from segkit.export.formats import SUFFIXES, require_onnx_extra
     from segkit.weights import read_checkpoint
 
     out = Path(args.out)

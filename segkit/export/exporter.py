@@ -15,6 +15,7 @@ import torch
 
 from segkit.errors import SegkitError
 from segkit.export import formats
+from segkit.export.catalog import INPUT_NAME, SUFFIXES
 from segkit.export.graph import ExportGraph, Output, with_window_pools
 from segkit.export.verify import MIN_AGREEMENT, Check, check_shapes, compare
 from segkit.files import atomic_write_text
@@ -50,7 +51,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
 
     # beside the target, so that the rename stays on one file system; torch.export.load wants
     # its own suffix
-    suffix = formats.SUFFIXES[request.format]
+    suffix = SUFFIXES[request.format]
     temporary = request.out.with_name(f".{request.out.name}.{os.getpid()}.tmp{suffix}")
     try:
         try:
@@ -112,7 +113,7 @@ def describe(
         "format": request.format,
         "checkpoint": str(request.checkpoint),
         "input": {
-            "name": formats.INPUT_NAME,
+            "name": INPUT_NAME,
             "dtype": "uint8",
             "layout": "NCHW, RGB, 0..255",
             "shape": [request.batch, 3, *request.size],

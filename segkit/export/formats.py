@@ -8,7 +8,6 @@ is a trace; ``exported`` is torch.export's ExportedProgram saved with ``torch.ex
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import warnings
 from collections.abc import Callable
@@ -17,29 +16,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from segkit.errors import SegkitError
-
-FORMATS = ("onnx", "torchscript", "exported")
-SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "exported": ".pt2"}
-INPUT_NAME = "images"
-ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
+from segkit.export.catalog import INPUT_NAME
 
 Runner = Callable[[torch.Tensor], torch.Tensor]
-
-
-def require_onnx_extra(modules: tuple[str, ...] = ONNX_MODULES) -> None:
-    """Refuse, before any work, when a package of the ``export`` extra cannot be imported."""
-    missing = []
-    for name in modules:
-        try:
-            importlib.import_module(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        raise SegkitError(
-            f"this needs {', '.join(missing)}, which cannot be imported here; install segkit's "
-            "export extra: pip install 'segkit[export]'"
-        )
 
 
 def write(graph: nn.Module, example: torch.Tensor, path: Path, format: str, dynamic: bool) -> None:
