@@ -31,7 +31,25 @@ __all__ = [
 
 def load(checkpoint: Any, config: Any = None, *, device: Any = None, precision: Any = None) -> Any:
     """A trained model ready to predict, a :class:`segkit.engine.segmenter.Segmenter`; see
-    :func:`segkit.engine.segmenter.load` and docs/python-api.md."""
+    :func:`segkit.engine.segmenter.load` and docs/python-api.md. A ``.onnx`` file from
+    ``segkit export`` gives a :class:`segkit.export.serving.OnnxSegmenter` instead, which runs
+    it with onnxruntime and never imports torch."""
+    import os
+
+    if isinstance(checkpoint, (str, os.PathLike)) and str(checkpoint).lower().endswith(".onnx"):
+        from segkit.export.serving import load as load_onnx
+
+        given = [
+            name
+            for name, value in (("config", config), ("device", device), ("precision", precision))
+            if value is not None
+        ]
+        if given:
+            raise SegkitError(
+                f"{checkpoint}: {', '.join(given)} cannot be given for an ONNX file, which "
+                "carries its own normalisation and runs on the CPU with onnxruntime"
+            )
+        return load_onnx(checkpoint)
     from segkit.engine.segmenter import load as load_segmenter
 
     return load_segmenter(checkpoint, config, device=device, precision=precision)

@@ -23,50 +23,10 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from segkit.errors import DataError, SampleError
+from segkit.imageread import DECODE_ERRORS, EncodedImage
 
-# The files segkit reads as images: a folder dataset's default ``image_suffix`` and what
-# ``segkit predict`` picks up in a folder, so that both see the same files.
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-
-# What PIL raises for files it cannot parse: broken headers (SyntaxError, ValueError),
-# truncated or corrupt data (OSError), absurd sizes (DecompressionBombError is a subclass).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, Image.DecompressionBombError)
-
-
-class EncodedImage:
-    """An image file whose header has been read: its size is known, its pixels are decoded
-    only when a transform needs them, and at reduced size where that is cheaper (JPEG files
-    decode directly at 1/2, 1/4 or 1/8 scale)."""
-
-    def __init__(self, path: str | os.PathLike):
-        self.path = Path(path)
-        try:
-            with Image.open(self.path) as image:
-                self.width, self.height = image.size
-        except FileNotFoundError:
-            raise SampleError(f"{self.path}: image file not found") from None
-        except _DECODE_ERRORS as error:
-            raise SampleError(f"{self.path}: cannot read the image: {error}") from None
-
-    @property
-    def size(self) -> tuple[int, int]:
-        """(height, width), like the tensor it decodes to."""
-        return self.height, self.width
-
-    def decode(self, at_least: tuple[int, int] | None = None) -> torch.Tensor:
-        """The pixels as a uint8 3xHxW tensor. With ``at_least=(h, w)`` the result may be
-        smaller than the file, but never smaller than (h, w); the caller resizes it exactly."""
-        try:
-            with Image.open(self.path) as image:
-                if at_least is not None and image.format == "JPEG":
-                    image.draft("RGB", (max(1, at_least[1]), max(1, at_least[0])))
-                if image.mode != "RGB":
-                    image = image.convert("RGB")
-                pixels = np.array(image)
-        except _DECODE_ERRORS as error:
-            raise SampleError(f"{self.path}: cannot decode the image: {error}") from None
-        # A channels-last view: resizing and cropping work on it without a copy.
-        return torch.from_numpy(pixels).permute(2, 0, 1)
+# read without torch in segkit.imageread; here too, where plugins find it (docs/plugins.md)
+from segkit.imageread import IMAGE_SUFFIXES as IMAGE_SUFFIXES
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
@@ -82,7 +42,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
             values = np.array(image, dtype=np.uint8) if image.mode == "1" else np.array(image)
     except FileNotFoundError:
         raise SampleError(f"{path}: mask file not found") from None
-    except _DECODE_ERRORS as error:
+    except DECODE_ERRORS as error:
         raise SampleError(f"{path}: cannot read the mask: {error}") from None
     return values
 

@@ -1,9 +1,10 @@
 """``segkit predict [CONFIG] [KEY=VALUE...] --checkpoint PATH IMAGES_OR_DIRS... --out DIR``:
-palette PNGs (and overlays, confidences, probabilities) of a model's predictions.
+palette PNGs (and overlays, confidences, probabilities) of a model's predictions; with
+``--model FILE.onnx`` (``--backend onnxruntime``) of an exported file, without torch.
 
-The prediction itself is :class:`segkit.engine.segmenter.Segmenter`'s, the same that
-``segkit.load(...).predict`` runs; this module finds the files, decodes them as it goes and
-writes the results."""
+The prediction itself is :class:`segkit.engine.segmenter.Segmenter`'s (or, for an ONNX file,
+:class:`segkit.export.serving.OnnxSegmenter`'s), the same that ``segkit.load(...).predict``
+runs; this module finds the files, decodes them as it goes and writes the results."""
 
 from __future__ import annotations
 
@@ -13,12 +14,23 @@ import sys
 from pathlib import Path
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
+BACKENDS = ("torch", "onnxruntime")
+# what --backend onnxruntime does not do, by the attribute argparse gives each option
+TORCH_ONLY = {
+    "probs": "--probs",
+    "probs_npy": "--probs-npy",
+    "resize": "--resize",
+    "merge": "--merge",
+    "mode": "--mode",
+    "tta": "--tta",
+    "device": "--device",
+}
 
 
 def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "predict",
-        help="segment images with a checkpoint",
+        help="segment images with a checkpoint or an exported ONNX file",
         description="Segment images (files, or folders of images searched recursively) and "
         "write, per image, <name>.png: a palette PNG whose pixel values are the class indices; "
         "with --overlay also <name>_overlay.png, with --probs <name>_conf.png. classes.json "
@@ -32,7 +44,19 @@ def add_commands(subparsers) -> None:
         help="an optional YAML config (.yaml/.yml; default: the one the checkpoint stores), "
         "image files or folders, and KEY=VALUE config overrides (e.g. eval.crop=[512,512])",
     )
-    parser.add_argument("--checkpoint", required=True, help="a segkit checkpoint or state dict")
+    parser.add_argument("--checkpoint", help="a segkit checkpoint or state dict")
+    parser.add_argument(
+        "--model",
+        metavar="FILE.onnx",
+        help="instead of --checkpoint: an ONNX file from segkit export, run with onnxruntime "
+        "(classes and colours from FILE.onnx.json beside it)",
+    )
+    parser.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="what runs the model: torch (for --checkpoint, the default) or onnxruntime (for "
+        "--model, which implies it)",
+    )
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument(
         "--overlay", action="store_true", help="also write the image with the colours blended in"
@@ -87,15 +111,77 @@ def _resize_argument(text: str) -> int | str:
 
 
 def run_predict(args) -> int:
-    from segkit.engine.progress import ProgressBar
-    from segkit.engine.segmenter import Segmenter
-    from segkit.errors import DataError
-    from segkit.files import atomic_write_text
-
     out = Path(args.out)
+    backend = choose_backend(args)
     check_out_folder(out)
     config, inputs, overrides = split_arguments(args.inputs)
     images = collect_images(inputs)
+    if backend == "onnxruntime":
+        return _serve_onnx(args, out, images, config, overrides)
+    return _predict_checkpoint(args, out, images, config, overrides)
+
+
+def choose_backend(args) -> str:
+    """The backend that runs the model: ``--checkpoint`` is run by torch, ``--model`` by
+    onnxruntime; exactly one of them, and ``--backend`` must agree with it."""
+    from segkit.errors import SegkitError
+
+    given = "give --checkpoint CK (a PyTorch checkpoint) or --model FILE.onnx (an exported file)"
+    if args.checkpoint and args.model:
+        raise SegkitError(f"--checkpoint and --model exclude each other; {given}")
+    if not args.checkpoint and not args.model:
+        raise SegkitError(f"no model to predict with; {given}")
+    implied = "torch" if args.checkpoint else "onnxruntime"
+    if args.backend not in (None, implied):
+        if args.backend == "onnxruntime":
+            raise SegkitError(
+                "--backend onnxruntime runs an exported ONNX file: give it as --model FILE.onnx "
+                "(segkit export --format onnx writes one from a checkpoint)"
+            )
+        raise SegkitError(
+            f"--backend torch runs a checkpoint; {args.model} is an exported file, run it with "
+            "--backend onnxruntime, or give the checkpoint with --checkpoint"
+        )
+    return implied
+
+
+def _serve_onnx(args, out: Path, images, config, overrides) -> int:
+    """The ONNX file of ``--model`` run on the images with onnxruntime only (no torch)."""
+    from segkit.errors import SegkitError
+    from segkit.export.serving import OnnxSegmenter
+
+    refused = [flag for attribute, flag in TORCH_ONLY.items() if getattr(args, attribute)]
+    if config or overrides:
+        refused.append(" ".join([*([config] if config else []), *overrides]))
+    if refused:
+        raise SegkitError(
+            f"{', '.join(refused)}: not for --model (an ONNX file predicts whole images at the "
+            "size it was exported at, with its own normalisation; --overlay and --skip-bad "
+            "apply); use --checkpoint for these"
+        )
+    segmenter = OnnxSegmenter(args.model)
+    if segmenter.labels_note:
+        print(f"segkit: note: {segmenter.labels_note}", file=sys.stderr)
+
+    def note(text: str) -> None:
+        print(f"segkit: note: {text}", file=sys.stderr)
+
+    skipped: list[str] = []
+    pixels = _decoded(images, args.skip_bad, skipped, lambda image: image.pixels())
+    results = ((key, Labels(labels)) for key, (labels, _) in segmenter.segment(pixels, note))
+    return _write_all(out, results, images, skipped, segmenter.classes, segmenter.palette, args)
+
+
+class Labels:
+    """A prediction that is only its class map (what ``_write`` reads of an ONNX file's)."""
+
+    def __init__(self, labels):
+        self.labels = labels
+
+
+def _predict_checkpoint(args, out: Path, images, config, overrides) -> int:
+    from segkit.engine.segmenter import Segmenter
+
     segmenter = Segmenter.from_checkpoint(
         args.checkpoint, config, overrides=overrides, device=args.device
     )
@@ -107,16 +193,26 @@ def run_predict(args) -> int:
         (merge.names, merge.palette) if merge else (segmenter.classes, segmenter.palette)
     )
     skipped: list[str] = []
-    bar = ProgressBar(len(images), "predict")
-    written = 0
     results = segmenter.segment(
-        _decoded(images, args.skip_bad, skipped),
+        _decoded(images, args.skip_bad, skipped, lambda image: image.decode()),
         settings,
         merge,
         args.resize,
         keep_probabilities=args.probs_npy,
         keep_confidence=args.probs,
     )
+    return _write_all(out, results, images, skipped, names, palette, args)
+
+
+def _write_all(out: Path, results, images, skipped: list[str], names, palette, args) -> int:
+    """Every ``((name, image), result)`` written as it comes, then the skipped files listed and
+    classes.json: the files of a prediction, whichever backend made it."""
+    from segkit.engine.progress import ProgressBar
+    from segkit.errors import DataError
+    from segkit.files import atomic_write_text
+
+    bar = ProgressBar(len(images), "predict")
+    written = 0
     for (name, image), result in results:
         _write(out, name, image, result, palette, args)
         written += 1
@@ -138,15 +234,16 @@ def run_predict(args) -> int:
     return 0
 
 
-def _decoded(images: list[tuple[Path, str]], skip_bad: bool, skipped: list[str]):
-    """``((name, image), image)`` for every image file that can be read; with ``skip_bad`` a
-    file that cannot is recorded in ``skipped`` instead of ending the command."""
+def _decoded(images: list[tuple[Path, str]], skip_bad: bool, skipped: list[str], decode):
+    """``((name, image), image)`` for every image file that can be read, decoded by
+    ``decode(EncodedImage)``; with ``skip_bad`` a file that cannot is recorded in ``skipped``
+    instead of ending the command."""
     from segkit.errors import SampleError
-    from segkit.imagefiles import EncodedImage
+    from segkit.imageread import EncodedImage
 
     for path, name in images:
         try:
-            image = EncodedImage(path).decode()
+            image = decode(EncodedImage(path))
         except SampleError as error:
             if not skip_bad:
                 raise SampleError(f"{error} (--skip-bad goes on past such files)") from None
@@ -213,7 +310,7 @@ def collect_images(inputs: list[str]) -> list[tuple[Path, str]]:
     folder, so ``photos/a.jpg`` and ``photos/sub/a.jpg`` become ``a`` and ``sub/a``. Two images
     that would still get one name are refused before any work."""
     from segkit.errors import DataError
-    from segkit.imagefiles import IMAGE_SUFFIXES
+    from segkit.imageread import IMAGE_SUFFIXES
 
     images: list[tuple[Path, str]] = []
     for item in inputs:

@@ -1,14 +1,16 @@
-"""Label maps as pictures: palette colouring, image | label | prediction panels, overlays."""
+"""Label maps as pictures: palette colouring, image | label | prediction panels, overlays.
+
+Without torch (it takes tensors where torch is loaded), so that serving an ONNX file can use it."""
 
 from __future__ import annotations
 
 import colorsys
 import io
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 from segkit.files import atomic_write_bytes
@@ -28,7 +30,8 @@ def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
 
 
 def as_array(tensor_or_array) -> np.ndarray:
-    if isinstance(tensor_or_array, torch.Tensor):
+    torch = sys.modules.get("torch")  # not loaded: then nothing here is a tensor
+    if torch is not None and isinstance(tensor_or_array, torch.Tensor):
         return tensor_or_array.detach().cpu().numpy()
     return np.asarray(tensor_or_array)
 
