@@ -404,6 +404,7 @@ def test_predict_with_stored_labels_that_do_not_fit_uses_the_defaults(
     assert [tuple(c["color"]) for c in classes] == [tuple(c) for c in colours or default_palette(3)]
 
 
+@pytest.mark.slow
 def test_eval_merge_with_a_malformed_stored_palette_uses_the_defaults(trained, tmp_path):
     config, checkpoint = trained
     edited = with_stored_labels(

@@ -101,6 +101,7 @@ def assert_disk_full(result: subprocess.CompletedProcess, *words) -> str:
 # ---- training --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_at_the_start_names_config_yaml_and_leaves_no_partial_file(
     disk, tmp_path, plugins
 ):
@@ -148,6 +149,7 @@ def test_a_full_disk_at_the_first_metrics_line_names_metrics_jsonl(disk, tmp_pat
     assert segkit(plugins, "train", config, "logging.loggers=[]", "--work-dir", run).returncode == 0
 
 
+@pytest.mark.slow
 def test_a_full_disk_for_tensorboard_events_is_reported_once_naming_the_events_file(
     disk, tmp_path, plugins
 ):
@@ -189,6 +191,7 @@ def test_a_full_disk_while_saving_panels_keeps_the_earlier_panels(disk, tmp_path
     assert files_of(run / "predictions") == panels
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_last_pt_keeps_the_previous_one(disk, tmp_path, plugins):
     """A SIGTERM after the disk filled up: the run's last save fails, the one before stays."""
     train = (

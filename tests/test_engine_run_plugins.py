@@ -41,7 +41,7 @@ SLOW = pytest.mark.slow
 @pytest.mark.parametrize(
     "hook, error",
     [
-        ("segkit_on_train_iter_end", "ConnectionError"),
+        pytest.param("segkit_on_train_iter_end", "ConnectionError", marks=SLOW),
         pytest.param("segkit_on_train_iter_end", "SystemExit", marks=SLOW),
         pytest.param("segkit_on_eval_end", "ConnectionError", marks=SLOW),
         pytest.param("segkit_on_checkpoint", "ConnectionError", marks=SLOW),

@@ -15,6 +15,10 @@ import pytest
 import torch
 from engine_toys import write_toy_config as write
 
+# Real training processes stopped by real signals, 4 to 9 s each on 2 cores: all marked slow,
+# so make test (and CI) runs them and make test-fast does not.
+pytestmark = pytest.mark.slow
+
 TESTS = Path(__file__).parent
 STATUS = {signal.SIGTERM: 143, signal.SIGINT: 130}
 
@@ -87,11 +91,10 @@ def assert_stopped_and_saved(process, err: str, run: Path, signum: int, at_least
 
 # Three delays after the marker, each with both signals: the signal lands in different places
 # of the step (loading, forward, backward, the hooks).
-# The first case is quick; the other two repeat it, marked slow (about 6 s each).
 CASES = [
     pytest.param(signal.SIGTERM, 0.0, id="SIGTERM-0s"),
-    pytest.param(signal.SIGINT, 0.15, id="SIGINT-0.15s", marks=pytest.mark.slow),
-    pytest.param(signal.SIGTERM, 0.4, id="SIGTERM-0.4s", marks=pytest.mark.slow),
+    pytest.param(signal.SIGINT, 0.15, id="SIGINT-0.15s"),
+    pytest.param(signal.SIGTERM, 0.4, id="SIGTERM-0.4s"),
 ]
 
 
@@ -140,7 +143,6 @@ data:
     assert_stopped_and_saved(process, err, run, signum, at_least=1)
 
 
-@pytest.mark.slow  # data-bound on purpose: large images, one worker
 @pytest.mark.parametrize("signum, delay", CASES)
 def test_a_signal_to_the_group_of_a_data_bound_run_saves_last_pt(tmp_path, signum, delay):
     """Large images and one worker: the main process spends its time waiting for data."""
@@ -190,7 +192,6 @@ data:
     assert err.count("data worker") == 1
 
 
-@pytest.mark.slow
 def test_a_data_worker_killed_under_torchrun_is_one_message_with_the_last_checkpoint(tmp_path):
     """The OOM killer takes rank 1's worker: that process says what happened, with the last
     good checkpoint, and exits with 2; torchrun then stops rank 0 and prints its own report,

@@ -115,6 +115,7 @@ def test_probs_output_sums_to_one_over_the_classes(tmp_path):
     assert report_of(out)["output"]["name"] == "probs"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_without_config_needs_one_on_the_command_line(tmp_path, capsys):
     bare = tmp_path / "bare.pt"
     config = load_config(CONFIGS / "drn_d_22_cityscapes.yaml", check_val_classes=False)
@@ -132,6 +133,7 @@ def test_a_checkpoint_without_config_needs_one_on_the_command_line(tmp_path, cap
     assert status == 0 and out.is_file()
 
 
+@pytest.mark.slow
 def test_onnx_without_the_export_extra_says_which_extra_to_install(tmp_path):
     shim = tmp_path / "shim"
     (shim / "onnxruntime").mkdir(parents=True)
