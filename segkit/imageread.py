@@ -7,13 +7,14 @@ exported ONNX file (:mod:`segkit.export.serving`) does too, so it must not need 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
-from segkit.errors import SampleError
+from segkit.errors import SampleError, SegkitError
 
 if TYPE_CHECKING:
     import torch
@@ -67,3 +68,31 @@ class EncodedImage:
         import torch
 
         return torch.from_numpy(self.pixels(at_least)).permute(2, 0, 1)
+
+
+# What segkit.load's predict and overlay take as an image, whichever backend runs the model.
+INPUT_FORMS = (
+    "a path, a PIL image, an HxWx3 uint8 numpy array, a 3xHxW uint8 tensor, or a list of these"
+)
+
+
+def image_pixels(item: object, what: str) -> np.ndarray:
+    """One input image (any of :data:`INPUT_FORMS`) as HxWx3 uint8; anything else is refused
+    saying what it was. A tensor is recognised only where torch is loaded already (whoever
+    holds one has loaded it), so that serving an ONNX file needs no torch."""
+    if isinstance(item, (str, os.PathLike)):
+        return EncodedImage(item).pixels()
+    if isinstance(item, Image.Image):
+        return np.asarray(item.convert("RGB"))
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(item, torch.Tensor):
+        if item.ndim == 3 and item.shape[0] == 3 and item.dtype == torch.uint8 and min(item.shape):
+            return item.cpu().permute(1, 2, 0).numpy()
+        given = f"a tensor of shape {tuple(item.shape)} and dtype {item.dtype}"
+    elif isinstance(item, np.ndarray):
+        if item.ndim == 3 and item.shape[2] == 3 and item.dtype == np.uint8 and min(item.shape):
+            return item
+        given = f"a numpy array of shape {item.shape} and dtype {item.dtype}"
+    else:
+        given = f"a {type(item).__name__}"
+    raise SegkitError(f"{what} is {given}; accepted: {INPUT_FORMS}")

@@ -17,20 +17,16 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 
 from segkit.engine import visualize
 from segkit.engine.inference import InferenceSettings, Predictor
 from segkit.engine.loaded_model import TrainedModel, inference_config, load_trained
 from segkit.engine.merge import ClassMerge, resolve_merge
 from segkit.errors import SegkitError
-from segkit.imagefiles import EncodedImage
+from segkit.imageread import image_pixels
 from segkit.schema import PrecisionName
 from segkit.weights import read_checkpoint
 
-ACCEPTED = (
-    "a path, a PIL image, an HxWx3 uint8 numpy array, a 3xHxW uint8 tensor, or a list of these"
-)
 Key = TypeVar("Key")
 
 
@@ -43,7 +39,7 @@ class Segmentation:
     probabilities: torch.Tensor | None  # CxHxW float32, where asked for
 
 
-class Segmenter:
+class Segmenter(visualize.PaletteImages):
     """A checkpoint's model with its config, classes and palette, ready to predict."""
 
     def __init__(self, trained: TrainedModel, config: dict[str, Any]):
@@ -103,7 +99,7 @@ class Segmenter:
         return_probs: bool = False,
         resize: int | str | None = None,
     ) -> Any:
-        """HxW int64 class maps (numpy) of one image or a list of them (see :data:`ACCEPTED`),
+        """HxW int64 class maps (numpy) of one image or a list of them (see :data:`segkit.imageread.INPUT_FORMS`),
         each at its image's size; with ``return_probs`` also the CxHxW float32 probabilities,
         as a pair ``(masks, probabilities)``. ``mode``, ``tta``, ``merge`` and ``resize`` are
         ``--mode``, ``--tta``, ``--merge`` and ``--resize`` of ``segkit predict``."""
@@ -229,53 +225,15 @@ class Segmenter:
         rng = np.random.default_rng(0)
         return lambda image: transform({"image": image}, rng)["image"]
 
-    def colorize(self, mask: Any, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-        """HxWx3 uint8 colours of a class map, in the model's palette (or ``palette``, e.g. a
-        merge's)."""
-        return visualize.colorize(mask, palette or self.palette)
-
-    def overlay(
-        self,
-        image: Any,
-        mask: Any,
-        alpha: float = 0.5,
-        palette: Sequence[Sequence[int]] | None = None,
-    ) -> np.ndarray:
-        """The image (any form :meth:`predict` takes) with the class colours blended in."""
-        picture = image_tensor(image, "the image")
-        return visualize.overlay(picture, mask, palette or self.palette, alpha)
-
 
 def image_tensor(item: Any, what: str) -> torch.Tensor:
-    """One input image as a 3xHxW uint8 tensor on the CPU; anything else is refused with a
-    message saying what it was and what is accepted."""
-    if isinstance(item, (str, os.PathLike)):
-        return EncodedImage(item).decode()
-    if isinstance(item, Image.Image):
-        array = np.asarray(item.convert("RGB"))
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
-    if isinstance(item, np.ndarray):
-        if item.ndim == 3 and item.shape[2] == 3 and item.dtype == np.uint8 and _has_pixels(item):
-            # torch refuses to share read-only memory (np.asarray of a PIL image is)
-            pixels = np.ascontiguousarray(item) if item.flags.writeable else item.copy()
-            return torch.from_numpy(pixels).permute(2, 0, 1)
-        given = f"a numpy array of shape {item.shape} and dtype {item.dtype}"
-    elif isinstance(item, torch.Tensor):
-        if (
-            item.ndim == 3
-            and item.shape[0] == 3
-            and item.dtype == torch.uint8
-            and _has_pixels(item.permute(1, 2, 0))
-        ):
-            return item.cpu()
-        given = f"a tensor of shape {tuple(item.shape)} and dtype {item.dtype}"
-    else:
-        given = f"a {type(item).__name__}"
-    raise SegkitError(f"{what} is {given}; accepted: {ACCEPTED}")
-
-
-def _has_pixels(array: Any) -> bool:
-    return array.shape[0] > 0 and array.shape[1] > 0
+    """One input image (any of :data:`INPUT_FORMS`) as a 3xHxW uint8 tensor on the CPU."""
+    pixels = image_pixels(item, what)
+    if isinstance(item, torch.Tensor):
+        return item.cpu()
+    # torch refuses to share read-only memory (np.asarray of a PIL image is)
+    pixels = np.ascontiguousarray(pixels) if pixels.flags.writeable else pixels.copy()
+    return torch.from_numpy(pixels).permute(2, 0, 1)
 
 
 def _shorter_side(image: torch.Tensor, side: int) -> torch.Tensor:

@@ -73,6 +73,27 @@ def overlay(image, labels, palette: Palette, alpha: float = 0.5) -> np.ndarray:
     return (picture * (1 - alpha) + colours * alpha).round().astype(np.uint8)
 
 
+class PaletteImages:
+    """``colorize`` and ``overlay`` of a loaded model that has a ``palette``: the same for a
+    checkpoint (:class:`segkit.engine.segmenter.Segmenter`) and an ONNX file
+    (:class:`segkit.export.serving.OnnxSegmenter`)."""
+
+    palette: Palette
+
+    def colorize(self, mask, palette: Palette | None = None) -> np.ndarray:
+        """HxWx3 uint8 colours of a class map, in the model's palette (or ``palette``, e.g. a
+        merge's)."""
+        return colorize(mask, palette or self.palette)
+
+    def overlay(
+        self, image, mask, alpha: float = 0.5, palette: Palette | None = None
+    ) -> np.ndarray:
+        """The image (any form ``predict`` takes) with the class colours blended in."""
+        from segkit.imageread import image_pixels
+
+        return overlay(image_pixels(image, "the image"), mask, palette or self.palette, alpha)
+
+
 def png_bytes(array: np.ndarray) -> bytes:
     """An RGB picture as PNG, encoded in memory so that the file is then written whole or not
     at all (:mod:`segkit.files`)."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,14 +20,13 @@ from PIL import Image
 from segkit.engine import visualize
 from segkit.errors import SegkitError
 from segkit.export.catalog import require_onnx_extra
-from segkit.imageread import EncodedImage
+from segkit.imageread import image_pixels
 
-ACCEPTED = "a path, a PIL image, an HxWx3 uint8 numpy array, or a list of these"
 SUPPORTED = "whole-image prediction, one image at a time, with return_probs"
 Key = TypeVar("Key")
 
 
-class OnnxSegmenter:
+class OnnxSegmenter(visualize.PaletteImages):
     """An ONNX file from ``segkit export`` with its classes and palette, ready to predict."""
 
     def __init__(self, path: str | os.PathLike):
@@ -108,7 +106,7 @@ class OnnxSegmenter:
         return_probs: bool = False,
         resize: int | str | None = None,
     ) -> Any:
-        """HxW int64 class maps of one image or a list of them (see :data:`ACCEPTED`), each at
+        """HxW int64 class maps of one image or a list of them (see :data:`segkit.imageread.INPUT_FORMS`), each at
         its image's size; with ``return_probs`` also the CxHxW float32 probabilities, as a pair
         ``(masks, probabilities)``, as :meth:`segkit.engine.segmenter.Segmenter.predict`."""
         asked = [
@@ -130,7 +128,7 @@ class OnnxSegmenter:
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         arrays = [
-            image_array(item, "the image" if single else f"image {index} of the list")
+            image_pixels(item, "the image" if single else f"image {index} of the list")
             for index, item in enumerate(items)
         ]
         notes: list[str] = []
@@ -177,47 +175,6 @@ class OnnxSegmenter:
                 probabilities = output if self.output_name == "probs" else _softmax(output)
                 probabilities = _nearest(probabilities.astype(np.float32), size)
             yield key, (_nearest(labels[None], size)[0], probabilities)
-
-    def colorize(self, mask: Any, palette: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-        """HxWx3 uint8 colours of a class map, in the model's palette (or ``palette``)."""
-        return visualize.colorize(mask, palette or self.palette)
-
-    def overlay(
-        self,
-        image: Any,
-        mask: Any,
-        alpha: float = 0.5,
-        palette: Sequence[Sequence[int]] | None = None,
-    ) -> np.ndarray:
-        """The image (any form :meth:`predict` takes) with the class colours blended in."""
-        return visualize.overlay(
-            image_array(image, "the image"), mask, palette or self.palette, alpha
-        )
-
-
-def image_array(item: Any, what: str) -> np.ndarray:
-    """One input image as HxWx3 uint8; anything else is refused saying what it was. A torch
-    tensor is taken (3xHxW uint8) where torch is loaded already."""
-    if isinstance(item, (str, os.PathLike)):
-        return EncodedImage(item).pixels()
-    if isinstance(item, Image.Image):
-        return np.asarray(item.convert("RGB"))
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(item, torch.Tensor):
-        if item.ndim == 3 and item.shape[0] == 3 and item.dtype == torch.uint8:
-            item = item.cpu().permute(1, 2, 0).numpy()
-        else:
-            raise SegkitError(
-                f"{what} is a tensor of shape {tuple(item.shape)} and dtype {item.dtype}; "
-                f"accepted: {ACCEPTED}, or a 3xHxW uint8 tensor"
-            )
-    if isinstance(item, np.ndarray):
-        if item.ndim == 3 and item.shape[2] == 3 and item.dtype == np.uint8 and min(item.shape):
-            return item
-        given = f"a numpy array of shape {item.shape} and dtype {item.dtype}"
-    else:
-        given = f"a {type(item).__name__}"
-    raise SegkitError(f"{what} is {given}; accepted: {ACCEPTED}")
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
