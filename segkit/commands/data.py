@@ -43,6 +43,10 @@ def add_commands(subparsers) -> None:
         help="processes reading files (default: data.workers, at most one per core)",
     )
     check.set_defaults(handler=run_check)
+    from segkit.commands import data_import, data_stats  # `data import`, `data stats`
+
+    data_import.add_import_command(verbs)
+    data_stats.add_stats_command(verbs)
 
 
 def run_check(args) -> int:
