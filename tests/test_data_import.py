@@ -276,3 +276,16 @@ def test_labelme_file_naming_a_missing_image_is_reported(tmp_path, capsys):
     )
     report = capsys.readouterr().out
     assert "image file not found" in report and "b.json" in report
+
+
+def test_import_passes_data_check(coco, tmp_path):
+    out = tmp_path / "out"
+    assert run_coco(coco, out) == 0
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "model: {backbone: {type: resnet18}, head: {type: fcn}, num_classes: 3}\n"
+        "data:\n  workers: 0\n  train:\n    type: folder\n"
+        f"    images: {coco.parent / 'images'}\n    masks: {out / 'masks'}\n"
+        f"    classes: {out / 'classes.csv'}\n"
+    )
+    assert main(["data", "check", str(config)]) == 0

@@ -58,6 +58,7 @@ def read_coco(
             raise DataError(f"{path}: '{key}' must be a list (is it a COCO annotation file?)")
     categories = _categories(path, data["categories"])
     jobs = _images(path, data["images"], images, report)
+    listed = {entry.get("id") for entry in data["images"] if isinstance(entry, dict)}
     crowds = 0
     for number, annotation in enumerate(data["annotations"]):
         place = f"{path}: annotations[{number}]"
@@ -67,7 +68,7 @@ def read_coco(
         image_id, category_id = annotation.get("image_id"), annotation.get("category_id")
         place += f" (image_id {image_id}, category_id {category_id})"
         if image_id not in jobs:
-            if image_id not in _listed_ids(data["images"]):
+            if image_id not in listed:
                 report.skip("annotation points at an image id not listed in 'images'", place)
             continue  # its image was skipped and reported already
         if category_id not in categories:
@@ -107,10 +108,6 @@ def _categories(path: Path, entries: list) -> dict[int, str]:
             raise DataError(f"{where}: category name '{entry['name']}' is given twice")
         categories[entry["id"]] = entry["name"].strip()
     return categories
-
-
-def _listed_ids(entries: list) -> set:
-    return {entry.get("id") for entry in entries if isinstance(entry, dict)}
 
 
 def _images(

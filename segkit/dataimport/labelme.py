@@ -58,7 +58,9 @@ def read_labelme(
         job, shapes = found
         if job.name in jobs:
             report.skip(
-                f"a second annotation file for the image of {jobs[job.name].place}", str(path)
+                f"a second file for mask '{job.name}' (image path without suffix), after "
+                f"{jobs[job.name].place}",
+                str(path),
             )
             continue
         for number, shape in enumerate(shapes):
