@@ -105,3 +105,12 @@ def test_class_weights_formulas_by_hand():
     np.testing.assert_allclose(
         class_weights(counts, "enet"), [1 / math.log(1.02 + 0.6), 1 / math.log(1.02 + 0.4), 1.0]
     )
+
+
+def test_unreadable_image_is_listed_and_exits_2(config, tmp_path, capsys):
+    (tmp_path / "images" / "c.png").write_bytes(b"not a png")
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(tmp_path / "masks" / "c.png")
+    assert main(["data", "stats", config()]) == 2
+    out = capsys.readouterr().out
+    assert "  mean: [25.0, 133.333, 170.0]" in out  # the readable samples still count
+    assert "1 sample(s) could not be read" in out and "c.png" in out

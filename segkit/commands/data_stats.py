@@ -74,9 +74,12 @@ def run_stats(args) -> int:
         raise ConfigError(f"data.train: no sample could be read, e.g. {problems[0]}")
     weights = class_weights(counts, args.weights)
     print(printable(render(config, dataset, moments, counts, weights, args.weights)))
+    left_out = list(getattr(dataset, "problems", None) or ())
+    if left_out:  # found while indexing (an image without a mask): not samples, not counted
+        print(f"note: the dataset left out {len(left_out)} file(s); `segkit data check` lists them")
     if problems:
         print(f"{len(problems)} sample(s) could not be read and are not counted:")
-        print("\n".join(f"  {p}" for p in problems[:MAX_LISTED]))
+        print(printable("\n".join(f"  {p}" for p in problems[:MAX_LISTED])))
         return 2
     return 0
 
