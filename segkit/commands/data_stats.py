@@ -10,8 +10,6 @@ classes are the model's classes.
 
 from __future__ import annotations
 
-import numpy as np
-
 from segkit.commands.data import MAX_LISTED, Progress, _cores, _same
 from segkit.commands.table import format_table, printable
 from segkit.errors import ConfigError
@@ -94,6 +92,8 @@ class SampleStats:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
+        import numpy as np
+
         from segkit.datastats import IGNORE, ImageMoments
         from segkit.errors import SampleError
         from segkit.imagefiles import decode_image
