@@ -310,3 +310,34 @@ def test_imagenet_checkpoint_needs_to_know_its_backbone(tmp_path, capsys):
         == 2
     )
     assert "missing (" in capsys.readouterr().err
+
+
+def test_converted_drnseg_predicts_through_segkit_load_as_the_original_and_the_cli(
+    drnseg_files, tmp_path, capsys
+):
+    """A converted official checkpoint is a whole segkit checkpoint: ``segkit.load`` takes it
+    without a config, and its class map is the original model's and ``segkit predict``'s."""
+    import numpy as np
+    from PIL import Image
+
+    original, path = drnseg_files["drn_d_22"]
+    config = CONFIGS / "drnseg_d_22_cityscapes.yaml"
+    out = tmp_path / "drnseg.pt"
+    main(["convert", "--from", "drn", str(path), "--config", str(config), "--out", str(out)])
+    picture = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    Image.fromarray(picture).save(tmp_path / "street.png")
+    segmenter = segkit.load(out, device="cpu", precision="fp32")
+    assert segmenter.classes == Cityscapes.classes
+    mask = segmenter.predict(tmp_path / "street.png", mode="whole")
+    settings = segkit.load_config(config)["data"]
+    mean = torch.tensor(settings["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(settings["std"]).view(1, 3, 1, 1)
+    image = torch.from_numpy(picture).permute(2, 0, 1)[None].float()
+    with torch.no_grad():
+        expected = original((image - mean) / std).argmax(1)[0].numpy()
+    assert np.mean(mask == expected) > 0.999
+    masks = tmp_path / "masks"
+    capsys.readouterr()
+    command = ["predict", "--checkpoint", str(out), str(tmp_path / "street.png")]
+    assert main([*command, "train.precision=fp32", "--mode", "whole", "--out", str(masks)]) == 0
+    assert np.array_equal(np.asarray(Image.open(masks / "street.png")), mask)
