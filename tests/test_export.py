@@ -3,6 +3,7 @@ the refusals (an export that does not reproduce the model, a missing extra, no c
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -190,3 +191,24 @@ def test_an_export_that_does_not_reproduce_the_model_is_refused_and_removed(
     error = capsys.readouterr().err
     assert "not written" in error and "argmax agreement" in error and "fixed --size" in error
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck.pt"]
+
+
+def test_a_free_graph_is_traced_where_no_size_would_be_specialised_to_one():
+    request = exporter.ExportRequest(
+        config={}, checkpoint=Path("ck.pt"), format="onnx", out=Path("m.onnx"), size=(32, 48)
+    )
+    assert exporter.example_shape(request) == (1, 3, 32, 48)
+    free = dataclasses.replace(request, dynamic=True)
+    assert exporter.example_shape(free) == (2, 3, 64, 64)
+
+
+@pytest.mark.slow
+def test_a_dynamic_export_asked_at_a_small_size_runs_at_every_size(tmp_path):
+    """At 32x32 the stride-32 features of the quickstart are 1x1; traced there, the ONNX graph
+    failed in onnxruntime at every other size."""
+    checkpoint = make_checkpoint(tmp_path / "ck.pt", *FAMILIES["quickstart"])
+    status, out = export(tmp_path, checkpoint, "onnx", "--size", "32", "32", "--dynamic")
+    assert status == 0
+    checks = report_of(out)["verification"]["checks"]
+    assert len(checks) == 3 and checks[0]["shape"] == [1, 3, 32, 32]
+    assert all(c["argmax_agreement"] >= 0.999 for c in checks), checks

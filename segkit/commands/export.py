@@ -68,7 +68,7 @@ def run_export(args) -> int:
         raise SegkitError(f"--size {args.size[0]} {args.size[1]}: give a positive height and width")
     if args.format == "onnx":
         require_onnx_extra()
-    checkpoint = read_checkpoint(args.checkpoint) if not args.config else None
+    checkpoint = read_checkpoint(args.checkpoint)  # read once: its config and its weights
     config = inference_config(
         args.config, Path(args.checkpoint), checkpoint, check_val_classes=False
     )
@@ -89,6 +89,7 @@ def run_export(args) -> int:
         batch=args.batch,
         dynamic=args.dynamic,
         output=args.output,
+        contents=checkpoint,
     )
     report = export(request)
     for check in report["verification"]["checks"]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,8 @@ from segkit.export.graph import ExportGraph, Output, with_window_pools
 from segkit.export.verify import MIN_AGREEMENT, Check, check_shapes, compare
 from segkit.files import atomic_write_text
 
+DYNAMIC_MIN_SIDE = 64
+
 
 @dataclass(frozen=True)
 class ExportRequest:
@@ -31,13 +33,15 @@ class ExportRequest:
     batch: int = 1
     dynamic: bool = False
     output: Output = "logits"
+    # the checkpoint file's contents where the caller has read them already
+    contents: Any = field(default=None, repr=False, compare=False)
 
 
 def export(request: ExportRequest) -> dict[str, Any]:
     """Write and verify the export of ``request``; the report written to ``FILE.json``."""
     from segkit.engine.loaded_model import load_trained
 
-    trained = load_trained(request.config, request.checkpoint, "cpu")
+    trained = load_trained(request.config, request.checkpoint, "cpu", checkpoint=request.contents)
     segmentor = trained.model.float().to(memory_format=torch.contiguous_format).eval()
     mean, std = request.config["data"]["mean"], request.config["data"]["std"]
     reference = ExportGraph(segmentor, mean, std, request.output).eval()
@@ -45,9 +49,7 @@ def export(request: ExportRequest) -> dict[str, Any]:
     exported = segmentor if request.format != "onnx" else with_window_pools(segmentor)
     graph = ExportGraph(exported, mean, std, request.output).eval()
     height, width = request.size
-    # A batch of one would be specialised to one by torch.export even when asked to stay free.
-    example_batch = max(request.batch, 2) if request.dynamic else request.batch
-    example = torch.zeros(example_batch, 3, height, width, dtype=torch.uint8)
+    example = torch.zeros(*example_shape(request), dtype=torch.uint8)
 
     # beside the target, so that the rename stays on one file system; torch.export.load wants
     # its own suffix
@@ -75,6 +77,18 @@ def export(request: ExportRequest) -> dict[str, Any]:
         temporary.unlink(missing_ok=True)
     atomic_write_text(report_path(request.out), json.dumps(report, indent=2) + "\n")
     return report
+
+
+def example_shape(request: ExportRequest) -> tuple[int, int, int, int]:
+    """The input the graph is traced on. torch.export specialises every size that is 1 in the
+    example to 1, so a free graph is traced where no size is: a batch of two, and sides of at
+    least DYNAMIC_MIN_SIDE, where the coarsest features of a stride-32 backbone are 2x2. (At
+    32x32 they are 1x1, and the graph fails at every size where they are not.)"""
+    height, width = request.size
+    if not request.dynamic:
+        return request.batch, 3, height, width
+    side = DYNAMIC_MIN_SIDE
+    return max(request.batch, 2), 3, max(height, side), max(width, side)
 
 
 def report_path(out: Path) -> Path:
