@@ -14,8 +14,8 @@ from test_data_fixtures import (
 )
 from torch.utils.data import DataLoader
 
-from segkit.cli import main
 from segkit.badsamples import SkippedSample
+from segkit.cli import main
 from segkit.data import BadSampleWarning, build_dataset, collate
 from segkit.engine.evaluator import validation_loader
 from segkit.engine.parts import pin_memory
