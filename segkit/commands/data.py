@@ -33,10 +33,13 @@ def add_commands(subparsers) -> None:
         "check",
         help="check a config's datasets: pairs, files, sizes, labels, class frequencies",
         description="Read every sample of the config's datasets and report missing pairs, "
-        "unreadable files, size mismatches, label values out of range and class pixel "
-        "frequencies. Exit status 0 when clean, 2 otherwise.",
+        "unreadable files, size mismatches, label values out of range, class pixel "
+        "frequencies and label encodings that train to nonsense (0/255 binary masks, values "
+        "shifted by one, a single class), with the config lines that fix them. Exit status 0 "
+        "when clean, 2 otherwise. With --suggest, no config: print a data: section for a "
+        "folder of images and masks.",
     )
-    check.add_argument("config", help="path to a YAML config")
+    check.add_argument("config", nargs="?", help="path to a YAML config")
     check.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=/data")
     check.add_argument("--split", choices=SPLITS, help="check only this split (default: all)")
     check.add_argument(
@@ -44,6 +47,15 @@ def add_commands(subparsers) -> None:
         type=int,
         default=None,
         help="processes reading files (default: data.workers, at most one per core)",
+    )
+    check.add_argument(
+        "--suggest",
+        nargs="+",
+        metavar="FOLDER",
+        help="instead of checking a config: read the images and masks in ROOT (with images/ "
+        "and masks/ sub-folders, or both in one folder) or in IMAGES MASKS, and print a data: "
+        "section (folder dataset: suffixes, classes, mask format, label map or palette) that "
+        "loads them",
     )
     check.set_defaults(handler=run_check)
     from segkit.commands import data_import, data_stats  # `data import`, `data stats`
@@ -54,6 +66,11 @@ def add_commands(subparsers) -> None:
 
 def run_check(args) -> int:
     from segkit.validation import load_config
+
+    if args.suggest is not None:
+        return run_suggest(args)
+    if args.config is None:
+        raise SegkitError("data check: give a CONFIG, or --suggest IMAGES MASKS")
 
     config = load_config(args.config, args.overrides)
     splits = [args.split] if args.split else [s for s in SPLITS if config["data"].get(s)]
@@ -70,6 +87,18 @@ def run_check(args) -> int:
         print(printable(report.render()))  # file names are whatever the disk holds
         clean &= report.clean
     return 0 if clean else 2
+
+
+def run_suggest(args) -> int:
+    from segkit.commands.data_suggest import suggest
+
+    if args.config is not None or args.split or args.overrides:
+        raise SegkitError(
+            "data check --suggest reads folders, not a config: segkit data check --suggest "
+            "IMAGES MASKS (or --suggest ROOT)"
+        )
+    print(printable(suggest(args.suggest)), end="")
+    return 0
 
 
 @dataclass
