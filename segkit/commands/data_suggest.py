@@ -213,7 +213,7 @@ def _index_encoding(values: Counter, palette: list[int] | None, kinds: str) -> E
         options["palette"] = [palette[3 * v : 3 * v + 3] for v in labels]
     names = ["background" if v == 0 else f"class_{v}" for v in labels]
     note = None
-    if labels[:1] == [0] and len(labels) > 2 and "label_map" not in options:
+    if labels[:1] == [0] and len(labels) > 2 and not ignored and "label_map" not in options:
         shifted = _flow({v: v - 1 for v in labels[1:]})
         note = (
             f"if 0 means 'unlabelled' rather than a class: classes without the first, "
