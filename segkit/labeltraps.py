@@ -131,7 +131,7 @@ def _shifted(values: list[int], table: np.ndarray | None, count: int) -> Finding
     )
 
 
-def check_training_labels(dataset, split: str = "data.train") -> list[Finding]:
+def check_training_labels(dataset) -> list[Finding]:
     """The traps in up to :data:`TRAINING_SAMPLE` masks spread over ``dataset``; only
     datasets of mask files (with ``stored_values``) can be looked at this cheaply."""
     stored_values = getattr(dataset, "stored_values", None)
@@ -153,7 +153,7 @@ def check_training_labels(dataset, split: str = "data.train") -> list[Finding]:
 
 def warn_about_traps(dataset, split: str = "data.train") -> None:
     """The start of training: the traps of a sample of the masks as warnings on stderr."""
-    for finding in check_training_labels(dataset, split):
+    for finding in check_training_labels(dataset):
         print(
             f"segkit: warning: {split} (a sample of the masks): "
             + finding.render(indent="").lstrip(),
