@@ -15,8 +15,10 @@ Bad samples. A dataset raises :class:`segkit.errors.SampleError` for a sample it
 (unreadable file, mask of the wrong size, label values out of range) and lists in its
 ``problems`` attribute what it found wrong while indexing (an image without a mask); it leaves
 those files out. ``data.on_bad_sample`` decides: ``error`` stops with that message; ``skip``
-warns and goes on, replacing a bad training sample by another one drawn from the same
-generator; a bad validation sample becomes ``None``, which the evaluator passes over.
+goes on, replacing a bad training sample by another one drawn from the same generator (the
+replacement carries the skipped messages in ``skipped``); a bad validation sample becomes a
+:class:`segkit.badsamples.SkippedSample`, which the evaluator passes over. The main process
+prints one summary of the skips per epoch and per validation (segkit.badsamples).
 
 Speed. Datasets may offer ``load(index)``, which returns the image still encoded
 (:class:`segkit.imagefiles.EncodedImage`) and the mask as uint8. Transforms that set
@@ -39,6 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from segkit.badsamples import SkippedSample
 from segkit.builder import explaining, registry, split_extras
 from segkit.errors import ConfigError, DataError, SampleError
 from segkit.imagefiles import EncodedImage, decode_image
@@ -51,7 +54,7 @@ Transform = Callable[[dict, np.random.Generator], dict]
 
 
 class BadSampleWarning(UserWarning):
-    """A sample was skipped because ``data.on_bad_sample`` is ``skip``."""
+    """Files a dataset left out while indexing, under ``data.on_bad_sample: skip``."""
 
 
 class TransformedDataset(Dataset):
@@ -83,25 +86,31 @@ class TransformedDataset(Dataset):
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def __getitem__(self, key: int | tuple[int, int]) -> dict | None:
-        """The transformed sample; ``None`` for a skipped validation sample."""
+    def __getitem__(self, key: int | tuple[int, int]) -> dict | SkippedSample:
+        """The transformed sample (with the messages of the training samples it replaced in
+        ``skipped``), or a :class:`SkippedSample` for a skipped validation sample."""
         if isinstance(key, tuple):
             index, draw = key
             seed_key = [self.seed, draw]
         else:
             index, draw = key, None
             seed_key = [self.seed, index]
+        skipped: list[str] = []
         for attempt in range(MAX_CONSECUTIVE_BAD):
             try:
-                return self.transformed(index, np.random.default_rng(seed_key))
+                sample = self.transformed(index, np.random.default_rng(seed_key))
             except SampleError as error:
                 if self.on_bad_sample == "error":
                     raise
                 last_error = error
-                warnings.warn(f"skipped a bad sample: {error}", BadSampleWarning, stacklevel=2)
                 if draw is None:
-                    return None
+                    return SkippedSample(str(error))
+                skipped.append(str(error))
                 index = int(np.random.default_rng([*seed_key, attempt]).integers(len(self)))
+                continue
+            if skipped:
+                sample["skipped"] = skipped
+            return sample
         raise DataError(
             f"{MAX_CONSECUTIVE_BAD} bad samples in a row (the last: {last_error}); "
             "run `segkit data check CONFIG` to list every problem"
@@ -199,7 +208,8 @@ def _end_worker_when_its_parent_says() -> None:
 
 
 def collate(samples: Sequence[dict]) -> dict:
-    """Stack images and masks of equal size; keep names as a list."""
+    """Stack images and masks of equal size; keep names, and the messages of skipped samples
+    (``skipped``), as lists."""
     sizes = {tuple(s["image"].shape[-2:]) for s in samples}
     if len(sizes) > 1:
         raise DataError(
@@ -211,4 +221,5 @@ def collate(samples: Sequence[dict]) -> dict:
         "image": torch.stack([s["image"] for s in samples]),
         "mask": torch.stack([s["mask"] for s in samples]),
         "name": [s["name"] for s in samples],
+        "skipped": [message for s in samples for message in s.get("skipped", ())],
     }

@@ -27,13 +27,17 @@ from segkit.imageread import DECODE_ERRORS, EncodedImage
 
 # read without torch in segkit.imageread; here too, where plugins find it (docs/plugins.md)
 from segkit.imageread import IMAGE_SUFFIXES as IMAGE_SUFFIXES
+from segkit.maskformat import ColourDecoder, grey_values
 
 
 def read_mask(path: str | os.PathLike) -> np.ndarray:
-    """The values of a single-channel label image (8- or 16-bit) as a 2-D array."""
+    """The values of a single-channel label image (8- or 16-bit) as a 2-D array; an RGB one
+    whose channels are all equal (an index mask a tool saved as RGB) gives that channel."""
     path = Path(path)
     try:
         with Image.open(path) as image:
+            if image.mode in ("RGB", "RGBA"):
+                return grey_values(np.asarray(image), path)
             if image.mode not in ("1", "L", "P", "I", "I;16", "I;16B", "I;16L"):
                 raise SampleError(
                     f"{path}: a mask must be a single-channel (8- or 16-bit) image of label "
@@ -64,6 +68,8 @@ class FileDataset(Dataset):
 
     ``problems`` lists what was found wrong while indexing (an image without its mask, ...);
     those files are left out, and ``data.on_bad_sample`` decides whether that is an error.
+    With ``colours`` the mask files are RGB and a colour names the class (``mask_format: rgb``);
+    ``table`` is then not used.
     """
 
     def __init__(
@@ -73,8 +79,10 @@ class FileDataset(Dataset):
         palette: Sequence[Sequence[int]],
         table: np.ndarray,
         problems: Sequence[str] = (),
+        colours: ColourDecoder | None = None,
     ):
         self.pairs = list(pairs)
+        self.colours = colours
         self.classes = list(classes)
         self.palette = [tuple(int(c) for c in colour) for colour in palette]
         self.table = np.asarray(table, dtype=np.int16)
@@ -103,9 +111,16 @@ class FileDataset(Dataset):
             )
         return {"image": image, "mask": torch.from_numpy(mask), "name": pair.name}
 
+    def stored_values(self, path: Path) -> np.ndarray:
+        """A mask file's values before any label mapping (colour masks: their classes), which
+        ``segkit data check`` reads to recognise encodings such as 0/255."""
+        return self.colours.read(path) if self.colours is not None else read_mask(path)
+
     def labels(self, path: Path) -> np.ndarray:
         """A mask file's values turned into class indices; values the dataset does not allow
         are an error naming them."""
+        if self.colours is not None:
+            return self.colours.read(path)
         values = read_mask(path)
         known = self.table_for(path)
         if values.size and values.max() >= len(known):

@@ -14,6 +14,7 @@ from test_data_fixtures import (
 )
 from torch.utils.data import DataLoader
 
+from segkit.badsamples import SkippedSample
 from segkit.cli import main
 from segkit.data import BadSampleWarning, build_dataset, collate
 from segkit.engine.evaluator import validation_loader
@@ -198,12 +199,14 @@ def test_a_bad_sample_in_a_worker_reaches_the_user_as_one_message(ade_config, ca
         (out_of_range_mask, 2, "ADE_train_00000003.png"),
     ],
 )
-def test_skip_warns_naming_the_file_and_draws_another_sample(ade_config, damage, index, file):
+def test_skip_records_the_file_and_draws_another_sample(ade_config, damage, index, file):
     config = ade_config(on_bad_sample="skip")
     damage(ade_config.root)
     dataset = build_dataset(config, "train")
-    with pytest.warns(BadSampleWarning, match=file):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the skip travels with the sample, not as a warning
         replaced = dataset[(index, 5)]
+    assert file in replaced["skipped"][0]
     assert replaced["name"] != f"ADE_train_{index + 1:08d}" and replaced["image"].shape == (
         3,
         24,
@@ -215,20 +218,19 @@ def test_skip_replaces_bad_training_samples_and_drops_bad_validation_samples(ade
     config = ade_config(on_bad_sample="skip", batch_size=4)
     corrupt_first_image(ade_config.root)
     dataset = build_dataset(config, "train")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BadSampleWarning)
-        batch = next(training_batches(dataset, config))
+    batch = next(training_batches(dataset, config))
     assert len(batch["name"]) == 4 and "ADE_train_00000001" not in batch["name"]
     validation = build_dataset(
         {**config, "data": {**config["data"], "val": config["data"]["train"]}}, "val"
     )
-    with pytest.warns(BadSampleWarning):
-        assert validation[0] is None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", BadSampleWarning)
-        names = [
-            s["name"] for b in validation_batches(validation, config) for s in b if s is not None
-        ]
+    assert isinstance(validation[0], SkippedSample)
+    assert "ADE_train_00000001.jpg" in validation[0].message
+    names = [
+        s["name"]
+        for b in validation_batches(validation, config)
+        for s in b
+        if not isinstance(s, SkippedSample)
+    ]
     assert names == ["ADE_train_00000002", "ADE_train_00000003", "ADE_train_00000004"]
 
 
@@ -309,5 +311,9 @@ def test_the_evaluator_passes_over_skipped_validation_samples():
     }
     normalizer = InputNormalizer([0, 0, 0], [1, 1, 1], torch.device("cpu"))
     evaluator = Evaluator(InferenceSettings(), ["zero", "one"], normalizer, panels=0)
-    matrix, _ = evaluator.confusion(Constant(), [[sample, None], [None]])
+    skipped = [SkippedSample("b.png: cannot read"), SkippedSample("c.png: cannot read")]
+    matrix, _ = evaluator.confusion(Constant(), [[sample, skipped[0]], [skipped[1]]])
     assert matrix.matrix.tolist() == [[0, 0], [0, 16]]
+    summary = evaluator.skips.summary("in the validation")
+    assert summary.startswith("segkit: warning: skipped 2 bad sample(s) in the validation")
+    assert "b.png: cannot read" in summary and "c.png: cannot read" in summary

@@ -2,13 +2,16 @@
 
 An image ``IMAGES/a/b.jpg`` pairs with the mask ``MASKS/a/b.png`` (suffixes configurable, e.g.
 ``_mask.png``). Mask values are class indices 0..N-1, or go through a ``label_map`` first; the
-value ``ignore_index`` marks pixels to ignore.
+value ``ignore_index`` marks pixels to ignore. With ``mask_format: rgb`` masks are colour
+pictures instead: each class is its palette colour, ``ignore_color`` marks unlabelled pixels.
 """
 
 from __future__ import annotations
 
 import csv
+import sys
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -16,6 +19,7 @@ from segkit.engine.visualize import default_palette
 from segkit.errors import DataError
 from segkit.imagefiles import IMAGE_SUFFIXES, FileDataset, pair_files
 from segkit.label_map import IGNORE_INDEX, LabelMap
+from segkit.maskformat import ColourDecoder, is_grey_rgb
 
 
 class Folder(FileDataset):
@@ -32,17 +36,35 @@ class Folder(FileDataset):
         mask_suffix: str = ".png",
         label_map: str | dict[int, int | None] | None = None,
         ignore_index: int | None = 255,
+        mask_format: Literal["index", "rgb"] = "index",
+        ignore_color: tuple[int, int, int] | None = None,
     ):
         """``images``, ``masks``: folders (relative to ``root`` when it is set), searched
         recursively. ``classes``: the class names, or a file of them (one per line, or a CSV
         with a ``name`` column and optional ``r``, ``g``, ``b``). ``palette``: an RGB colour per
         class (generated if absent). ``label_map``: mask value -> class, a file or a mapping;
         without it mask values are the class indices. ``ignore_index``: the mask value that
-        means "not labelled" (null: none does)."""
+        means "not labelled" (null: none does). ``mask_format``: ``index`` (mask values are
+        labels) or ``rgb`` (a pixel's colour is its class's ``palette`` colour, which must then
+        be given, inline or in the classes CSV); ``ignore_color``: with ``rgb``, the colour of
+        unlabelled pixels."""
         base = Path(root) if root is not None else None
         image_dir, mask_dir = _folder(images, base, "images"), _folder(masks, base, "masks")
         suffixes = [image_suffix] if isinstance(image_suffix, str) else list(image_suffix)
         names, file_palette = _classes(classes, base)
+        if mask_format == "rgb" and palette is None and file_palette is None:
+            raise ValueError(
+                "mask_format: rgb needs the class colours: palette: [[r, g, b], ...] (one per "
+                "class, in class order) or a classes CSV with r, g, b columns"
+            )
+        if mask_format != "rgb" and ignore_color is not None:
+            raise ValueError(
+                "ignore_color applies to mask_format: rgb; with index masks use ignore_index"
+            )
+        if mask_format == "rgb" and label_map is not None:
+            raise ValueError(
+                "label_map maps mask values; with mask_format: rgb the palette maps colours to classes"
+            )
         palette = palette if palette is not None else file_palette or default_palette(len(names))
         if len(palette) != len(names):
             raise ValueError(f"palette has {len(palette)} colours for {len(names)} classes")
@@ -76,7 +98,23 @@ class Folder(FileDataset):
         )
         problems = duplicates + problems
         table = _table(len(names), label_map, ignore_index, base)
-        super().__init__(pairs, names, palette, table, problems)
+        colours = ColourDecoder(palette, ignore_color) if mask_format == "rgb" else None
+        super().__init__(pairs, names, palette, table, problems, colours)
+        if colours is None and pairs and _grey_rgb(pairs[0].mask):
+            print(
+                f"segkit: note: folder dataset '{mask_dir}': masks such as {pairs[0].mask} are "
+                "RGB with R = G = B; read as index masks (their one channel holds the labels)",
+                file=sys.stderr,
+            )
+
+
+def _grey_rgb(path: Path) -> bool:
+    """The first mask tells whether a tool saved this dataset's index masks as RGB; an
+    unreadable one is reported when it is loaded."""
+    try:
+        return is_grey_rgb(path)
+    except OSError:
+        return False
 
 
 def _folder(path: str, base: Path | None, what: str) -> Path:

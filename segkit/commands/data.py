@@ -3,7 +3,10 @@
 Reads every sample the way training would (every image decoded in full), and reports the
 sample counts, images without masks and masks without images, unreadable files, images and
 masks of different sizes, label values outside the dataset's range (naming files and values),
-and how often each class occurs. Exit status 0 when nothing is wrong, 2 otherwise.
+and how often each class occurs. It also reads the values stored in the mask files, before any
+label map, to recognise encodings that load and train to nonsense (segkit.labeltraps: 0/255
+binary masks, values shifted by one, a single class, classes that never occur), with the config
+lines that fix them. Exit status 0 when nothing is wrong, 2 otherwise.
 """
 
 from __future__ import annotations
@@ -30,10 +33,13 @@ def add_commands(subparsers) -> None:
         "check",
         help="check a config's datasets: pairs, files, sizes, labels, class frequencies",
         description="Read every sample of the config's datasets and report missing pairs, "
-        "unreadable files, size mismatches, label values out of range and class pixel "
-        "frequencies. Exit status 0 when clean, 2 otherwise.",
+        "unreadable files, size mismatches, label values out of range, class pixel "
+        "frequencies and label encodings that train to nonsense (0/255 binary masks, values "
+        "shifted by one, a single class), with the config lines that fix them. Exit status 0 "
+        "when clean, 2 otherwise. With --suggest, no config: print a data: section for a "
+        "folder of images and masks.",
     )
-    check.add_argument("config", help="path to a YAML config")
+    check.add_argument("config", nargs="?", help="path to a YAML config")
     check.add_argument("overrides", nargs="*", help="KEY=VALUE overrides, e.g. data.root=/data")
     check.add_argument("--split", choices=SPLITS, help="check only this split (default: all)")
     check.add_argument(
@@ -41,6 +47,15 @@ def add_commands(subparsers) -> None:
         type=int,
         default=None,
         help="processes reading files (default: data.workers, at most one per core)",
+    )
+    check.add_argument(
+        "--suggest",
+        nargs="+",
+        metavar="FOLDER",
+        help="instead of checking a config: read the images and masks in ROOT (with images/ "
+        "and masks/ sub-folders, or both in one folder) or in IMAGES MASKS, and print a data: "
+        "section (folder dataset: suffixes, classes, mask format, label map or palette) that "
+        "loads them",
     )
     check.set_defaults(handler=run_check)
     from segkit.commands import data_import, data_stats  # `data import`, `data stats`
@@ -51,6 +66,11 @@ def add_commands(subparsers) -> None:
 
 def run_check(args) -> int:
     from segkit.validation import load_config
+
+    if args.suggest is not None:
+        return run_suggest(args)
+    if args.config is None:
+        raise SegkitError("data check: give a CONFIG, or --suggest IMAGES MASKS")
 
     config = load_config(args.config, args.overrides)
     splits = [args.split] if args.split else [s for s in SPLITS if config["data"].get(s)]
@@ -69,6 +89,18 @@ def run_check(args) -> int:
     return 0 if clean else 2
 
 
+def run_suggest(args) -> int:
+    from segkit.commands.data_suggest import suggest
+
+    if args.config is not None or args.split or args.overrides:
+        raise SegkitError(
+            "data check --suggest reads folders, not a config: segkit data check --suggest "
+            "IMAGES MASKS (or --suggest ROOT)"
+        )
+    print(printable(suggest(args.suggest)), end="")
+    return 0
+
+
 @dataclass
 class Report:
     split: str
@@ -78,10 +110,11 @@ class Report:
     problems: list[str] = field(default_factory=list)
     pixels: Any = None  # per-value pixel counts (0..255)
     images_with: Any = None  # per-value count of images containing it
+    findings: list = field(default_factory=list)  # segkit.labeltraps.Finding
 
     @property
     def clean(self) -> bool:
-        return not self.problems
+        return not self.problems and not any(f.fatal for f in self.findings)
 
     def render(self) -> str:
         lines = [f"data.{self.split}: {self.dataset}"]
@@ -89,11 +122,15 @@ class Report:
             lines[0] += f", {self.samples} samples, {len(self.classes)} classes"
         if self.pixels is not None and self.pixels.sum():
             lines.append(self._frequencies())
+        if self.findings:
+            lines.append("label encoding:")
+            lines += [finding.render() for finding in self.findings]
         if self.problems:
             lines.append(f"{len(self.problems)} problem(s):")
             lines += [f"  {p}" for p in self.problems[:MAX_LISTED]]
             if len(self.problems) > MAX_LISTED:
                 lines.append(f"  ... and {len(self.problems) - MAX_LISTED} more")
+        if not self.clean:
             lines.append(f"data.{self.split}: PROBLEMS")
         else:
             lines.append(f"data.{self.split}: OK")
@@ -125,10 +162,13 @@ def _cores() -> int:
 
 
 def check_split(config: dict, split: str, workers: int) -> Report:
+    from collections import Counter
+
     import numpy as np
     from torch.utils.data import DataLoader
 
     from segkit.data import build_raw_dataset
+    from segkit.labeltraps import find_traps
 
     report = Report(split, config["data"][split]["type"])
     try:
@@ -152,13 +192,19 @@ def check_split(config: dict, split: str, workers: int) -> Report:
         SampleChecks(dataset), batch_size=None, num_workers=workers, collate_fn=_same
     )
     progress = Progress(f"checking data.{split}", len(dataset))
-    for problems, counts in checks:
+    stored: Counter = Counter()
+    for problems, counts, values in checks:
         report.problems += problems
         if counts is not None:
             report.pixels += counts
             report.images_with += counts > 0
+        if values is not None:
+            stored.update(values)
         progress.step()
     progress.done()
+    if stored:
+        table = None if getattr(dataset, "colours", None) is not None else dataset.table
+        report.findings = find_traps(stored, report.classes, table)
     return report
 
 
@@ -167,7 +213,9 @@ def _same(item):
 
 
 class SampleChecks:
-    """Each item is the check of one sample: (problems, per-value pixel counts or None)."""
+    """Each item is the check of one sample: (problems, per-class pixel counts or None, pixels
+    per value stored in the mask file or None). The stored values are read only from datasets
+    of mask files (``stored_values``), whose encoding they reveal."""
 
     def __init__(self, dataset):
         self.dataset = dataset
@@ -177,18 +225,38 @@ class SampleChecks:
         return len(self.dataset)
 
     def __getitem__(self, index: int):
-        import numpy as np
-        import torch
-
         from segkit.errors import SampleError
         from segkit.imagefiles import decode_image
 
+        stored = self._stored(index)
         load = getattr(self.dataset, "load", None)
         try:
             sample = load(index) if load is not None else self.dataset[index]
             image = decode_image(sample["image"])
         except SampleError as error:
-            return [str(error)], None
+            return [str(error)], None, stored
+        problems, counts = self._sample(index, sample, image)
+        return problems, counts, stored
+
+    def _stored(self, index: int):
+        """Pixels per value stored in the sample's mask file (None where that cannot be read:
+        the load reports the file)."""
+        stored_values = getattr(self.dataset, "stored_values", None)
+        if stored_values is None:
+            return None
+        from segkit.errors import SampleError
+        from segkit.labeltraps import value_counts
+
+        try:
+            return value_counts(stored_values(self.dataset.pairs[index].mask))
+        except SampleError:
+            return None
+
+    def _sample(self, index: int, sample: dict, image):
+        """(problems, per-class pixel counts) of a loaded sample."""
+        import numpy as np
+        import torch
+
         name = sample.get("name", f"sample {index}")
         mask = sample["mask"]
         if not (

@@ -139,6 +139,7 @@ def _evaluate(args, world) -> int:
     metrics = evaluator.evaluate(model, loader, bar)
     if bar is not None:
         bar.close()
+    evaluator.skips.report(f"by process {world.rank}" if world.size > 1 else "while evaluating")
     metrics.pop("samples")
     if not world.is_main:
         return 0

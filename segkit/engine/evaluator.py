@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+from segkit.badsamples import SkipLog, SkippedSample
 from segkit.data import leave_stop_signals_to_the_main_process
 from segkit.engine.distributed import World
 from segkit.engine.inference import InferenceSettings, InputNormalizer, Predictor
@@ -43,6 +44,7 @@ class Evaluator:
         self.precision = precision
         self.panels = panels
         self.world = world
+        self.skips = SkipLog()  # this process's skipped samples, until the caller reports them
 
     def confusion(
         self, model: nn.Module, batches: Iterable[list[dict]], progress: ProgressBar | None = None
@@ -58,6 +60,7 @@ class Evaluator:
         seen = 0
         try:
             for batch in batches:
+                self.skips.add(s.message for s in batch if isinstance(s, SkippedSample))
                 for group in _equal_size_runs(batch):
                     labels = torch.stack([s["mask"] for s in group]).to(device, non_blocking=True)
                     images = self.normalizer(torch.stack([s["image"] for s in group]))
@@ -93,12 +96,12 @@ class Evaluator:
         return metrics
 
 
-def _equal_size_runs(samples: list[dict | None]) -> list[list[dict]]:
-    """Consecutive samples of one size; skipped samples (``None``, data.on_bad_sample: skip)
-    are left out."""
+def _equal_size_runs(samples: list[dict | SkippedSample]) -> list[list[dict]]:
+    """Consecutive samples of one size; skipped samples (data.on_bad_sample: skip) are left
+    out."""
     runs: list[list[dict]] = []
     for sample in samples:
-        if sample is None:
+        if isinstance(sample, SkippedSample):
             continue
         if (
             runs

@@ -29,6 +29,7 @@ from segkit.engine.sampler import InfiniteSampler
 from segkit.engine.sync_bn import synchronize_batch_norms
 from segkit.engine.visualize import default_palette
 from segkit.errors import ConfigError
+from segkit.labeltraps import warn_about_traps
 from segkit.plugins import check_logger
 
 
@@ -77,6 +78,8 @@ def build_training_parts(
     classes = list(train_set.classes)
     palette = list(getattr(train_set, "palette", None) or default_palette(len(classes)))
     _check_classes(config["model"]["num_classes"], train_set, val_set)
+    if world.is_main:
+        warn_about_traps(train_set.dataset)
 
     model = runtime.place(build_model(config))
     synced_norms = _synchronize_batch_norms(model, train_cfg["sync_bn"], runtime.device, world)

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from segkit.badsamples import SkipLog
 from segkit.engine.checkpoint import (
     ResumeState,
     capture_rng,
@@ -264,6 +265,7 @@ class Trainer:
         if on_ready is not None and self.world.is_main:
             on_ready(self)
         data = self.data = start_workers(self.loader)  # before any logger thread starts
+        self.skips = SkipLog()
         manager = get_plugins().manager
         self.events = RunEvents(manager, enabled=self.world.is_main)
         self.watch = NonFiniteWatch(self.runtime.device, self.start_step)
@@ -275,7 +277,7 @@ class Trainer:
                 manager.register(logger, name=name)
                 registered.append(logger)
             self.events.segkit_on_train_start(run=self.run)
-            outcome = self._loop(data, self.events)
+            outcome = self._loop(self.skips.watching(data), self.events)
         finally:
             try:
                 self.events.segkit_on_train_end(run=self.run)
@@ -294,6 +296,7 @@ class Trainer:
         checkpoint_interval = train_cfg["checkpoint_interval"]
         vote = StopVote(self.world)
         step = self.start_step
+        images_per_step = self.run.images_per_step
         while step < self.max_iters:
             self.phase = f"in iteration {step + 1}"
             train_step(
@@ -308,6 +311,12 @@ class Trainer:
             step += 1
             self.run.step = step
             finished = step == self.max_iters
+            drawn = self.position + (step - self.start_step) * images_per_step
+            epochs = drawn // len(self.parts.train_set)
+            if epochs > (drawn - images_per_step) // len(self.parts.train_set):
+                self._report_skips(f"in training epoch {epochs}")
+            elif finished:
+                self._report_skips(f"in training epoch {epochs + 1} (the last, unfinished)")
             logs = self._logs(step) if step % log_interval == 0 or finished else {}
             hook.segkit_on_train_iter_end(run=self.run, step=step, logs=logs)
             # a plugin that failed under SEGKIT_STRICT_PLUGINS stops every process as a signal
@@ -336,6 +345,11 @@ class Trainer:
                 return self._outcome(128 + stop, step, stopped_by=signal.Signals(stop).name)
         vote.settle()
         return self._outcome(0, step)
+
+    def _report_skips(self, where: str, skips: SkipLog | None = None) -> None:
+        """Every process reports its own skipped samples (each reads other files)."""
+        process = f" (process {self.world.rank})" if self.world.size > 1 else ""
+        (skips or self.skips).report(where + process)
 
     def _outcome(self, status: int, step: int, **facts: Any) -> Outcome:
         return Outcome(
@@ -415,6 +429,7 @@ class Trainer:
         for buffer in model.buffers():
             self.world.broadcast_(buffer)
         metrics = self.parts.evaluator.evaluate(model, self.val_loader)
+        self._report_skips(f"in the validation after iteration {step}", self.parts.evaluator.skips)
         samples = metrics.pop("samples")
         self.final_metrics = {"step": step, **metrics}
         miou = metrics["mIoU"]
