@@ -85,8 +85,6 @@ def learning_curves(records: Sequence[dict[str, Any]]) -> bytes | None:
         ax.grid(alpha=0.3)
         if name == "loss" and all(v > 0 for pts in series.values() for _, v in pts):
             ax.set_yscale("log")
-        if name == "validation":
-            ax.set_ylim(0, 1)
         ax.legend(fontsize="small")
     return _svg(figure)
 

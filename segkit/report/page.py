@@ -42,7 +42,8 @@ h2 { font-size: 18px; margin: 10px 0; }
 table { border-collapse: collapse; font-variant-numeric: tabular-nums; }
 th, td { padding: 3px 10px; border-bottom: 1px solid #eceff3; text-align: right; }
 th { background: #f0f3f7; }
-td:first-child, th:first-child { text-align: left; }
+td:first-child, th:first-child, table.facts td, table.pairs td:nth-child(2),
+table.pairs th:nth-child(2) { text-align: left; }
 td.bar { background: linear-gradient(90deg, #cfe3f7 calc(var(--v) * 100%), transparent 0); }
 td.low { color: #b42318; font-weight: 600; }
 img.plot { max-width: 100%; height: auto; }
@@ -62,7 +63,7 @@ pre { background: #f0f3f7; padding: 10px; overflow: auto; font-size: 13px; max-h
 class WorstImage:
     name: str
     iou: float
-    focus: str  # the image's worst class, whose errors the error panel colours
+    focus: str  # the image's class with the most wrong pixels, whose errors the panel colours
     focus_iou: float
     pictures: dict[str, bytes]  # PNG by panel name
 
@@ -265,7 +266,7 @@ def _confusion(content: ReportContent) -> str:
         "<th>% of the class</th><th>% of all pixels</th></tr>"
     )
     pairs = (
-        f"<table><thead>{header}</thead><tbody>{rows}</tbody></table>"
+        f'<table class="pairs"><thead>{header}</thead><tbody>{rows}</tbody></table>'
         if content.confusions
         else "<p>No pixel was predicted as another class.</p>"
     )
@@ -277,8 +278,8 @@ def _confusion(content: ReportContent) -> str:
 
 
 LEGEND = (
-    ("rgb(235, 50, 50)", "missed: the worst class predicted as another (false negative)"),
-    ("rgb(40, 130, 255)", "invented: another class predicted as the worst class (false positive)"),
+    ("rgb(235, 50, 50)", "missed: that class predicted as another (its false negatives)"),
+    ("rgb(40, 130, 255)", "invented: another class predicted as that class (its false positives)"),
     ("rgb(250, 190, 30)", "other mistakes"),
 )
 
@@ -296,13 +297,14 @@ def _worst(content: ReportContent) -> str:
         )
         items.append(
             f'<div class="worst-image"><p><b>{rank}. {_e(image.name)}</b> &middot; image IoU '
-            f"{_percent(image.iou)} &middot; worst class {_e(image.focus)} (IoU "
+            f"{_percent(image.iou)} &middot; most errors: {_e(image.focus)} (IoU "
             f'{_percent(image.focus_iou)})</p><div class="panels">{figures}</div></div>'
         )
     body = (
         "<p>The validation images with the lowest IoU (the mean over the classes in the image's "
         "ground truth or prediction), predicted as segkit eval predicts them.</p>"
-        f'<p class="legend">Errors panel:{legend}</p>' + "".join(items)
+        f'<p class="legend">Errors panel, for the class with the most wrong pixels:{legend}</p>'
+        + "".join(items)
     )
     return _section("worst", body)
 

@@ -15,16 +15,17 @@ MISSED = (235, 50, 50)  # false negative of the focus class: its pixels predicte
 INVENTED = (40, 130, 255)  # false positive of the focus class: another class predicted as it
 OTHER_ERROR = (250, 190, 30)  # a mistake between two other classes
 LARGEST_SIDE = 480  # panels are scaled to fit; small images are enlarged, pixels kept square
-SMALLEST_SIDE = 160
+SMALLEST_SIDE = 256
 
 
 def focus_class(confusion: np.ndarray) -> int:
-    """The class of the image with the lowest IoU (among those in its ground truth or
-    prediction): the error panel shows that class's false negatives and positives."""
-    true_positive = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
-    iou = np.where(union > 0, true_positive / np.maximum(union, 1), np.inf)
-    return int(np.argmin(iou))
+    """The class of the image with the most wrong pixels, missed (its false negatives) plus
+    invented (its false positives): the error panel shows where that class went wrong. Chosen
+    by pixels, not by IoU, so that a few stray pixels of an absent class do not hide the
+    mistakes that cost the image most."""
+    correct = np.diag(confusion)
+    wrong = confusion.sum(axis=0) + confusion.sum(axis=1) - 2 * correct
+    return int(np.argmax(wrong))
 
 
 def error_picture(image: np.ndarray, label: np.ndarray, prediction: np.ndarray, focus: int):
