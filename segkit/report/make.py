@@ -18,7 +18,12 @@ from segkit.errors import ConfigError
 from segkit.report import figures, pictures
 from segkit.report.confusion import row_normalised, top_confusions
 from segkit.report.page import ReportContent, WorstImage, render
-from segkit.report.predictions import ScoredImage, ValidationPass, predict_validation
+from segkit.report.predictions import (
+    ScoredImage,
+    ValidationPass,
+    class_ious,
+    predict_validation,
+)
 from segkit.report.rundata import check_evaluation, read_evaluation, read_run
 
 
@@ -157,13 +162,15 @@ def _notes(run, scored, evaluation, settings: InferenceSettings, trained) -> lis
 
 def _worst_image(image: ScoredImage, classes: list[str], palette) -> WorstImage:
     focus = pictures.focus_class(image.confusion)
-    true_positive = image.confusion[focus, focus]
-    union = image.confusion[focus].sum() + image.confusion[:, focus].sum() - true_positive
+    ious = class_ious(image.confusion)
+    lowest = int(np.nanargmin(ious))
     return WorstImage(
         name=image.name,
         iou=image.iou,
         focus=classes[focus],
-        focus_iou=float(true_positive / union) if union else 0.0,
+        focus_iou=float(ious[focus]),
+        lowest=classes[lowest],
+        lowest_iou=float(ious[lowest]),
         pictures=pictures.panels(image.image, image.label, image.prediction, focus, palette),
     )
 

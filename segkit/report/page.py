@@ -65,6 +65,8 @@ class WorstImage:
     iou: float
     focus: str  # the image's class with the most wrong pixels, whose errors the panel colours
     focus_iou: float
+    lowest: str  # the image's class of the lowest IoU, which pulls the image's IoU down most
+    lowest_iou: float
     pictures: dict[str, bytes]  # PNG by panel name
 
 
@@ -298,7 +300,8 @@ def _worst(content: ReportContent) -> str:
         items.append(
             f'<div class="worst-image"><p><b>{rank}. {_e(image.name)}</b> &middot; image IoU '
             f"{_percent(image.iou)} &middot; most errors: {_e(image.focus)} (IoU "
-            f'{_percent(image.focus_iou)})</p><div class="panels">{figures}</div></div>'
+            f"{_percent(image.focus_iou)}) &middot; lowest IoU: {_e(image.lowest)} "
+            f'({_percent(image.lowest_iou)})</p><div class="panels">{figures}</div></div>'
         )
     body = (
         "<p>The validation images with the lowest IoU (the mean over the classes in the image's "

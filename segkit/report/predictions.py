@@ -114,15 +114,19 @@ def image_confusions(
     return bins[:-1].view(count, n, n)
 
 
-def image_iou(confusion: np.ndarray) -> float | None:
-    """The mean IoU of the classes in an image's ground truth or prediction (a class that is in
-    neither has no IoU, as in the set's mIoU); None for an image without labelled pixels."""
+def class_ious(confusion: np.ndarray) -> np.ndarray:
+    """Each class's IoU in one confusion matrix; NaN for a class in neither the ground truth
+    nor the prediction, which has none."""
     true_positive = np.diag(confusion).astype(np.float64)
     union = confusion.sum(axis=0) + confusion.sum(axis=1) - true_positive
-    present = union > 0
-    if not present.any():
-        return None
-    return float((true_positive[present] / union[present]).mean())
+    return np.divide(true_positive, union, out=np.full_like(true_positive, np.nan), where=union > 0)
+
+
+def image_iou(confusion: np.ndarray) -> float | None:
+    """The mean IoU of the classes in an image's ground truth or prediction (as the set's mIoU
+    leaves out a class in neither); None for an image without labelled pixels."""
+    ious = class_ious(confusion)
+    return None if np.isnan(ious).all() else float(np.nanmean(ious))
 
 
 def _hwc(image: torch.Tensor) -> np.ndarray:
