@@ -211,6 +211,12 @@ def test_a_run_without_metrics_jsonl_is_one_message(handmade_run, capsys):
     assert not (handmade_run / "report.html").exists()
 
 
+def test_a_metrics_jsonl_without_a_metric_line_is_one_message(handmade_run, capsys):
+    (handmade_run / "metrics.jsonl").write_text('{"split": "train", "step": 1, "lo')  # torn
+    assert report(handmade_run) == 2
+    assert "metrics.jsonl: holds no metric lines yet" in one_line_error(capsys)
+
+
 def test_a_run_without_a_checkpoint_is_one_message(handmade_run, capsys):
     (handmade_run / "checkpoints/last.pt").unlink()
     assert report(handmade_run) == 2
@@ -227,8 +233,15 @@ def test_an_eval_json_of_another_class_list_is_refused(handmade_run, tmp_path, c
 
 @pytest.mark.parametrize(
     "text, message",
-    [("{not json", "not JSON"), ('{"mIoU": 0.5}', "not a segkit eval report")],
-    ids=["broken", "no-IoU"],
+    [
+        ("{not json", "not JSON"),
+        ('{"mIoU": 0.5}', "not a segkit eval report"),
+        (
+            '{"IoU": {"background": 1, "red": 1, "green": 1}, "confusion": [[1, 2], [3, 4]]}',
+            "'confusion' is not a 3 x 3 matrix",
+        ),
+    ],
+    ids=["broken", "no-IoU", "confusion-of-another-size"],
 )
 def test_an_unreadable_eval_json_is_one_message(handmade_run, tmp_path, capsys, text, message):
     broken = tmp_path / "eval.json"
@@ -250,6 +263,17 @@ def test_a_negative_worst_count_is_a_usage_error(handmade_run, capsys):
 
 
 # ---- whole reports -------------------------------------------------------------------------
+
+
+def test_a_torn_metrics_line_and_a_missing_env_json_are_noted(handmade_run, capsys):
+    with open(handmade_run / "metrics.jsonl", "a") as metrics:
+        metrics.write('{"split": "train", "st')  # a write cut short by a crash
+    assert report(handmade_run, "--worst", 1) == 0
+    page = (handmade_run / "report.html").read_text(encoding="utf-8")
+    assert "metrics.jsonl: 1 line(s) that are not JSON objects were left out" in page
+    assert "env.json is missing or unreadable" in page
+    assert "run (env.json)" not in page and "report (this machine)" in page
+    assert page.count("lowest IoU:") == 1
 
 
 @pytest.mark.slow
