@@ -147,6 +147,23 @@ def test_the_pass_counts_what_segkit_eval_counts_and_keeps_the_lowest_images(toy
         assert image_iou(recount.matrix.numpy()) == image.iou
 
 
+def test_the_curves_are_the_loss_terms_rates_and_validation_scores():
+    from segkit.report.figures import curves
+
+    records = [
+        {"split": "train", "step": 10, "loss": 2.0, "loss_aux0": 1.0, "lr": 0.1,
+         "lr_backbone": 0.01, "imgs_per_s": 50.0, "peak_mem_gb": 1.0, "grad_norm": 3.0},
+        {"split": "val", "step": 10, "mIoU": 0.5, "mAcc": 0.6, "aAcc": 0.9, "IoU": {"a": 0.5}},
+        {"split": "train", "step": 20, "loss": 1.0, "loss_aux0": 0.5, "lr": 0.05,
+         "lr_backbone": 0.005},
+    ]  # fmt: skip
+    assert curves(records) == {
+        "loss": {"loss": [(10, 2.0), (20, 1.0)], "loss_aux0": [(10, 1.0), (20, 0.5)]},
+        "lr": {"lr": [(10, 0.1), (20, 0.05)], "lr_backbone": [(10, 0.01), (20, 0.005)]},
+        "validation": {"mIoU": [(10, 0.5)], "mAcc": [(10, 0.6)], "aAcc": [(10, 0.9)]},
+    }
+
+
 # ---- the page ------------------------------------------------------------------------------
 
 

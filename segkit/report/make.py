@@ -24,7 +24,7 @@ from segkit.report.predictions import (
     class_ious,
     predict_validation,
 )
-from segkit.report.rundata import check_evaluation, read_evaluation, read_run
+from segkit.report.rundata import RunFiles, check_evaluation, read_evaluation, read_run
 
 
 def make_report(
@@ -58,15 +58,13 @@ def make_report(
         )
     if scored is not None:
         check_evaluation(scored, evaluation, classes)
-    trained = load_trained(
-        config, run.checkpoint, device or config["train"]["device"], checkpoint=record
-    )
+    trained = load_trained(config, run.checkpoint, device, checkpoint=record)
     _, palette, _ = trained.labels(num_classes)
     bar = ProgressBar(len(dataset), "report") if progress else None
     validation = predict_validation(trained, settings, dataset, config, worst, bar)
     if bar is not None:
         bar.close()
-    notes = _notes(run, scored, evaluation, settings, trained)
+    notes = _notes(run, scored, evaluation, settings)
     metrics, source = _metrics(validation, classes, scored, evaluation)
     confusion, confusion_source = _confusion(validation, scored)
     labelled = confusion.sum(axis=1)
@@ -128,7 +126,12 @@ def _confusion(validation: ValidationPass, scored: dict[str, Any] | None) -> tup
     return validation.confusion, "counted by this report's pass"
 
 
-def _notes(run, scored, evaluation, settings: InferenceSettings, trained) -> list[str]:
+def _notes(
+    run: RunFiles,
+    scored: dict[str, Any] | None,
+    evaluation: str | Path | None,
+    settings: InferenceSettings,
+) -> list[str]:
     """What a reader should know before trusting the page: parts of it that may disagree."""
     notes = []
     if run.unreadable_lines:
