@@ -189,7 +189,7 @@ def _summary(content: ReportContent) -> str:
 
 
 def _ci_facts(ci: dict[str, Any]) -> str:
-    parts = [_ci_label(ci) + " by bootstrap over the images"]
+    parts = [_ci_label(ci) + " by bootstrap"]
     if "resamples" in ci:
         parts.append(f"{ci['resamples']} resamples")
     if "seed" in ci:
