@@ -24,6 +24,7 @@ CORE_COMMANDS = (
     "segkit.commands.predict",
     "segkit.commands.data",
     "segkit.commands.export",
+    "segkit.commands.report",
 )
 
 
