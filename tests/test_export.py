@@ -212,3 +212,25 @@ def test_a_dynamic_export_asked_at_a_small_size_runs_at_every_size(tmp_path):
     checks = report_of(out)["verification"]["checks"]
     assert len(checks) == 3 and checks[0]["shape"] == [1, 3, 32, 32]
     assert all(c["argmax_agreement"] >= 0.999 for c in checks), checks
+
+
+def test_an_export_is_also_checked_on_the_validation_images_where_they_are_present(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "ck.pt", *FAMILIES["quickstart"])
+    status, out = export(
+        tmp_path, checkpoint, "torchscript", "--size", "48", "80", "--batch", "3",
+        "--val-images", "7",
+    )  # fmt: skip
+    assert status == 0
+    validation = report_of(out)["verification"]["validation"]
+    assert validation["images"] == 7 and validation["input_size"] == "48x80"
+    assert validation["argmax_agreement"] == 1.0 and validation["max_abs_diff"] < 1e-4
+    assert validation["miou_pytorch"] == pytest.approx(validation["miou_exported"])
+
+
+def test_without_the_validation_data_the_report_says_why_it_was_not_checked(tmp_path, capsys):
+    checkpoint = make_checkpoint(tmp_path / "ck.pt", *FAMILIES["drn_d_22"])
+    status, out = export(tmp_path, checkpoint, "torchscript", "--size", "32", "32")
+    assert status == 0
+    skipped = report_of(out)["verification"]["validation"]["skipped"]
+    assert skipped.startswith("data.val not read") and "cityscapes" in skipped.lower()
+    assert "not checked on validation images" in capsys.readouterr().out

@@ -12,6 +12,7 @@ DEFAULT_SIZE = (512, 512)
 
 def add_commands(subparsers) -> None:
     from segkit.export.catalog import FORMATS
+    from segkit.export.valcheck import VAL_IMAGES
 
     parser = subparsers.add_parser(
         "export",
@@ -49,6 +50,14 @@ def add_commands(subparsers) -> None:
         default="logits",
         help="class logits or softmax probabilities (default logits)",
     )
+    parser.add_argument(
+        "--val-images",
+        type=int,
+        default=VAL_IMAGES,
+        metavar="N",
+        help=f"also compare on the first N images of data.val where they can be read "
+        f"(default {VAL_IMAGES}; 0: not at all)",
+    )
     parser.set_defaults(handler=run_export)
 
 
@@ -57,11 +66,14 @@ def run_export(args) -> int:
     from segkit.errors import SegkitError
     from segkit.export.catalog import SUFFIXES, require_onnx_extra
     from segkit.export.exporter import ExportRequest, export, report_path
+    from segkit.export.valcheck import ValidationCheck
     from segkit.weights import read_checkpoint
 
     out = Path(args.out)
     if out.is_dir():
         raise SegkitError(f"--out {out} is a folder; give the file to write, e.g. {out}/model.onnx")
+    if args.val_images < 0:
+        raise SegkitError(f"--val-images {args.val_images}: give 0 or more images")
     if args.batch < 1:
         raise SegkitError(f"--batch {args.batch}: give a positive number of images")
     if args.size is not None and min(args.size) < 1:
@@ -90,6 +102,7 @@ def run_export(args) -> int:
         dynamic=args.dynamic,
         output=args.output,
         contents=checkpoint,
+        val_images=args.val_images,
     )
     report = export(request)
     for check in report["verification"]["checks"]:
@@ -98,5 +111,10 @@ def run_export(args) -> int:
             f"segkit: checked batch {n} at {h}x{w}: argmax agreement "
             f"{check['argmax_agreement']:.4%}, max difference {check['max_abs_diff']:.3g}"
         )
+    validation = report["verification"]["validation"]
+    if "skipped" in validation:
+        print(f"segkit: note: not checked on validation images: {validation['skipped']}")
+    else:
+        print(f"segkit: checked on {ValidationCheck(**validation).describe()}")
     print(f"segkit: wrote {out} and {report_path(out)}")
     return 0

@@ -17,6 +17,7 @@ from segkit.errors import SegkitError
 from segkit.export import formats
 from segkit.export.catalog import INPUT_NAME, SUFFIXES
 from segkit.export.graph import ExportGraph, Output, with_window_pools
+from segkit.export.valcheck import VAL_IMAGES, ValidationCheck, validation_check
 from segkit.export.verify import MIN_AGREEMENT, Check, check_shapes, compare
 from segkit.files import atomic_write_text
 
@@ -33,6 +34,7 @@ class ExportRequest:
     batch: int = 1
     dynamic: bool = False
     output: Output = "logits"
+    val_images: int = VAL_IMAGES  # how many validation images to check on; 0: none
     # the checkpoint file's contents where the caller has read them already
     contents: Any = field(default=None, repr=False, compare=False)
 
@@ -66,12 +68,16 @@ def export(request: ExportRequest) -> dict[str, Any]:
                 "--format, or without --dynamic (SEGKIT_DEBUG=1 shows the exporter's traceback)"
             ) from error
         shapes = check_shapes(request.batch, height, width, request.dynamic)
-        checks = compare(reference, formats.load(temporary, request.format), shapes)
+        written = formats.load(temporary, request.format)
+        checks = compare(reference, written, shapes)
         failed = [check for check in checks if not check.passed]
         if failed:
             raise SegkitError(refusal(request, failed))
+        validation = on_validation_images(request, reference, written)
+        if isinstance(validation, ValidationCheck) and not validation.passed:
+            raise SegkitError(refusal(request, [validation]))
         names, palette, _ = trained.labels(request.config["model"]["num_classes"])
-        report = describe(request, checks, mean, std, names, palette)
+        report = describe(request, checks, validation, mean, std, names, palette)
         os.replace(temporary, request.out)
     finally:
         temporary.unlink(missing_ok=True)
@@ -91,11 +97,21 @@ def example_shape(request: ExportRequest) -> tuple[int, int, int, int]:
     return max(request.batch, 2), 3, max(height, side), max(width, side)
 
 
+def on_validation_images(
+    request: ExportRequest, reference, written
+) -> ValidationCheck | str | None:
+    """The check on real images (None where not asked for, a string where the data is absent)."""
+    if request.val_images <= 0:
+        return None
+    fixed = None if request.dynamic else (request.batch, *request.size)
+    return validation_check(request.config, reference, written, fixed, request.val_images)
+
+
 def report_path(out: Path) -> Path:
     return out.with_name(out.name + ".json")
 
 
-def refusal(request: ExportRequest, failed: list[Check]) -> str:
+def refusal(request: ExportRequest, failed: list[Check | ValidationCheck]) -> str:
     problems = "; ".join(check.describe() for check in failed)
     advice = (
         "export at a fixed --size without --dynamic"
@@ -112,6 +128,7 @@ def refusal(request: ExportRequest, failed: list[Check]) -> str:
 def describe(
     request: ExportRequest,
     checks: list[Check],
+    validation: ValidationCheck | str | None,
     mean: list[float],
     std: list[float],
     names: list[str],
@@ -145,6 +162,11 @@ def describe(
         "verification": {
             "min_agreement": MIN_AGREEMENT,
             "checks": [check.as_json() for check in checks],
+            "validation": (
+                validation.as_json()
+                if isinstance(validation, ValidationCheck)
+                else {"skipped": validation or "--val-images 0"}
+            ),
         },
         "versions": runtimes,
     }
