@@ -28,6 +28,7 @@ from segkit.components import CORE_ARGUMENTS, Registry
 from segkit.config import ConfigSource, KeyPath, apply_overrides, dotted, read_config_files
 from segkit.constraints import UpToRunLength
 from segkit.errors import ConfigError, SegkitError, UnknownComponentError
+from segkit.inputs import backbone_channels
 from segkit.schema import ConfigSchema, Slot, is_section
 
 _PLAIN_TYPES = (type(None), bool, int, float, str)
@@ -230,6 +231,7 @@ class Validator:
         self.shorten_to_run(resolved)
         self.check_declared_classes(resolved)
         self.check_window(resolved)
+        self.check_channels(resolved)
         return resolved
 
     # ---- rules between keys ----------------------------------------------------------------
@@ -290,6 +292,32 @@ class Validator:
             self.report(
                 ("eval", "mode"),
                 "slide needs the window size: set eval.crop: [height, width]",
+            )
+
+    def check_channels(self, resolved: dict) -> None:
+        """One data.mean and data.std value per channel the backbone takes: a 4-channel model
+        with ImageNet's three RGB values would otherwise fail at the first batch, or a
+        3-channel one with four values normalise nothing it was meant to."""
+        backbone = resolved.get("model", {}).get("backbone")
+        data = resolved.get("data", {})
+        if not isinstance(backbone, dict) or not isinstance(backbone.get("type"), str):
+            return
+        channels = backbone_channels(backbone)
+        has_option = "in_channels" in backbone
+        for key in ("mean", "std"):
+            values = data.get(key)
+            if not isinstance(values, list) or len(values) == channels:
+                continue
+            if has_option:
+                why = f"model.backbone.in_channels is {channels}"
+                fix = f"give {channels} values, or set in_channels: {len(values)}"
+            else:
+                why = f"backbone '{backbone['type']}' takes {channels} (RGB; it has no in_channels option)"
+                fix = f"give {channels} values, or use a backbone with an in_channels option"
+            self.report(
+                ("data", key),
+                f"has {len(values)} value(s) but {why}: one value per input channel, in the "
+                f"images' units; {fix} (`segkit data stats CONFIG` measures them)",
             )
 
     # ---- sections --------------------------------------------------------------------------
