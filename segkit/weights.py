@@ -230,7 +230,7 @@ def adapt_input_convs(
 def _rule(channels: int) -> str:
     if channels > RGB:
         return f"channel c takes RGB channel c mod 3, all scaled by 3/{channels}"
-    return "channel c sums the RGB channels r with r mod %d == c" % channels
+    return f"channel c sums the RGB channels r with r mod {channels} == c"
 
 
 def _shorten(keys: list[str], limit: int = 8) -> str:

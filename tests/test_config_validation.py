@@ -44,7 +44,7 @@ OUT_OF_RANGE = [
     ("eval: {scales: [1.0, -0.5]}", "eval.scales", "list[float above 0]"),
     ("eval: {window_batch: 0}", "eval.window_batch", "at least 1"),
     ("data: {mean: [1, 2]}", "data.mean", "has 2 value(s) but model.backbone.in_channels is 3"),
-    ("data: {std: [1, 0, 1]}", "data.std", "list[float above 0] of 3 values"),
+    ("data: {std: [1, 0, 1]}", "data.std", "list[float above 0] of at least 1 value"),
     ("lr_scheduler: {warmup_ratio: 0}", "lr_scheduler.warmup_ratio", "float above 0, in 0..1"),
     ("loss: []", "loss", "needs at least 1 loss, got an empty list"),
     ("eval: {mode: slide}", "eval.mode", "slide needs the window size: set eval.crop"),

@@ -19,6 +19,7 @@ from segkit.export.catalog import INPUT_NAME, SUFFIXES
 from segkit.export.graph import ExportGraph, Output, with_window_pools
 from segkit.export.verify import MIN_AGREEMENT, Check, check_shapes, compare
 from segkit.files import atomic_write_text
+from segkit.inputs import InputSpec
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,9 @@ def export(request: ExportRequest) -> dict[str, Any]:
     height, width = request.size
     # A batch of one would be specialised to one by torch.export even when asked to stay free.
     example_batch = max(request.batch, 2) if request.dynamic else request.batch
-    example = torch.zeros(example_batch, 3, height, width, dtype=torch.uint8)
+    inputs = InputSpec.of(request.config)
+    dtype = getattr(torch, inputs.dtype)
+    example = torch.zeros(example_batch, inputs.channels, height, width, dtype=dtype)
 
     # beside the target, so that the rename stays on one file system; torch.export.load wants
     # its own suffix
@@ -63,8 +66,8 @@ def export(request: ExportRequest) -> dict[str, Any]:
                 f"{request.format} ({type(error).__name__}: {first_line[:300]}); try another "
                 "--format, or without --dynamic (SEGKIT_DEBUG=1 shows the exporter's traceback)"
             ) from error
-        shapes = check_shapes(request.batch, height, width, request.dynamic)
-        checks = compare(reference, formats.load(temporary, request.format), shapes)
+        shapes = check_shapes(request.batch, height, width, request.dynamic, inputs.channels)
+        checks = compare(reference, formats.load(temporary, request.format), shapes, dtype=dtype)
         failed = [check for check in checks if not check.passed]
         if failed:
             raise SegkitError(refusal(request, failed))
@@ -104,7 +107,10 @@ def describe(
     palette: list[tuple[int, int, int]],
 ) -> dict[str, Any]:
     """What a user of the file needs to feed it and read its answer, and how it was checked."""
-    free = "N x 3 x H x W, any N, H, W" if request.dynamic else "fixed"
+    inputs = InputSpec.of(request.config)
+    free = f"N x {inputs.channels} x H x W, any N, H, W" if request.dynamic else "fixed"
+    top = 65535 if inputs.dtype == "uint16" else 255
+    kind = "RGB" if inputs.channels == 3 else f"{inputs.channels} channels"
     runtimes = {"torch": torch.__version__, "segkit": version("segkit")}
     if request.format == "onnx":
         runtimes["onnxruntime"] = version("onnxruntime")
@@ -114,9 +120,9 @@ def describe(
         "checkpoint": str(request.checkpoint),
         "input": {
             "name": INPUT_NAME,
-            "dtype": "uint8",
-            "layout": "NCHW, RGB, 0..255",
-            "shape": [request.batch, 3, *request.size],
+            "dtype": inputs.dtype,
+            "layout": f"NCHW, {kind}, 0..{top}",
+            "shape": [request.batch, inputs.channels, *request.size],
             "dynamic": request.dynamic,
             "sizes": free,
             "normalization": {"mean": list(mean), "std": list(std)},
