@@ -10,11 +10,12 @@ the synchronized batch norm in the CSAIL semantic-segmentation code (``_tmp_runn
 project's layers into another's is not done here; that is ``segkit convert`` (docs/weights.md).
 
 RGB weights for a model of another number of input channels C (a 4-band or grey image) are
-adapted instead of refused (:func:`adapt_input_conv`): for C > 3, input channel c of the first
-convolution takes the RGB weight of channel ``c mod 3`` and all are scaled by 3/C; for C < 3,
-channel c takes the sum of the RGB channels r with ``r mod C == c`` (grey: R + G + B). Either
-way each filter's sum over its inputs is the RGB filter's, so an input whose channels are alike
-gives the activations the RGB network gave.
+adapted instead of refused (:func:`adapt_input_conv`). With C > 3, input channel c of the first
+convolution takes the weight of RGB channel ``c mod 3``, divided by the number of input channels
+that take that same RGB channel (so by C/3 when C is a multiple of 3: 3/C on every weight); with
+C < 3, channel c takes the sum of the RGB channels r with ``r mod C == c`` (grey: R + G + B).
+Either way each RGB weight is shared out, never copied, so every filter keeps its sum over the
+inputs and an input whose channels are alike gives exactly the activations of the RGB network.
 """
 
 from __future__ import annotations
@@ -145,7 +146,9 @@ def adapt_input_conv(weight: torch.Tensor, channels: int) -> torch.Tensor:
             f"expected RGB convolution weights [out, 3, kh, kw], got {tuple(weight.shape)}"
         )
     if channels >= RGB:
-        return weight[:, [c % RGB for c in range(channels)]] * (RGB / channels)
+        taken = [c % RGB for c in range(channels)]
+        sharing = torch.tensor([taken.count(r) for r in taken], dtype=weight.dtype)
+        return weight[:, taken] / sharing.view(1, -1, 1, 1)
     # fewer channels: channel c sums the RGB channels r with r mod channels == c
     return torch.stack([weight[:, c::channels].sum(dim=1) for c in range(channels)], dim=1)
 
@@ -229,7 +232,7 @@ def adapt_input_convs(
 
 def _rule(channels: int) -> str:
     if channels > RGB:
-        return f"channel c takes RGB channel c mod 3, all scaled by 3/{channels}"
+        return "channel c takes RGB channel c mod 3, divided by how many channels take that one"
     return f"channel c sums the RGB channels r with r mod {channels} == c"
 
 
