@@ -20,8 +20,10 @@ class InputSpec:
 
     @classmethod
     def of(cls, config: dict[str, Any]) -> InputSpec:
-        """The input of a resolved config's model."""
-        return cls(backbone_channels(config["model"]["backbone"]), config["data"]["image_dtype"])
+        """The input of a config's model (a resolved config writes every default out; a
+        partial one, as built by hand, gets them here)."""
+        dtype = config.get("data", {}).get("image_dtype", "uint8")
+        return cls(backbone_channels(config["model"]["backbone"]), dtype)
 
 
 def backbone_channels(spec: Any) -> int:

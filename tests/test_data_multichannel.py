@@ -397,3 +397,11 @@ def test_a_16_bit_model_exports_to_onnx_taking_uint16(tmp_path):
     bands = tifffile.imread(tmp_path / "images" / "tile0.tif")
     agree = served.predict(bands) == segkit.load(checkpoint).predict(bands)
     assert agree.mean() > 0.99
+
+
+def test_model_info_measures_a_four_channel_model_on_four_channels(tmp_path):
+    from segkit.commands.model_info import model_info
+
+    four_band_folder(tmp_path, count=1, size=(16, 16))
+    info = model_info(load_config(write_config(tmp_path)), (32, 32))
+    assert info["input"] == [1, 4, 32, 32]
