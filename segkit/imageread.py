@@ -168,7 +168,8 @@ def check_dtype(pixels: np.ndarray, dtype: str | None, source: str) -> None:
 # ---- TIFF -----------------------------------------------------------------------------------
 
 
-def _tifffile():
+def require_tifffile():
+    """tifffile, or the one error that says how to install it."""
     try:
         import tifffile
     except ImportError:
@@ -179,7 +180,7 @@ def _tifffile():
 def _tiff_layout(path: Path) -> tuple[str, tuple[int, int, int]]:
     """The axes of the file's image series and the (height, width, channels) they give,
     from the header alone."""
-    tifffile = _tifffile()
+    tifffile = require_tifffile()
     try:
         with tifffile.TiffFile(path) as tiff:
             return _layout(tiff, path)
@@ -208,7 +209,7 @@ def _read_tiff(path: Path) -> np.ndarray:
     """A TIFF image as HxWxC: every axis other than height (Y) and width (X), whether pages
     or samples per pixel, becomes channels, in the file's order (page by page, then the samples
     of each page); so CxHxW page stacks and interleaved HxWxC files both read as C channels."""
-    tifffile = _tifffile()
+    tifffile = require_tifffile()
     try:
         with tifffile.TiffFile(path) as tiff:
             axes, _ = _layout(tiff, path)

@@ -144,6 +144,14 @@ def test_a_tiff_without_tifffile_names_the_extra(tmp_path, monkeypatch):
     monkeypatch.setattr(builtins, "__import__", no_tifffile)
     with pytest.raises(SegkitError, match=r"pip install segkit\[tiff\]"):
         EncodedImage(tmp_path / "a.tif")
+    # a dataset of TIFFs says so when it is opened, before any worker reads a file
+    (tmp_path / "masks").mkdir()
+    (tmp_path / "images").mkdir()
+    (tmp_path / "a.tif").rename(tmp_path / "images" / "a.tif")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "masks" / "a.png")
+    spec = {"type": "folder", "images": "images", "masks": "masks", "classes": ["x"]}
+    with pytest.raises(SegkitError, match=r"needs tifffile: pip install segkit\[tiff\]"):
+        segkit.build("dataset", {**spec, "root": str(tmp_path)})
 
 
 @pytest.mark.parametrize("suffix", [".bmp", ".webp"])
@@ -397,6 +405,11 @@ def test_a_16_bit_model_exports_to_onnx_taking_uint16(tmp_path):
     bands = tifffile.imread(tmp_path / "images" / "tile0.tif")
     agree = served.predict(bands) == segkit.load(checkpoint).predict(bands)
     assert agree.mean() > 0.99
+    out = tmp_path / "served"
+    images = str(tmp_path / "images")
+    assert main(["predict", "--model", str(onnx), images, "--out", str(out), "--overlay"]) == 0
+    with Image.open(out / "tile0.png") as written:
+        assert np.array_equal(np.asarray(written), served.predict(bands))
 
 
 def test_model_info_measures_a_four_channel_model_on_four_channels(tmp_path):
