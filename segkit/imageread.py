@@ -132,7 +132,8 @@ def pil_pixels(image: Image.Image, channels: int | None, source: str) -> np.ndar
     if image.mode == "1":
         image = image.convert("L")
     if channels == 3 or image.mode not in _NATIVE:
-        image = image.convert("RGBA" if channels == 4 and image.mode == "PA" else "RGB")
+        target = "RGBA" if channels == 4 and image.mode == "PA" else "RGB"
+        image = image if image.mode == target else image.convert(target)
     pixels = np.array(image)
     return pixels if pixels.ndim == 3 else pixels[..., None]
 
