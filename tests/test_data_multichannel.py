@@ -307,8 +307,15 @@ def test_a_four_channel_resnet_loads_rgb_weights_with_a_note(tmp_path, capsys):
     assert "conv1.weight holds RGB weights and the model takes 4 channels: adapted" in note
     assert torch.equal(four.conv1.weight, adapt_input_conv(rgb.conv1.weight, 4))
     assert torch.equal(four.layer1[0].conv1.weight, rgb.layer1[0].conv1.weight)
-    drn = segkit.build("backbone", {"type": "drn_d_22", "in_channels": 2})
-    assert drn.layer0[0].weight.shape[1] == 2
+    drn_rgb = segkit.build("backbone", {"type": "drn_d_22"})
+    torch.save(drn_rgb.state_dict(), tmp_path / "drn.pt")
+    drn = segkit.build(
+        "backbone", {"type": "drn_d_22", "in_channels": 2, "pretrained": str(tmp_path / "drn.pt")}
+    )
+    rgb_stem = drn_rgb.layer0[0].weight
+    # two channels: channel 0 sums R and B, channel 1 takes G
+    assert torch.allclose(drn.layer0[0].weight[:, 0], rgb_stem[:, 0] + rgb_stem[:, 2])
+    assert torch.equal(drn.layer0[0].weight[:, 1], rgb_stem[:, 1])
     with pytest.raises(SegkitError, match="in_channels must be a positive number"):
         segkit.build("backbone", {"type": "resnet18", "in_channels": 0})
 
@@ -418,3 +425,21 @@ def test_model_info_measures_a_four_channel_model_on_four_channels(tmp_path):
     four_band_folder(tmp_path, count=1, size=(16, 16))
     info = model_info(load_config(write_config(tmp_path)), (32, 32))
     assert info["input"] == [1, 4, 32, 32]
+
+
+def test_pictures_of_16_bit_and_four_channel_images_show_three_channels_stretched():
+    from segkit.engine.visualize import image_hwc, panel
+
+    image = torch.zeros(4, 2, 2, dtype=torch.uint16)
+    image[0] = torch.tensor([[1000, 2000], [3000, 5000]], dtype=torch.uint16)
+    image[1:3] = 1000
+    image[3] = 65535  # the fourth band is not drawn
+    picture = image_hwc(image)
+    assert picture.shape == (2, 2, 3) and picture.dtype == np.uint8
+    # stretched from the lowest (1000) to the highest drawn value (5000)
+    assert picture[..., 0].tolist() == [[0, 64], [128, 255]]
+    assert picture[..., 1].max() == 0
+    grey = image_hwc(torch.full((1, 2, 2), 7, dtype=torch.uint8))
+    assert grey.tolist() == [[[7, 7, 7]] * 2] * 2
+    labels = torch.zeros(2, 2, dtype=torch.long)
+    assert panel(image, labels, labels, [(0, 0, 0)]).shape == (2, 2 * 3 + 8, 3)

@@ -50,7 +50,7 @@ def image_hwc(image) -> np.ndarray:
         array = array.transpose(1, 2, 0)
     array = array[..., :3] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)
     if array.dtype == np.uint16:
-        low, high = float(array.min(initial=0)), float(array.max(initial=0))
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
         array = ((array.astype(np.float32) - low) * (255 / max(high - low, 1.0))).round()
     return np.ascontiguousarray(array.astype(np.uint8))
 
