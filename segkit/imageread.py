@@ -48,13 +48,15 @@ _NATIVE = {"L": 1, "LA": 2, "RGB": 3, "RGBA": 4}
 class EncodedImage:
     """An image file whose header has been read: its size is known, its pixels are decoded
     only when a transform needs them, and at reduced size where that is cheaper (JPEG files
-    decode directly at 1/2, 1/4 or 1/8 scale). ``channels`` and ``dtype``, where set, are what
-    the model takes: decoding fits the file to the channels and refuses another pixel type."""
+    decode directly at 1/2, 1/4 or 1/8 scale). ``channels`` and ``dtype`` are what the model
+    takes: decoding fits the file to the channels (None: the file's own) and, where ``dtype``
+    is set, refuses another pixel type. The default, RGB of the file's type, is what code that
+    knows no model has always received; the training pipeline and ``predict`` set both."""
 
     def __init__(
         self,
         path: str | os.PathLike,
-        channels: int | None = None,
+        channels: int | None = 3,
         dtype: str | None = None,
     ):
         self.path = Path(path)

@@ -93,7 +93,7 @@ def test_a_16_bit_png_keeps_its_values(tmp_path):
     Image.fromarray(values).save(tmp_path / "deep.png")
     with Image.open(tmp_path / "deep.png") as written:
         assert written.mode == "I;16"
-    pixels = EncodedImage(tmp_path / "deep.png").pixels()
+    pixels = EncodedImage(tmp_path / "deep.png", channels=None).pixels()
     assert pixels.dtype == np.uint16 and pixels.shape == (2, 3, 1)
     assert np.array_equal(pixels[..., 0], values)
     # an RGB model sees the grey channel three times, still unclipped
@@ -105,7 +105,7 @@ def test_tiff_pages_become_channels_in_page_order(tmp_path):
     pages = np.stack([np.full((6, 5), 1000 * (p + 1), np.uint16) for p in range(5)])
     pages[2, 0, 0] = 40000
     tifffile.imwrite(tmp_path / "stack.tif", pages)
-    image = EncodedImage(tmp_path / "stack.tif")
+    image = EncodedImage(tmp_path / "stack.tif", channels=None)
     assert image.size == (6, 5)
     pixels = image.pixels()
     assert pixels.shape == (6, 5, 5) and pixels.dtype == np.uint16
@@ -119,7 +119,7 @@ def test_a_tiff_with_samples_per_pixel_reads_them_as_channels(tmp_path, planar):
     bands = np.arange(7 * 9 * 4, dtype=np.uint16).reshape(7, 9, 4) * 50
     data = bands if planar == "contig" else np.moveaxis(bands, 2, 0)
     tifffile.imwrite(tmp_path / "bands.tif", data, photometric="minisblack", planarconfig=planar)
-    image = EncodedImage(tmp_path / "bands.tif")
+    image = EncodedImage(tmp_path / "bands.tif", channels=4)
     assert image.size == (7, 9)
     assert np.array_equal(image.pixels(), bands)
 
