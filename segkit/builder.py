@@ -96,10 +96,12 @@ def build_model(config: dict[str, Any]):
         aux_indices.append(core["in_index"])
     segmentor = Segmentor(backbone, head, head_core["in_index"], aux_heads, aux_indices)
     if model.get("pretrained"):
+        from segkit.inputs import backbone_channels
         from segkit.weights import load_into, read_checkpoint, segmentor_state_dict
 
         path = model["pretrained"]
-        load_into(segmentor, segmentor_state_dict(read_checkpoint(path), path), path)
+        state = segmentor_state_dict(read_checkpoint(path), path)
+        load_into(segmentor, state, path, in_channels=backbone_channels(model["backbone"]))
     return segmentor
 
 

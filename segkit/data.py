@@ -1,6 +1,6 @@
 """From dataset specs to batches: transforms, per-draw randomness, bad samples, data loaders.
 
-A dataset item is a dict: ``image`` (uint8 tensor, 3xHxW), ``mask`` (int64 tensor, HxW, 255 =
+A dataset item is a dict: ``image`` (uint8 or uint16 tensor, CxHxW), ``mask`` (int64 tensor, HxW, 255 =
 ignore) and ``name``. Transforms take the item and a ``numpy.random.Generator`` and return it.
 
 Randomness. A training sample is addressed by ``(index, draw)``: ``draw`` counts the samples
@@ -23,8 +23,9 @@ prints one summary of the skips per epoch and per validation (segkit.badsamples)
 Speed. Datasets may offer ``load(index)``, which returns the image still encoded
 (:class:`segkit.imagefiles.EncodedImage`) and the mask as uint8. Transforms that set
 ``accepts_encoded_image = True`` (resizes) decode it at the size they need; before any other
-transform it is decoded in full. Images stay uint8 until ``normalize``; masks become int64 at
-the end.
+transform it is decoded in full, fitted to the model's channels and checked against
+``data.image_dtype`` (:mod:`segkit.inputs`). Images keep their integer type (uint8, or uint16 at
+full depth) until ``normalize``; masks become int64 at the end.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from segkit.badsamples import SkippedSample
 from segkit.builder import explaining, registry, split_extras
 from segkit.errors import ConfigError, DataError, SampleError
 from segkit.imagefiles import EncodedImage, decode_image
+from segkit.inputs import InputSpec
 from segkit.schema import DatasetExtras
 
 # Consecutive bad samples after which skipping gives up: the dataset is broken, not a file.
@@ -67,6 +69,7 @@ class TransformedDataset(Dataset):
         transforms: Sequence[Transform],
         seed: int = 0,
         on_bad_sample: str = "error",
+        inputs: InputSpec | None = None,
     ):
         if on_bad_sample not in ("error", "skip"):
             raise ValueError(f"on_bad_sample must be 'error' or 'skip', got {on_bad_sample!r}")
@@ -74,6 +77,7 @@ class TransformedDataset(Dataset):
         self.transforms = list(transforms)
         self.seed = seed
         self.on_bad_sample = on_bad_sample
+        self.inputs = inputs
 
     @property
     def classes(self) -> list[str]:
@@ -119,6 +123,7 @@ class TransformedDataset(Dataset):
     def transformed(self, index: int, rng: np.random.Generator) -> dict:
         load = getattr(self.dataset, "load", None)
         sample = dict(load(index) if load is not None else self.dataset[index])
+        sample["image"] = self.fitted(sample["image"], sample.get("name", index))
         for transform in self.transforms:
             if isinstance(sample["image"], EncodedImage) and not getattr(
                 transform, "accepts_encoded_image", False
@@ -128,6 +133,22 @@ class TransformedDataset(Dataset):
         sample["image"] = decode_image(sample["image"]).contiguous()
         sample["mask"] = sample["mask"].long().contiguous()
         return sample
+
+    def fitted(self, image: torch.Tensor | EncodedImage, name: object):
+        """The image as the model takes it: a file decodes to the model's channels and type
+        (:class:`EncodedImage`); a dataset's tensor must have them already."""
+        if self.inputs is None:
+            return image
+        channels, dtype = self.inputs.channels, self.inputs.dtype
+        if isinstance(image, EncodedImage):
+            return image.fitted(channels, dtype)
+        if image.shape[0] != channels or str(image.dtype).removeprefix("torch.") != dtype:
+            raise DataError(
+                f"sample '{name}': the dataset gives {image.shape[0]}-channel "
+                f"{str(image.dtype).removeprefix('torch.')} images, but the model takes "
+                f"{channels}-channel {dtype} ones (model.backbone.in_channels, data.image_dtype)"
+            )
+        return image
 
 
 def build_raw_dataset(config: dict[str, Any], split: str) -> Dataset:
@@ -179,11 +200,16 @@ def build_dataset(config: dict[str, Any], split: str) -> TransformedDataset:
             stacklevel=2,
         )
     _, extras = split_extras(config["data"][split], DatasetExtras)
+    inputs = InputSpec.of(config)
     transforms = []
     for number, transform_spec in enumerate(extras["transforms"]):
-        with explaining(f"data.{split}.transforms.{number}"):
-            transforms.append(registry().build("transform", transform_spec))
-    return TransformedDataset(dataset, transforms, config["train"]["seed"], policy)
+        with explaining(f"data.{split}.transforms.{number} ({transform_spec['type']})"):
+            transform = registry().build("transform", transform_spec)
+            check = getattr(transform, "check_input", None)
+            if check is not None:  # refuses, before any sample, images it cannot change
+                check(inputs.channels, inputs.dtype)
+            transforms.append(transform)
+    return TransformedDataset(dataset, transforms, config["train"]["seed"], policy, inputs)
 
 
 def leave_stop_signals_to_the_main_process(worker_id: int) -> None:

@@ -42,7 +42,7 @@ def segkit_register_heads(register):
 @hookspec
 def segkit_register_datasets(register):
     """Register datasets: ``factory(**options)`` returns a map-style dataset whose items are
-    dicts with ``image`` (uint8, 3xHxW), ``mask`` (int64, HxW, 255 = ignore) and ``name``, and
+    dicts with ``image`` (CxHxW, uint8 or uint16: the model's channels and ``data.image_dtype``), ``mask`` (int64, HxW, 255 = ignore) and ``name``, and
     which has ``classes`` (names) and ``palette`` (RGB triples). A factory with a ``root``
     argument receives ``data.root`` when the config sets none. For ``data.on_bad_sample`` to
     apply, raise :class:`segkit.errors.SampleError` for a sample that cannot be served and list
@@ -113,7 +113,7 @@ def segkit_on_train_iter_end(run, step, logs):
 def segkit_on_eval_end(run, step, metrics):
     """Called after each validation; ``metrics`` holds ``mIoU``, ``mAcc``, ``aAcc`` (fractions),
     ``IoU`` and ``Acc`` (class name -> fraction, ``None`` for a class absent from labels and
-    predictions), plus ``samples``: a few dicts with ``name``, ``image`` (uint8 3xHxW), ``label``
+    predictions), plus ``samples``: a few dicts with ``name``, ``image`` (CxHxW uint8 or uint16; ``segkit.engine.visualize.panel`` draws any), ``label``
     and ``prediction`` (HxW) for pictures; ``run.palette`` colours them."""
 
 

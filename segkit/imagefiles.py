@@ -23,7 +23,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from segkit.errors import DataError, SampleError
-from segkit.imageread import DECODE_ERRORS, EncodedImage
+from segkit.imageread import DECODE_ERRORS, TIFF_SUFFIXES, EncodedImage, require_tifffile
 
 # read without torch in segkit.imageread; here too, where plugins find it (docs/plugins.md)
 from segkit.imageread import IMAGE_SUFFIXES as IMAGE_SUFFIXES
@@ -87,6 +87,8 @@ class FileDataset(Dataset):
         self.palette = [tuple(int(c) for c in colour) for colour in palette]
         self.table = np.asarray(table, dtype=np.int16)
         self.problems = list(problems)
+        if any(pair.image.suffix.lower() in TIFF_SUFFIXES for pair in self.pairs):
+            require_tifffile()  # here, once, not in every data-loading worker
 
     def __len__(self) -> int:
         return len(self.pairs)

@@ -30,6 +30,12 @@ def check_norm(norm: str, gn_groups: int) -> None:
         raise ValueError(f"gn_groups must be a positive number of groups; got {gn_groups}")
 
 
+def check_in_channels(in_channels: int) -> None:
+    """A backbone's ``in_channels`` (the input image's channels) must be a positive count."""
+    if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+        raise ValueError(f"in_channels must be a positive number of channels; got {in_channels!r}")
+
+
 def norm_layer(norm: str, channels: int, gn_groups: int = 32) -> nn.Module:
     """A normalisation layer over ``channels`` feature maps."""
     check_norm(norm, gn_groups)

@@ -129,11 +129,21 @@ class DataSection:
         "a bad sample (unreadable file, mask of the wrong size, labels out of range, image "
         "without mask) stops the run naming the file, or is skipped with a warning",
     )
-    mean: Annotated[list[float], Length(3)] = setting(
-        [123.675, 116.28, 103.53], "per-channel RGB mean subtracted from 0..255 images (ImageNet's)"
+    mean: Annotated[list[float], Length(least=1)] = setting(
+        [123.675, 116.28, 103.53],
+        "per-channel mean subtracted from the images, in their own units (0..255, or 0..65535 "
+        "for uint16); one value per input channel (model.backbone.in_channels). Default: "
+        "ImageNet's RGB mean",
     )
-    std: Annotated[list[Annotated[float, Above(0)]], Length(3)] = setting(
-        [58.395, 57.12, 57.375], "per-channel RGB divisor applied after the mean (ImageNet's)"
+    std: Annotated[list[Annotated[float, Above(0)]], Length(least=1)] = setting(
+        [58.395, 57.12, 57.375],
+        "per-channel divisor applied after the mean, in the images' units; one per input "
+        "channel. Default: ImageNet's RGB std",
+    )
+    image_dtype: Literal["uint8", "uint16"] = setting(
+        "uint8",
+        "the images' pixel type: uint8, or uint16 for 16-bit images kept at full depth (every "
+        "image must have it; an export takes it)",
     )
 
 

@@ -28,18 +28,25 @@ from segkit.components import CORE_ARGUMENTS, Registry
 from segkit.config import ConfigSource, KeyPath, apply_overrides, dotted, read_config_files
 from segkit.constraints import UpToRunLength
 from segkit.errors import ConfigError, SegkitError, UnknownComponentError
+from segkit.inputs import backbone_channels
 from segkit.schema import ConfigSchema, Slot, is_section
 
 _PLAIN_TYPES = (type(None), bool, int, float, str)
 
 
 def load_config(
-    path: str | os.PathLike, overrides: Iterable[str] = (), *, check_val_classes: bool = True
+    path: str | os.PathLike,
+    overrides: Iterable[str] = (),
+    *,
+    check_val_classes: bool = True,
+    check_channels: bool = True,
 ) -> dict:
     """Read, override, validate and resolve a config; raise one ConfigError listing all problems.
     ``check_val_classes=False`` where ``data.val`` is not scored with the model's classes:
-    labelled in merged classes (``segkit eval --merge``), or not read at all (``predict``)."""
-    return _resolved(read_config_files(path), overrides, check_val_classes)
+    labelled in merged classes (``segkit eval --merge``), or not read at all (``predict``).
+    ``check_channels=False`` where ``data.mean``/``data.std`` are not used but measured
+    (``segkit data stats``, which a new channel count needs before it has its values)."""
+    return _resolved(read_config_files(path), overrides, check_val_classes, check_channels)
 
 
 def load_stored_config(
@@ -57,7 +64,12 @@ def load_stored_config(
     return _resolved(source, overrides, check_val_classes)
 
 
-def _resolved(source: ConfigSource, overrides: Iterable[str], check_val_classes: bool) -> dict:
+def _resolved(
+    source: ConfigSource,
+    overrides: Iterable[str],
+    check_val_classes: bool,
+    check_channels: bool = True,
+) -> dict:
     from segkit.plugins import get_plugins
 
     registry = get_plugins().registry
@@ -68,7 +80,7 @@ def _resolved(source: ConfigSource, overrides: Iterable[str], check_val_classes:
         lambda key_path: schema_default(key_path, registry),
         lambda key_path, new_type: keys_for_type(key_path, new_type, registry),
     )
-    resolved = Validator(source, registry, check_val_classes).resolve()
+    resolved = Validator(source, registry, check_val_classes, check_channels).resolve()
     if source.problems:
         raise ConfigError(source.problems)
     if os.environ.get("RANK", "0") == "0":  # once per run, also under torchrun
@@ -216,10 +228,17 @@ def _plain(value: Any) -> Any:
 
 
 class Validator:
-    def __init__(self, source: ConfigSource, registry: Registry, check_val_classes: bool = True):
+    def __init__(
+        self,
+        source: ConfigSource,
+        registry: Registry,
+        check_val_classes: bool = True,
+        check_channels: bool = True,
+    ):
         self.source = source
         self.registry = registry
         self.check_val_classes = check_val_classes
+        self.check_channel_counts = check_channels
         self.up_to_run_length: list[KeyPath] = []
 
     def report(self, key_path: KeyPath, message: str) -> None:
@@ -230,6 +249,8 @@ class Validator:
         self.shorten_to_run(resolved)
         self.check_declared_classes(resolved)
         self.check_window(resolved)
+        if self.check_channel_counts:
+            self.check_channels(resolved)
         return resolved
 
     # ---- rules between keys ----------------------------------------------------------------
@@ -290,6 +311,32 @@ class Validator:
             self.report(
                 ("eval", "mode"),
                 "slide needs the window size: set eval.crop: [height, width]",
+            )
+
+    def check_channels(self, resolved: dict) -> None:
+        """One data.mean and data.std value per channel the backbone takes: a 4-channel model
+        with ImageNet's three RGB values would otherwise fail at the first batch, or a
+        3-channel one with four values normalise nothing it was meant to."""
+        backbone = resolved.get("model", {}).get("backbone")
+        data = resolved.get("data", {})
+        if not isinstance(backbone, dict) or not isinstance(backbone.get("type"), str):
+            return
+        channels = backbone_channels(backbone)
+        has_option = "in_channels" in backbone
+        for key in ("mean", "std"):
+            values = data.get(key)
+            if not isinstance(values, list) or len(values) == channels:
+                continue
+            if has_option:
+                why = f"model.backbone.in_channels is {channels}"
+                fix = f"give {channels} values, or set in_channels: {len(values)}"
+            else:
+                why = f"backbone '{backbone['type']}' takes {channels} (RGB; it has no in_channels option)"
+                fix = f"give {channels} values, or use a backbone with an in_channels option"
+            self.report(
+                ("data", key),
+                f"has {len(values)} value(s) but {why}: one value per input channel, in the "
+                f"images' units; {fix} (`segkit data stats CONFIG` measures them)",
             )
 
     # ---- sections --------------------------------------------------------------------------

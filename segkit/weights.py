@@ -8,6 +8,14 @@ What other projects' training code adds around the weights is taken off on readi
 the synchronized batch norm in the CSAIL semantic-segmentation code (``_tmp_running_mean``,
 ``_tmp_running_var``, ``_running_iter``), which are not weights of any network. Renaming one
 project's layers into another's is not done here; that is ``segkit convert`` (docs/weights.md).
+
+RGB weights for a model of another number of input channels C (a 4-band or grey image) are
+adapted instead of refused (:func:`adapt_input_conv`). With C > 3, input channel c of the first
+convolution takes the weight of RGB channel ``c mod 3``, divided by the number of input channels
+that take that same RGB channel (so by C/3 when C is a multiple of 3: 3/C on every weight); with
+C < 3, channel c takes the sum of the RGB channels r with ``r mod C == c`` (grey: R + G + B).
+Either way each RGB weight is shared out, never copied, so every filter keeps its sum over the
+inputs and an input whose channels are alike gives exactly the activations of the RGB network.
 """
 
 from __future__ import annotations
@@ -15,6 +23,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import sys
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -126,19 +135,43 @@ def _is_state_dict(mapping: Mapping) -> bool:
     )
 
 
+RGB = 3
+
+
+def adapt_input_conv(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """RGB convolution weights [out, 3, kh, kw] for ``channels`` input channels (see the
+    module): each filter's sum over its input channels stays that of the RGB filter."""
+    if weight.ndim != 4 or weight.shape[1] != RGB:
+        raise ValueError(
+            f"expected RGB convolution weights [out, 3, kh, kw], got {tuple(weight.shape)}"
+        )
+    if channels >= RGB:
+        taken = [c % RGB for c in range(channels)]
+        sharing = torch.tensor([taken.count(r) for r in taken], dtype=weight.dtype)
+        return weight[:, taken] / sharing.view(1, -1, 1, 1)
+    # fewer channels: channel c sums the RGB channels r with r mod channels == c
+    return torch.stack([weight[:, c::channels].sum(dim=1) for c in range(channels)], dim=1)
+
+
 def load_into(
     module: nn.Module,
     state_dict: Mapping[str, torch.Tensor],
     source: str | os.PathLike,
     strict: bool = True,
+    *,
+    in_channels: int | None = None,
 ) -> None:
     """Load weights; on any mismatch name the missing, unexpected and wrongly shaped keys.
 
     A file written before PyTorch 0.4.1 has no ``num_batches_tracked`` in its batch norms; as
-    PyTorch itself does for such files, those counters start at 0 instead of being missing."""
+    PyTorch itself does for such files, those counters start at 0 instead of being missing.
+    With ``in_channels`` (a model of that many input channels), RGB weights of its first
+    convolution are adapted (:func:`adapt_input_conv`) with a note."""
     own = module.state_dict()
     foreign = not set(state_dict) & set(own)
     state_dict = dict(state_dict)
+    if in_channels is not None and in_channels != RGB:
+        adapt_input_convs(state_dict, own, in_channels, source)
     for key, value in own.items():
         norm, _, name = key.rpartition(".")
         if (
@@ -168,6 +201,39 @@ def load_into(
             parts.append(layout)
         raise CheckpointError("; ".join(parts))
     module.load_state_dict(state_dict, strict=strict)
+
+
+def adapt_input_convs(
+    state_dict: dict[str, torch.Tensor],
+    own: Mapping[str, torch.Tensor],
+    channels: int,
+    source: str | os.PathLike,
+) -> None:
+    """Adapt, in ``state_dict``, every convolution whose file weights take RGB where the
+    model's take ``channels``, all else equal: the input convolutions (no inner layer of a
+    network takes exactly three channels)."""
+    for key, value in list(state_dict.items()):
+        mine = own.get(key)
+        if (
+            mine is not None
+            and value.ndim == 4
+            and value.shape[1] == RGB
+            and mine.shape[1] == channels
+            and value.shape[0] == mine.shape[0]
+            and value.shape[2:] == mine.shape[2:]
+        ):
+            state_dict[key] = adapt_input_conv(value, channels).to(value.dtype)
+            print(
+                f"segkit: note: {source}: {key} holds RGB weights and the model takes "
+                f"{channels} channels: adapted ({_rule(channels)}; docs/weights.md)",
+                file=sys.stderr,
+            )
+
+
+def _rule(channels: int) -> str:
+    if channels > RGB:
+        return "channel c takes RGB channel c mod 3, divided by how many channels take that one"
+    return f"channel c sums the RGB channels r with r mod {channels} == c"
 
 
 def _shorten(keys: list[str], limit: int = 8) -> str:

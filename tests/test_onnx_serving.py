@@ -168,7 +168,7 @@ def test_load_of_an_onnx_file_says_what_onnx_serving_supports(dynamic_model, opt
         served.predict(np.zeros((8, 8, 3), np.uint8), **options)
     assert named in str(raised.value)
     with pytest.raises(segkit.SegkitError, match="image is a numpy array of shape"):
-        served.predict(np.zeros((8, 8), np.uint8))
+        served.predict(np.zeros((8, 8), np.float32))
     with pytest.raises(segkit.SegkitError, match="device cannot be given for an ONNX file"):
         segkit.load(dynamic_model, device="cuda")
 

@@ -109,11 +109,11 @@ def test_every_input_form_gives_the_same_class_map(model):
             np.zeros((8, 8, 3), dtype=np.float32),
             "a numpy array of shape (8, 8, 3) and dtype float32",
         ),
-        (np.zeros((8, 8), dtype=np.uint8), "a numpy array of shape (8, 8) and dtype uint8"),
+        (np.zeros((8, 8, 3, 1), dtype=np.uint8), "a numpy array of shape (8, 8, 3, 1)"),
         (torch.zeros(1, 3, 8, 8, dtype=torch.uint8), "a tensor of shape (1, 3, 8, 8)"),
         (7, "a int"),
     ],
-    ids=["float", "gray", "4d", "int"],
+    ids=["float", "4d-array", "4d", "int"],
 )
 def test_predict_refuses_what_it_cannot_take_and_says_what_it_takes(model, given, named):
     segmenter = segkit.load(model[1])
@@ -121,7 +121,10 @@ def test_predict_refuses_what_it_cannot_take_and_says_what_it_takes(model, given
         segmenter.predict([np.zeros((8, 8, 3), dtype=np.uint8), given])
     message = str(refused.value)
     assert message.startswith(f"image 1 of the list is {named}")
-    assert "accepted: a path, a PIL image, an HxWx3 uint8 numpy array, a 3xHxW uint8" in message
+    assert (
+        "accepted: a path, a PIL image, an HxWxC numpy array (HxW for one channel), a CxHxW"
+        in message
+    )
 
 
 def test_probabilities_sum_to_one_and_their_argmax_is_the_mask(model):

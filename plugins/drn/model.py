@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from segkit.errors import CheckpointError
-from segkit.layers import Norm, check_norm, norm_layer
+from segkit.layers import Norm, check_in_channels, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 from segkit_plugins.drn import variant_help
 
@@ -167,7 +167,7 @@ class _Backbone(nn.Module):
         state = state_dict_of(checkpoint, path)
         if self.fc is None:  # a feature backbone ignores the file's ImageNet classifier
             state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        load_into(self, state, path, strict)
+        load_into(self, state, path, strict, in_channels=self.in_channels)
 
 
 def residual_level(
@@ -215,12 +215,15 @@ class DRN(_Backbone):
         gn_groups: int = 32,
         pretrained: str | None = None,
         pretrained_strict: bool = True,
+        in_channels: int = 3,
     ):
         super().__init__()
         if (arch, depth) not in LEVELS:
             known = ", ".join(f"drn_{a}_{d}" for a, d in LEVELS)
             raise ValueError(f"no DRN-{arch.upper()}-{depth}; the DRNs are: {known}")
         check_norm(norm, gn_groups)
+        check_in_channels(in_channels)
+        self.in_channels = in_channels
         block, counts = LEVELS[(arch, depth)]
         self.drn_arch, self.network = arch, f"drn_{arch}_{depth}"
         self.norm, self.gn_groups = norm, gn_groups
@@ -229,12 +232,12 @@ class DRN(_Backbone):
 
         if arch == "d":
             self.layer0 = nn.Sequential(
-                nn.Conv2d(3, c[0], 7, padding=3, bias=False),
+                nn.Conv2d(in_channels, c[0], 7, padding=3, bias=False),
                 norm_layer(norm, c[0], gn_groups),
                 nn.ReLU(inplace=True),
             )
         else:
-            self.conv1 = nn.Conv2d(3, c[0], 7, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, c[0], 7, padding=3, bias=False)
             self.bn1 = norm_layer(norm, c[0], gn_groups)
             self.relu = nn.ReLU(inplace=True)
         self.inplanes = c[0]
@@ -347,17 +350,20 @@ class DRNA(_Backbone):
         gn_groups: int = 32,
         pretrained: str | None = None,
         pretrained_strict: bool = True,
+        in_channels: int = 3,
     ):
         super().__init__()
         if depth not in A_LAYERS:
             raise ValueError(f"DRN-A depth must be one of 18, 34, 50; got {depth}")
         check_norm(norm, gn_groups)
+        check_in_channels(in_channels)
+        self.in_channels = in_channels
         block, counts = A_LAYERS[depth]
         self.drn_arch, self.network = "a", f"drn_a_{depth}"
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
 
-        self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+        self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
         self.bn1 = norm_layer(norm, 64, gn_groups)
         self.relu = nn.ReLU(inplace=True)
         self.maxpool = nn.MaxPool2d(3, stride=2, padding=1)

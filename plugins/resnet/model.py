@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from segkit.errors import CheckpointError
-from segkit.layers import Norm, check_norm, norm_layer
+from segkit.layers import Norm, check_in_channels, check_norm, norm_layer
 from segkit.weights import load_into, read_checkpoint, state_dict_of
 from segkit_plugins.resnet import variant_help
 
@@ -124,7 +124,8 @@ class ResNet(nn.Module):
     ``frozen_stages``: -1 trains everything, 0 freezes the stem, k > 0 the stem and layer1..k
     (frozen parameters get no gradient and frozen norms stay in eval mode). ``pretrained``: a
     local weight file (torchvision or segkit layout); built without ``num_classes``, the file's
-    classifier (``fc.*``) is dropped before the strict load.
+    classifier (``fc.*``) is dropped before the strict load. ``in_channels``: the input's
+    channels (3: RGB); RGB weights are adapted to another count (docs/weights.md).
     """
 
     def __init__(
@@ -138,6 +139,7 @@ class ResNet(nn.Module):
         num_classes: int | None = None,
         pretrained: str | None = None,
         pretrained_strict: bool = True,
+        in_channels: int = 3,
     ):
         super().__init__()
         if depth not in ARCHITECTURES:
@@ -149,19 +151,21 @@ class ResNet(nn.Module):
         if not -1 <= frozen_stages <= 4:
             raise ValueError(f"frozen_stages must be -1 (none) to 4 (all); got {frozen_stages}")
         check_norm(norm, gn_groups)
+        check_in_channels(in_channels)
         block, blocks = ARCHITECTURES[depth]
+        self.in_channels = in_channels
         self.norm, self.gn_groups = norm, gn_groups
         self.sync_bn = norm == "syncbn"
         self.frozen_stages = frozen_stages
 
         self.relu = nn.ReLU(inplace=True)
         if stem == "standard":
-            self.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=False)
+            self.conv1 = nn.Conv2d(in_channels, 64, 7, stride=2, padding=3, bias=False)
             self.bn1 = norm_layer(norm, 64, gn_groups)
             self.stem_layers = ("conv1", "bn1")
             self.inplanes = 64
         else:
-            self.conv1 = conv3x3(3, 64, stride=2)
+            self.conv1 = conv3x3(in_channels, 64, stride=2)
             self.bn1 = norm_layer(norm, 64, gn_groups)
             self.conv2 = conv3x3(64, 64)
             self.bn2 = norm_layer(norm, 64, gn_groups)
@@ -272,7 +276,7 @@ def load_pretrained(model: nn.Module, path: str, strict: bool = True) -> None:
     if model.fc is None:
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
     _check_stem(model, state, path)
-    load_into(model, state, path, strict)
+    load_into(model, state, path, strict, in_channels=model.in_channels)
 
 
 def _check_stem(model: ResNet, state: dict[str, torch.Tensor], path: str) -> None:

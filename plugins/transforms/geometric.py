@@ -2,7 +2,8 @@
 
 Images are resampled bilinearly (antialiased when shrinking), masks by nearest neighbour, and
 every pixel a transform invents in a mask (rotation corners, padding) is 255 = ignore, never a
-real class. Images stay uint8; masks come out as uint8 tensors.
+real class. Images keep their channels (any number) and their integer type (uint8, or uint16 at
+full depth); masks come out as uint8 tensors.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from PIL import Image
 
 from segkit.imagefiles import EncodedImage
 from segkit.label_map import IGNORE_INDEX
-from segkit_plugins.transforms.photometric import require_uint8
+from segkit_plugins.transforms.photometric import FULL_SCALE, require_integer
 
 
 def image_size(image: torch.Tensor | EncodedImage) -> tuple[int, int]:
@@ -32,12 +33,17 @@ def fit_size(height: int, width: int, long_side: float, short_side: float) -> tu
 
 
 def resize_image(image: torch.Tensor | EncodedImage, size: tuple[int, int]) -> torch.Tensor:
-    """Bilinear resize of a uint8 3xHxW image, antialiased when shrinking; an encoded JPEG is
-    first decoded at the smallest scale that stays at least ``size``."""
+    """Bilinear resize of a CxHxW image, antialiased when shrinking; an encoded JPEG is first
+    decoded at the smallest scale that stays at least ``size``."""
     if isinstance(image, EncodedImage):
         image = image.decode(at_least=size)
     if tuple(image.shape[-2:]) == tuple(size):
         return image
+    if image.dtype == torch.uint16:  # no integer kernel: through float32, which holds uint16
+        resized = F.interpolate(
+            image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        return resized.round_().clamp_(0, FULL_SCALE[torch.uint16]).to(torch.uint16)
     # uint8 in, uint8 out: PyTorch has a fast integer path for this (channels-last memory).
     return F.interpolate(
         image[None], size=size, mode="bilinear", antialias=True, align_corners=False
@@ -180,30 +186,63 @@ class RandomRotate:
     """Rotate by a random angle in [-degrees, degrees]; uncovered mask pixels become ignore."""
 
     def __init__(
-        self, degrees: float = 10.0, prob: float = 1.0, image_fill: tuple[int, int, int] = (0, 0, 0)
+        self,
+        degrees: float = 10.0,
+        prob: float = 1.0,
+        image_fill: int | list[int] = (0, 0, 0),
     ):
+        """``image_fill``: the value of uncovered image pixels, one for every channel or one
+        per channel."""
         if degrees < 0:
             raise ValueError(f"degrees must be >= 0, got {degrees}")
         if not 0 <= prob <= 1:
             raise ValueError(f"prob must be in [0, 1], got {prob}")
         self.degrees = degrees
         self.prob = prob
-        self.image_fill = tuple(int(v) for v in image_fill)
+        fill = [image_fill] if isinstance(image_fill, (int, float)) else list(image_fill)
+        self.image_fill = tuple(int(v) for v in fill)
+
+    def check_input(self, channels: int, dtype: str) -> None:
+        if len(self.image_fill) not in (1, channels):
+            raise ValueError(
+                f"image_fill has {len(self.image_fill)} values for {channels}-channel images; "
+                "give one value, or one per channel"
+            )
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         if rng.random() >= self.prob:
             return sample
-        require_uint8(sample["image"], "random_rotate")
+        image = sample["image"]
+        require_integer(image, "random_rotate")
+        self.check_input(image.shape[0], str(image.dtype))
         angle = rng.uniform(-self.degrees, self.degrees)
-        pixels = np.ascontiguousarray(sample["image"].permute(1, 2, 0).numpy())
-        image = Image.fromarray(pixels).rotate(angle, Image.BILINEAR, fillcolor=self.image_fill)
         labels = Image.fromarray(np.ascontiguousarray(_uint8(sample["mask"]).numpy()))
         labels = labels.rotate(angle, Image.NEAREST, fillcolor=IGNORE_INDEX)
         return {
             **sample,
-            "image": torch.from_numpy(np.array(image)).permute(2, 0, 1),
+            "image": _rotated(image, angle, self.image_fill),
             "mask": torch.from_numpy(np.array(labels)),
         }
+
+
+def _rotated(image: torch.Tensor, angle: float, fill: tuple[int, ...]) -> torch.Tensor:
+    """An image rotated bilinearly by Pillow: 8-bit RGB in one pass, any other image channel
+    by channel (8-bit as grey images, 16-bit through Pillow's 32-bit float mode, exact for
+    every uint16 value)."""
+    fill = fill * image.shape[0] if len(fill) == 1 else fill
+    if image.dtype == torch.uint8 and image.shape[0] == 3:
+        pixels = np.ascontiguousarray(image.permute(1, 2, 0).numpy())
+        turned = Image.fromarray(pixels).rotate(angle, Image.BILINEAR, fillcolor=fill)
+        return torch.from_numpy(np.array(turned)).permute(2, 0, 1)
+    top = FULL_SCALE[image.dtype]
+    planes = []
+    for channel, value in zip(image.numpy(), fill):
+        # a 2-D uint8 array is a grey (L) image, a float32 one Pillow's mode F
+        as_float = image.dtype != torch.uint8
+        plane = Image.fromarray(channel.astype(np.float32) if as_float else channel.copy())
+        turned = np.array(plane.rotate(angle, Image.BILINEAR, fillcolor=value))
+        planes.append(np.clip(np.rint(turned), 0, top).astype(channel.dtype))
+    return torch.from_numpy(np.stack(planes))
 
 
 class Pad:

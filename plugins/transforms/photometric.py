@@ -2,7 +2,10 @@
 
 They work on uint8 images with lookup tables and integer arithmetic where they can: a
 brightness or contrast change is a 256-entry table, and saturation and hue share one pass
-through the HSV model. ``normalize`` ends the uint8 part of a pipeline: it makes float32.
+through the HSV model. ``photometric_distortion`` is defined on 8-bit RGB only (hue and
+saturation have no meaning for other channels) and refuses other images; ``gaussian_blur`` and
+``normalize`` take any number of channels, uint8 or uint16. ``normalize`` ends the integer part
+of a pipeline: it makes float32.
 """
 
 from __future__ import annotations
@@ -16,10 +19,25 @@ LUMA = np.array([0.299, 0.587, 0.114])
 HUE_STEPS = 256  # hue resolution per sextant of the colour wheel
 
 
-def require_uint8(image: torch.Tensor, transform: str) -> None:
-    if image.dtype != torch.uint8:
+# The largest value of each integer pixel type: the top of the 0..1 scale.
+FULL_SCALE = {torch.uint8: 255, torch.uint16: 65535}
+
+
+def require_integer(image: torch.Tensor, transform: str) -> None:
+    if image.dtype not in FULL_SCALE:
         raise ValueError(
-            f"{transform} needs a uint8 image, got {image.dtype}; put it before 'normalize'"
+            f"{transform} needs a uint8 or uint16 image, got {image.dtype}; put it before "
+            "'normalize'"
+        )
+
+
+def require_rgb8(channels: int, dtype: str, transform: str) -> None:
+    """Colour changes are defined on 8-bit RGB; any other image is refused, not guessed at."""
+    if channels != 3 or dtype != "uint8":
+        raise ValueError(
+            f"{transform} changes the colours of 8-bit RGB images, and these are {channels}-"
+            f"channel {dtype}; remove it from the transforms (geometric transforms, "
+            "gaussian_blur and normalize take any channels)"
         )
 
 
@@ -57,9 +75,14 @@ class PhotometricDistortion:
         self.hue_delta = hue_delta
         self.prob = prob
 
+    def check_input(self, channels: int, dtype: str) -> None:
+        require_rgb8(channels, dtype, "photometric_distortion")
+
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
-        require_uint8(image, "photometric_distortion")
+        require_integer(image, "photometric_distortion")
+        dtype = str(image.dtype).removeprefix("torch.")
+        require_rgb8(image.shape[0], dtype, "photometric_distortion")
         brightness = (
             rng.uniform(-self.brightness_delta, self.brightness_delta)
             if rng.random() < self.prob
@@ -173,41 +196,55 @@ class GaussianBlur:
         if rng.random() >= self.prob:
             return sample
         image = sample["image"]
-        require_uint8(image, "gaussian_blur")
+        require_integer(image, "gaussian_blur")
         sigma = rng.uniform(*self.sigma_range)
         radius = max(1, int(np.ceil(3 * sigma)))
         offsets = torch.arange(-radius, radius + 1, dtype=torch.float32)
         kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
         kernel /= kernel.sum()
-        height, width = image.shape[-2:]
+        channels, height, width = image.shape
         pixels = image.to(torch.float32)[None]
         mode = "reflect" if min(height, width) > radius else "replicate"
         pixels = F.pad(pixels, (radius, radius, radius, radius), mode=mode)
-        pixels = F.conv2d(pixels, kernel.view(1, 1, 1, -1).expand(3, 1, 1, -1), groups=3)
-        pixels = F.conv2d(pixels, kernel.view(1, 1, -1, 1).expand(3, 1, -1, 1), groups=3)
-        return {**sample, "image": pixels[0].round_().clamp_(0, 255).to(torch.uint8)}
+        rows = kernel.view(1, 1, 1, -1).expand(channels, 1, 1, -1)
+        pixels = F.conv2d(pixels, rows, groups=channels)
+        pixels = F.conv2d(
+            pixels, kernel.view(1, 1, -1, 1).expand(channels, 1, -1, 1), groups=channels
+        )
+        blurred = pixels[0].round_().clamp_(0, FULL_SCALE[image.dtype]).to(image.dtype)
+        return {**sample, "image": blurred}
 
 
 class Normalize:
-    """Subtract the mean and divide by the std per channel; uint8 in, float32 out."""
+    """Subtract the mean and divide by the std per channel; uint8 or uint16 in, float32 out."""
 
     def __init__(
         self,
-        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
-        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+        mean: list[float] = (0.485, 0.456, 0.406),
+        std: list[float] = (0.229, 0.224, 0.225),
     ):
-        """``mean`` and ``std`` on the 0..1 scale (the ImageNet statistics by default), RGB."""
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
-            raise ValueError("mean and std need three values each, std positive")
+        """``mean`` and ``std`` on the 0..1 scale (the full range of the pixel type: 255 for
+        uint8, 65535 for uint16), one per channel (the ImageNet RGB statistics by default)."""
+        if len(mean) != len(std) or not mean or min(std) <= 0:
+            raise ValueError("mean and std need one value per channel each, std positive")
         self.mean = tuple(mean)
         self.std = tuple(std)
-        self.scale = torch.tensor([1 / (255 * s) for s in self.std]).view(3, 1, 1)
-        self.shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)]).view(3, 1, 1)
+        self.shift = torch.tensor([m / s for m, s in zip(self.mean, self.std)]).view(-1, 1, 1)
+
+    def check_input(self, channels: int, dtype: str) -> None:
+        if channels != len(self.mean):
+            raise ValueError(
+                f"mean and std have {len(self.mean)} values but the images have {channels} "
+                "channels; give one per channel"
+            )
 
     def __call__(self, sample: dict, rng: np.random.Generator) -> dict:
         image = sample["image"]
-        require_uint8(image, "normalize")
+        require_integer(image, "normalize")
+        self.check_input(image.shape[0], str(image.dtype))
+        top = FULL_SCALE[image.dtype]
+        scale = torch.tensor([1 / (top * s) for s in self.std]).view(-1, 1, 1)
         out = torch.empty(image.shape, dtype=torch.float32)
         out.copy_(image)
-        out.mul_(self.scale).sub_(self.shift)
+        out.mul_(scale).sub_(self.shift)
         return {**sample, "image": out}

@@ -1,9 +1,10 @@
 """``segkit data stats CONFIG``: the values to paste for ``data.mean``, ``data.std`` and the
 loss's class weights, measured on the training set.
 
-The images are read the way training reads them before augmentation (decoded in full, the
-pixel values the input normaliser receives, which subtracts ``data.mean`` and divides by
-``data.std`` in those same units, 0..255 for 8-bit images); random crops, flips and padding
+The images are read the way training reads them before augmentation (decoded in full and
+fitted to the model's channels, the pixel values the input normaliser receives, which subtracts
+``data.mean`` and divides by ``data.std`` in those same units: 0..255 for 8-bit images,
+0..65535 for 16-bit ones, which are never scaled down); random crops, flips and padding
 would only add noise and the padding value. Masks count after the dataset's label map, so the
 classes are the model's classes.
 """
@@ -47,18 +48,19 @@ def run_stats(args) -> int:
 
     from segkit.data import build_raw_dataset
     from segkit.datastats import ClassCounts, class_weights
+    from segkit.inputs import InputSpec
     from segkit.validation import load_config
 
-    config = load_config(args.config, args.overrides)
+    config = load_config(args.config, args.overrides, check_channels=False)
     if not config["data"].get("train"):
         raise ConfigError("data.train: the config defines no training dataset to measure")
     workers = args.workers if args.workers is not None else min(config["data"]["workers"], _cores())
     dataset = build_raw_dataset(config, "train")
     classes = list(dataset.classes)
-    moments, counts, problems = None, ClassCounts(len(classes)), []
+    moments, counts, problems, dtypes = None, ClassCounts(len(classes)), [], set()
     progress = Progress("measuring data.train", len(dataset))
-    samples = SampleStats(dataset)
-    for problem, image_moments, mask_counts in DataLoader(
+    samples = SampleStats(dataset, InputSpec.of(config).channels)
+    for problem, image_moments, mask_counts, dtype in DataLoader(
         samples, batch_size=None, num_workers=workers, collate_fn=_same
     ):
         progress.step()
@@ -67,11 +69,18 @@ def run_stats(args) -> int:
             continue
         moments = image_moments if moments is None else moments.merged(image_moments)
         counts.add(mask_counts)
+        dtypes.add(dtype)
     progress.done()
     if moments is None:
         raise ConfigError(f"data.train: no sample could be read, e.g. {problems[0]}")
     weights = class_weights(counts, args.weights)
-    print(printable(render(config, dataset, moments, counts, weights, args.weights)))
+    if len(dtypes) > 1:
+        raise ConfigError(
+            f"data.train: the images mix pixel types ({', '.join(sorted(dtypes))}): their values "
+            "are in different units, so no one data.mean/data.std fits them; convert them to one"
+        )
+    (dtype,) = dtypes
+    print(printable(render(config, dataset, moments, counts, weights, args.weights, dtype)))
     left_out = list(getattr(dataset, "problems", None) or ())
     if left_out:  # found while indexing (an image without a mask): not samples, not counted
         print(f"note: the dataset left out {len(left_out)} file(s); `segkit data check` lists them")
@@ -85,8 +94,9 @@ def run_stats(args) -> int:
 class SampleStats:
     """Each item is one training sample measured: (problem or None, moments, mask counts)."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, channels: int):
         self.dataset = dataset
+        self.channels = channels
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -96,27 +106,31 @@ class SampleStats:
 
         from segkit.datastats import IGNORE, ImageMoments
         from segkit.errors import SampleError
-        from segkit.imagefiles import decode_image
+        from segkit.imagefiles import EncodedImage, decode_image
 
         load = getattr(self.dataset, "load", None)
         try:
             sample = load(index) if load is not None else self.dataset[index]
-            image = decode_image(sample["image"])
+            image = sample["image"]
+            if isinstance(image, EncodedImage):  # the model's channels, the file's own type
+                image = image.fitted(self.channels, None)
+            image = decode_image(image)
         except SampleError as error:
-            return str(error), None, None
+            return str(error), None, None, None
         values = np.asarray(sample["mask"]).ravel()
         counts = np.bincount(values[values != IGNORE].astype(np.int64), minlength=1)
-        return None, ImageMoments.of(np.asarray(image)), counts
+        dtype = str(image.dtype).removeprefix("torch.")
+        return None, ImageMoments.of(np.asarray(image)), counts, dtype
 
 
-def render(config, dataset, moments, counts, weights, weighting: str) -> str:
+def render(config, dataset, moments, counts, weights, weighting: str, dtype: str) -> str:
     from segkit.datastats import rounded
 
     mean = [round(float(v), 3) for v in moments.mean]
     std = [round(float(v), 3) for v in moments.std]
     lines = [
         f"data.train: {config['data']['train']['type']}, {len(dataset)} images, "
-        f"{len(mean)} channel(s), {moments.count:,} pixels",
+        f"{len(mean)} channel(s), {dtype}, {moments.count:,} pixels",
         format_table(
             ("CHANNEL", "MEAN", "STD"),
             [(i, f"{m:.3f}", f"{s:.3f}") for i, (m, s) in enumerate(zip(mean, std))],
@@ -148,6 +162,9 @@ def render(config, dataset, moments, counts, weights, weighting: str) -> str:
         std = [s if s > 0 else 1.0 for s in std]
     lines += ["data:", f"  mean: {mean}", f"  std: {std}"]
     overrides = [f"data.mean={_flow(mean)}", f"data.std={_flow(std)}"]
+    if dtype != config["data"]["image_dtype"]:
+        lines.append(f"  image_dtype: {dtype}")
+        overrides.append(f"data.image_dtype={dtype}")
     weight_values = rounded(weights, 4)
     keys, others = _weight_keys(config["loss"])
     if isinstance(config["loss"], dict) and keys:
@@ -163,7 +180,8 @@ def render(config, dataset, moments, counts, weights, weighting: str) -> str:
     if _normalizes_in_transforms(config):
         lines.append(
             "# note: data.train.transforms has 'normalize', which takes mean and std on the 0..1 "
-            "scale: divide the values above by 255 there (data.mean/data.std are then not used)"
+            f"scale: divide the values above by {65535 if dtype == 'uint16' else 255} there "
+            "(data.mean/data.std are then not used)"
         )
     lines += ["or on the command line:", "  " + " ".join(overrides)]
     return "\n".join(lines)

@@ -17,8 +17,9 @@ def add_commands(subparsers) -> None:
     parser = subparsers.add_parser(
         "export",
         help="export a checkpoint to ONNX, TorchScript or torch.export",
-        description="Export a trained model as one file whose graph takes uint8 RGB images "
-        "(N x 3 x H x W, 0..255), normalises them itself and answers class logits or "
+        description="Export a trained model as one file whose graph takes the model's images "
+        "(N x C x H x W: uint8 0..255, or uint16 0..65535 for data.image_dtype uint16), "
+        "normalises them itself and answers class logits or "
         "probabilities at the input size. The file is run once against the PyTorch model; "
         "FILE.json beside it records the comparison. Below 99.9%% argmax agreement nothing "
         "is written.",

@@ -61,10 +61,14 @@ def run_model_info(args) -> int:
 
 
 def model_info(config: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
-    """Parameter counts and forward FLOPs of ``config``'s model for one 3 x H x W image."""
+    """Parameter counts and forward FLOPs of ``config``'s model for one C x H x W image (C its
+    input channels, 3 for RGB)."""
     import torch
 
     from segkit.builder import build_model
+    from segkit.inputs import InputSpec
+
+    channels = InputSpec.of(config).channels
 
     try:
         with torch.device("meta"), warnings.catch_warnings():
@@ -72,12 +76,12 @@ def model_info(config: dict[str, Any], size: tuple[int, int]) -> dict[str, Any]:
             # values into shape-only tensors is skipped, and torch says so for every tensor
             warnings.filterwarnings("ignore", message=".*non-meta parameter.*")
             model = build_model(config)
-        flops = forward_flops(model, torch.zeros(1, 3, *size, device="meta"))
+        flops = forward_flops(model, torch.zeros(1, channels, *size, device="meta"))
     except (NotImplementedError, RuntimeError):  # no meta kernel, or code that reads values
         model = build_model(config)
-        flops = forward_flops(model, torch.zeros(1, 3, *size))
+        flops = forward_flops(model, torch.zeros(1, channels, *size))
     return {
-        "input": [1, 3, *size],
+        "input": [1, channels, *size],
         "params": parameter_counts(model),
         "trainable_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "flops": flops,

@@ -167,7 +167,12 @@ def _serve_onnx(args, out: Path, images, config, overrides) -> int:
         print(f"segkit: note: {text}", file=sys.stderr)
 
     skipped: list[str] = []
-    pixels = _decoded(images, args.skip_bad, skipped, lambda image: image.pixels())
+    pixels = _decoded(
+        images,
+        args.skip_bad,
+        skipped,
+        lambda image: image.fitted(segmenter.channels, segmenter.dtype).pixels(),
+    )
     results = ((key, Labels(labels)) for key, (labels, _) in segmenter.segment(pixels, note))
     return _write_all(out, results, images, skipped, segmenter.classes, segmenter.palette, args)
 
@@ -194,7 +199,12 @@ def _predict_checkpoint(args, out: Path, images, config, overrides) -> int:
     )
     skipped: list[str] = []
     results = segmenter.segment(
-        _decoded(images, args.skip_bad, skipped, lambda image: image.decode()),
+        _decoded(
+            images,
+            args.skip_bad,
+            skipped,
+            lambda image: image.fitted(segmenter.inputs.channels, segmenter.inputs.dtype).decode(),
+        ),
         settings,
         merge,
         args.resize,

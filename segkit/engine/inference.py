@@ -26,14 +26,16 @@ import torch.nn.functional as F
 from torch import nn
 
 from segkit.engine.precision import Precision
-from segkit.errors import ConfigError
+from segkit.errors import ConfigError, DataError
 
 DEFAULT_TTA_SCALES = (0.5, 0.75, 1.0, 1.25, 1.5, 1.75)
 BAND_ROWS = 64  # output rows Predictor.labels finalises at once (a few C x rows x W temporaries)
 
 
 class InputNormalizer:
-    """uint8 RGB batches -> normalised float tensors on the device, channels-last if asked.
+    """uint8 or uint16 batches of C channels -> normalised float tensors on the device,
+    channels-last if asked. ``mean`` and ``std`` have one value per channel, in the images' own
+    units (0..255, or 0..65535 for 16-bit images, which arrive here unclipped).
 
     Normalising here, not in the data workers, moves a quarter of the bytes to the device and
     spares the workers a float pass. A batch that is already floating point went through a
@@ -46,13 +48,21 @@ class InputNormalizer:
         device: torch.device,
         channels_last: bool = False,
     ):
+        if len(mean) != len(std):
+            raise ConfigError(f"data.mean has {len(mean)} values but data.std {len(std)}")
         self.device = device
-        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
-        std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.channels = len(mean)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, -1, 1, 1)
+        std = torch.tensor(std, dtype=torch.float32, device=device).view(1, -1, 1, 1)
         self.inverse_std = 1.0 / std
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        if images.shape[1] != self.channels:
+            raise DataError(
+                f"a batch of {images.shape[1]}-channel images, but data.mean and data.std have "
+                f"{self.channels} values (one per input channel)"
+            )
         images = images.to(self.device, non_blocking=True)
         if images.is_floating_point():
             return images.float().contiguous(memory_format=self.memory_format)
@@ -117,7 +127,7 @@ class InferenceSettings:
 
 
 class Predictor:
-    """Class probabilities [N, C, H, W] (fp32) of normalised images [N, 3, H, W]."""
+    """Class probabilities [N, K, H, W] (fp32) of normalised images [N, C, H, W]."""
 
     def __init__(
         self, model: nn.Module, settings: InferenceSettings, precision: Precision | None = None

@@ -24,6 +24,7 @@ from segkit.engine.loaded_model import TrainedModel, inference_config, load_trai
 from segkit.engine.merge import ClassMerge, resolve_merge
 from segkit.errors import SegkitError
 from segkit.imageread import image_pixels
+from segkit.inputs import InputSpec
 from segkit.schema import PrecisionName
 from segkit.weights import read_checkpoint
 
@@ -49,6 +50,7 @@ class Segmenter(visualize.PaletteImages):
             config["model"]["num_classes"]
         )
         self.batch_size = int(config["data"]["val_batch_size"])
+        self.inputs = InputSpec.of(config)
 
     @classmethod
     def from_checkpoint(
@@ -106,7 +108,7 @@ class Segmenter(visualize.PaletteImages):
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         tensors = [
-            image_tensor(item, "the image" if single else f"image {index} of the list")
+            image_tensor(item, "the image" if single else f"image {index} of the list", self.inputs)
             for index, item in enumerate(items)
         ]
         results = [
@@ -135,7 +137,8 @@ class Segmenter(visualize.PaletteImages):
         keep_probabilities: bool = False,
         keep_confidence: bool = False,
     ) -> Iterator[tuple[Key, Segmentation]]:
-        """``(key, Segmentation)`` for each ``(key, 3xHxW uint8 image)``, in order. Images are
+        """``(key, Segmentation)`` for each ``(key, CxHxW image)`` of the model's channels and
+        pixel type (:attr:`inputs`), in order. Images are
         read from ``images`` only as far as the current batch needs, so that a command can
         decode files as it goes. Sliding windows asked for labels alone run in bounded memory
         (:meth:`Predictor.labels`), so that a photo of any size can be segmented."""
@@ -226,11 +229,11 @@ class Segmenter(visualize.PaletteImages):
         return lambda image: transform({"image": image}, rng)["image"]
 
 
-def image_tensor(item: Any, what: str) -> torch.Tensor:
-    """One input image (any of :data:`INPUT_FORMS`) as a 3xHxW uint8 tensor on the CPU."""
-    pixels = image_pixels(item, what)
-    if isinstance(item, torch.Tensor):
-        return item.cpu()
+def image_tensor(item: Any, what: str, inputs: InputSpec | None = None) -> torch.Tensor:
+    """One input image (any of :data:`INPUT_FORMS`) as a CxHxW tensor on the CPU, of the
+    channels and pixel type of ``inputs`` (default: 8-bit RGB)."""
+    inputs = inputs or InputSpec(3, "uint8")
+    pixels = image_pixels(item, what, inputs.channels, inputs.dtype)
     # torch refuses to share read-only memory (np.asarray of a PIL image is)
     pixels = np.ascontiguousarray(pixels) if pixels.flags.writeable else pixels.copy()
     return torch.from_numpy(pixels).permute(2, 0, 1)
@@ -242,6 +245,11 @@ def _shorter_side(image: torch.Tensor, side: int) -> torch.Tensor:
     size = (max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5)))
     if size == (height, width):
         return image
+    if image.dtype == torch.uint16:  # no integer kernel: through float32, which holds uint16
+        resized = F.interpolate(
+            image[None].float(), size=size, mode="bilinear", antialias=True, align_corners=False
+        )[0]
+        return resized.round_().clamp_(0, 65535).to(torch.uint16)
     return F.interpolate(
         image[None], size=size, mode="bilinear", antialias=True, align_corners=False
     )[0]

@@ -37,10 +37,21 @@ def as_array(tensor_or_array) -> np.ndarray:
 
 
 def image_hwc(image) -> np.ndarray:
-    """An RGB image as HxWx3 uint8, from a 3xHxW tensor or an HxWx3 array."""
+    """A picture of an image as HxWx3 uint8, from a CxHxW tensor (or a 3xHxW array) or an
+    HxWxC array: RGB as it is; the first three channels of more; one or two channels as the
+    first in grey; 16-bit values stretched from the image's lowest to its highest value (a
+    picture to look at, not the model's input)."""
+    torch = sys.modules.get("torch")
+    channels_first = torch is not None and isinstance(image, torch.Tensor)
     array = as_array(image)
-    if array.ndim == 3 and array.shape[0] == 3 and array.shape[-1] != 3:
+    if array.ndim == 2:
+        array = array[..., None]
+    elif channels_first or (array.shape[0] == 3 and array.shape[-1] != 3):
         array = array.transpose(1, 2, 0)
+    array = array[..., :3] if array.shape[2] >= 3 else np.repeat(array[..., :1], 3, axis=2)
+    if array.dtype == np.uint16:
+        low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+        array = ((array.astype(np.float32) - low) * (255 / max(high - low, 1.0))).round()
     return np.ascontiguousarray(array.astype(np.uint8))
 
 
@@ -91,7 +102,8 @@ class PaletteImages:
         """The image (any form ``predict`` takes) with the class colours blended in."""
         from segkit.imageread import image_pixels
 
-        return overlay(image_pixels(image, "the image"), mask, palette or self.palette, alpha)
+        pixels = image_pixels(image, "the image", channels=None, dtype=None)
+        return overlay(pixels, mask, palette or self.palette, alpha)
 
 
 def png_bytes(array: np.ndarray) -> bytes:

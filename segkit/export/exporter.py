@@ -20,6 +20,7 @@ from segkit.export.graph import ExportGraph, Output, with_window_pools
 from segkit.export.valcheck import VAL_IMAGES, ValidationCheck, validation_check
 from segkit.export.verify import MIN_AGREEMENT, Check, check_shapes, compare
 from segkit.files import atomic_write_text
+from segkit.inputs import InputSpec
 
 DYNAMIC_MIN_SIDE = 64
 
@@ -51,7 +52,9 @@ def export(request: ExportRequest) -> dict[str, Any]:
     exported = segmentor if request.format != "onnx" else with_window_pools(segmentor)
     graph = ExportGraph(exported, mean, std, request.output).eval()
     height, width = request.size
-    example = torch.zeros(*example_shape(request), dtype=torch.uint8)
+    inputs = InputSpec.of(request.config)
+    dtype = getattr(torch, inputs.dtype)
+    example = torch.zeros(*example_shape(request, inputs.channels), dtype=dtype)
 
     # beside the target, so that the rename stays on one file system; torch.export.load wants
     # its own suffix
@@ -67,9 +70,9 @@ def export(request: ExportRequest) -> dict[str, Any]:
                 f"{request.format} ({type(error).__name__}: {first_line[:300]}); try another "
                 "--format, or without --dynamic (SEGKIT_DEBUG=1 shows the exporter's traceback)"
             ) from error
-        shapes = check_shapes(request.batch, height, width, request.dynamic)
+        shapes = check_shapes(request.batch, height, width, request.dynamic, inputs.channels)
         written = formats.load(temporary, request.format)
-        checks = compare(reference, written, shapes)
+        checks = compare(reference, written, shapes, dtype=dtype)
         failed = [check for check in checks if not check.passed]
         if failed:
             raise SegkitError(refusal(request, failed))
@@ -85,16 +88,16 @@ def export(request: ExportRequest) -> dict[str, Any]:
     return report
 
 
-def example_shape(request: ExportRequest) -> tuple[int, int, int, int]:
+def example_shape(request: ExportRequest, channels: int = 3) -> tuple[int, int, int, int]:
     """The input the graph is traced on. torch.export specialises every size that is 1 in the
     example to 1, so a free graph is traced where no size is: a batch of two, and sides of at
     least DYNAMIC_MIN_SIDE, where the coarsest features of a stride-32 backbone are 2x2. (At
     32x32 they are 1x1, and the graph fails at every size where they are not.)"""
     height, width = request.size
     if not request.dynamic:
-        return request.batch, 3, height, width
+        return request.batch, channels, height, width
     side = DYNAMIC_MIN_SIDE
-    return max(request.batch, 2), 3, max(height, side), max(width, side)
+    return max(request.batch, 2), channels, max(height, side), max(width, side)
 
 
 def on_validation_images(
@@ -135,7 +138,10 @@ def describe(
     palette: list[tuple[int, int, int]],
 ) -> dict[str, Any]:
     """What a user of the file needs to feed it and read its answer, and how it was checked."""
-    free = "N x 3 x H x W, any N, H, W" if request.dynamic else "fixed"
+    inputs = InputSpec.of(request.config)
+    free = f"N x {inputs.channels} x H x W, any N, H, W" if request.dynamic else "fixed"
+    top = 65535 if inputs.dtype == "uint16" else 255
+    kind = "RGB" if inputs.channels == 3 else f"{inputs.channels} channels"
     runtimes = {"torch": torch.__version__, "segkit": version("segkit")}
     if request.format == "onnx":
         runtimes["onnxruntime"] = version("onnxruntime")
@@ -145,9 +151,9 @@ def describe(
         "checkpoint": str(request.checkpoint),
         "input": {
             "name": INPUT_NAME,
-            "dtype": "uint8",
-            "layout": "NCHW, RGB, 0..255",
-            "shape": [request.batch, 3, *request.size],
+            "dtype": inputs.dtype,
+            "layout": f"NCHW, {kind}, 0..{top}",
+            "shape": [request.batch, inputs.channels, *request.size],
             "dynamic": request.dynamic,
             "sizes": free,
             "normalization": {"mean": list(mean), "std": list(std)},

@@ -1,4 +1,5 @@
-"""The module that is exported: uint8 images in, logits or probabilities at input size out.
+"""The module that is exported: images of the model's pixel type (uint8 or uint16) in, logits
+or probabilities at input size out.
 
 Adaptive pooling (PSPNet's pyramid, UPerNet's PPM, ASPP's image pooling) is replaced, in a copy
 of the model, by :class:`WindowPool`, which computes the same windows from the input's symbolic
@@ -32,9 +33,9 @@ class ExportGraph(nn.Module):
     ):
         super().__init__()
         self.segmentor = segmentor
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
         self.register_buffer(
-            "inverse_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1)
+            "inverse_std", 1.0 / torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
         )
         self.output = output
 

@@ -47,7 +47,9 @@ class OnnxSegmenter(visualize.PaletteImages):
             ) from None
         (given,) = self.session.get_inputs()
         self.input_name = given.name
-        batch, _, height, width = given.shape
+        batch, channels, height, width = given.shape
+        self.channels = channels if isinstance(channels, int) else 3
+        self.dtype = "uint16" if given.type == "tensor(uint16)" else "uint8"
         # a free dimension is a name (or None) in onnxruntime's shapes, a fixed one an int
         self.batch = batch if isinstance(batch, int) else None
         self.size = (height, width) if isinstance(height, int) and isinstance(width, int) else None
@@ -128,7 +130,12 @@ class OnnxSegmenter(visualize.PaletteImages):
         single = not isinstance(images, (list, tuple))
         items = [images] if single else list(images)
         arrays = [
-            image_pixels(item, "the image" if single else f"image {index} of the list")
+            image_pixels(
+                item,
+                "the image" if single else f"image {index} of the list",
+                self.channels,
+                self.dtype,
+            )
             for index, item in enumerate(items)
         ]
         notes: list[str] = []
@@ -151,8 +158,8 @@ class OnnxSegmenter(visualize.PaletteImages):
         note: Callable[[str], None],
         keep_probabilities: bool = False,
     ) -> Iterator[tuple[Key, tuple[np.ndarray, np.ndarray | None]]]:
-        """``(key, (HxW int64 labels, CxHxW probabilities or None))`` for each ``(key, HxWx3
-        uint8 image)``, in order, read one at a time; ``note`` is told :meth:`size_note` the
+        """``(key, (HxW int64 labels, KxHxW probabilities or None))`` for each ``(key, HxWxC
+        image)`` of the file's channels and type, in order, read one at a time; ``note`` is told :meth:`size_note` the
         first time an image is resized."""
         noted = False
         for key, image in images:
@@ -162,9 +169,7 @@ class OnnxSegmenter(visualize.PaletteImages):
                 if not noted:
                     note(self.size_note())
                     noted = True
-                fed = np.asarray(
-                    Image.fromarray(image).resize(self.size[::-1], Image.Resampling.BILINEAR)
-                )
+                fed = _resized(image, self.size)
             batch = fed.transpose(2, 0, 1)[None]
             if self.batch is not None and self.batch > 1:  # a fixed batch: fill it with copies
                 batch = np.repeat(batch, self.batch, axis=0)
@@ -175,6 +180,23 @@ class OnnxSegmenter(visualize.PaletteImages):
                 probabilities = output if self.output_name == "probs" else _softmax(output)
                 probabilities = _nearest(probabilities.astype(np.float32), size)
             yield key, (_nearest(labels[None], size)[0], probabilities)
+
+
+def _resized(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An HxWxC uint8 or uint16 image resized bilinearly by Pillow, channel by channel (as
+    32-bit floats, which hold every uint16 value) where it is not 8-bit RGB."""
+    if image.dtype == np.uint8 and image.shape[2] == 3:
+        return np.asarray(Image.fromarray(image).resize(size[::-1], Image.Resampling.BILINEAR))
+    top = np.iinfo(image.dtype).max
+    planes = [
+        np.asarray(
+            Image.fromarray(image[..., c].astype(np.float32)).resize(
+                size[::-1], Image.Resampling.BILINEAR
+            )
+        )
+        for c in range(image.shape[2])
+    ]
+    return np.clip(np.rint(np.stack(planes, axis=2)), 0, top).astype(image.dtype)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

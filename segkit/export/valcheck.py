@@ -94,7 +94,7 @@ def validation_check(
 
 
 def _batches(dataset, count: int, fixed_shape: tuple[int, int, int] | None):
-    """(uint8 images [N, 3, H, W], labels [n, H, W]) with n <= N real images."""
+    """(integer images [N, C, H, W], labels [n, H, W]) with n <= N real images."""
     if fixed_shape is None:
         for index in range(count):
             sample = dataset[index]
@@ -115,7 +115,7 @@ def _resized_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor
     scaled = F.interpolate(
         image[None].float(), (height, width), mode="bilinear", align_corners=False, antialias=True
     )
-    return scaled[0].round().clamp(0, 255).to(torch.uint8)
+    return scaled[0].round().clamp(0, torch.iinfo(image.dtype).max).to(image.dtype)
 
 
 def _resized_label(label: torch.Tensor, height: int, width: int) -> torch.Tensor:

@@ -42,12 +42,14 @@ class Check:
         }
 
 
-def check_shapes(batch: int, height: int, width: int, dynamic: bool) -> list[tuple[int, ...]]:
+def check_shapes(
+    batch: int, height: int, width: int, dynamic: bool, channels: int = 3
+) -> list[tuple[int, ...]]:
     """The input shapes to compare at: the export's, and with ``dynamic`` two others."""
-    shapes = [(batch, 3, height, width)]
+    shapes = [(batch, channels, height, width)]
     if dynamic:
-        shapes.append((batch + 1, 3, height * 3 // 4 + 1, width * 5 // 4 + 3))
-        shapes.append((1, 3, height * 3 // 2 + 5, width // 2 + 7))
+        shapes.append((batch + 1, channels, height * 3 // 4 + 1, width * 5 // 4 + 3))
+        shapes.append((1, channels, height * 3 // 2 + 5, width // 2 + 7))
     return shapes
 
 
@@ -56,12 +58,15 @@ def compare(
     exported: Callable[[torch.Tensor], torch.Tensor],
     shapes: list[tuple[int, ...]],
     seed: int = 0,
+    dtype: torch.dtype = torch.uint8,
 ) -> list[Check]:
-    """Both functions on the same random uint8 images of each shape."""
+    """Both functions on the same random images of each shape, over the whole range of
+    ``dtype`` (uint8 or uint16)."""
     generator = torch.Generator().manual_seed(seed)
+    top = 65536 if dtype == torch.uint16 else 256
     checks = []
     for shape in shapes:
-        images = torch.randint(0, 256, shape, dtype=torch.uint8, generator=generator)
+        images = torch.randint(0, top, shape, generator=generator).to(dtype)
         with torch.no_grad():
             expected = reference(images)
         try:
