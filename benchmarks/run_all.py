@@ -21,6 +21,7 @@ SCRIPTS = (
     "evaluation.py",
     "precision.py",
     "large_images.py",
+    "inference.py",
 )
 
 

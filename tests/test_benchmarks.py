@@ -20,7 +20,8 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    for name in ("data_pipeline", "training", "evaluation", "precision", "large_images"):
+    names = ("data_pipeline", "training", "evaluation", "precision", "large_images", "inference")
+    for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["benchmark"] == name and result["machine"]["torch"]
         assert "|" in (tmp_path / f"{name}.md").read_text()
@@ -32,5 +33,10 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         (side, path) for side in (500, 1000) for path in ("full image", "bounded")
     }
     assert all(r["peak_mb"] > 0 and r["seconds"] > 0 for r in large["runs"])
+    inference = json.loads((tmp_path / "inference.json").read_text())
+    (run,) = inference["runs"]
+    assert {"eager fp32", "onnxruntime fp32", "Segmenter.predict (default)"} <= set(run["seconds"])
+    assert all(seconds > 0 for seconds in run["seconds"].values())
+    assert run["agreement"]["onnxruntime fp32"] > 0.99
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary
