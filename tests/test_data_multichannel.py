@@ -443,3 +443,15 @@ def test_pictures_of_16_bit_and_four_channel_images_show_three_channels_stretche
     assert grey.tolist() == [[[7, 7, 7]] * 2] * 2
     labels = torch.zeros(2, 2, dtype=torch.long)
     assert panel(image, labels, labels, [(0, 0, 0)]).shape == (2, 2 * 3 + 8, 3)
+
+
+def test_data_check_reads_images_as_the_model_takes_them(tmp_path, capsys):
+    """A 4-band 16-bit folder passes `segkit data check`; an RGB PNG among its TIFFs is named."""
+    four_band_folder(tmp_path, count=2, size=(16, 16))
+    config = write_config(tmp_path)
+    assert main(["data", "check", str(config), "--workers", "0"]) == 0, capsys.readouterr()
+    assert "data.train: OK" in capsys.readouterr().out
+    (tmp_path / "images" / "tile1.tif").unlink()
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "images" / "tile1.png")
+    assert main(["data", "check", str(config), "--workers", "0"]) == 2
+    assert "tile1.png: the image has 3 channel(s) but the model takes 4" in capsys.readouterr().out

@@ -168,6 +168,7 @@ def check_split(config: dict, split: str, workers: int) -> Report:
     from torch.utils.data import DataLoader
 
     from segkit.data import build_raw_dataset
+    from segkit.inputs import InputSpec
     from segkit.labeltraps import find_traps
 
     report = Report(split, config["data"][split]["type"])
@@ -189,7 +190,10 @@ def check_split(config: dict, split: str, workers: int) -> Report:
     report.pixels = np.zeros(256, dtype=np.int64)
     report.images_with = np.zeros(256, dtype=np.int64)
     checks = DataLoader(
-        SampleChecks(dataset), batch_size=None, num_workers=workers, collate_fn=_same
+        SampleChecks(dataset, InputSpec.of(config)),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_same,
     )
     progress = Progress(f"checking data.{split}", len(dataset))
     stored: Counter = Counter()
@@ -217,8 +221,9 @@ class SampleChecks:
     per value stored in the mask file or None). The stored values are read only from datasets
     of mask files (``stored_values``), whose encoding they reveal."""
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, inputs):
         self.dataset = dataset
+        self.inputs = inputs  # the channels and pixel type the model takes
         self.num_classes = len(dataset.classes)
 
     def __len__(self) -> int:
@@ -226,13 +231,16 @@ class SampleChecks:
 
     def __getitem__(self, index: int):
         from segkit.errors import SampleError
-        from segkit.imagefiles import decode_image
+        from segkit.imagefiles import EncodedImage, decode_image
 
         stored = self._stored(index)
         load = getattr(self.dataset, "load", None)
         try:
             sample = load(index) if load is not None else self.dataset[index]
-            image = decode_image(sample["image"])
+            image = sample["image"]
+            if isinstance(image, EncodedImage):
+                image = image.fitted(self.inputs.channels, self.inputs.dtype)
+            image = decode_image(image)
         except SampleError as error:
             return [str(error)], None, stored
         problems, counts = self._sample(index, sample, image)
@@ -259,13 +267,17 @@ class SampleChecks:
 
         name = sample.get("name", f"sample {index}")
         mask = sample["mask"]
+        channels, dtype = self.inputs.channels, self.inputs.dtype
         if not (
             isinstance(image, torch.Tensor)
-            and image.dtype == torch.uint8
+            and image.dtype == getattr(torch, dtype)
             and image.ndim == 3
-            and image.shape[0] == 3
+            and image.shape[0] == channels
         ):
-            return [f"{name}: the image is not a uint8 3xHxW tensor"], None
+            return [
+                f"{name}: the image is not a {dtype} {channels}xHxW tensor, as the model takes "
+                "(model.backbone.in_channels, data.image_dtype)"
+            ], None
         if not (isinstance(mask, torch.Tensor) and mask.ndim == 2 and not mask.is_floating_point()):
             return [f"{name}: the mask is not an integer HxW tensor"], None
         if tuple(mask.shape) != tuple(image.shape[1:]):
