@@ -96,7 +96,9 @@ def confidence_interval(per_image: PerImageMatrices, settings: Bootstrap) -> dic
     return {
         **settings.describe(),
         "mIoU": _bounds(miou, settings.level),
-        "IoU": {name: _bounds(iou[:, c], settings.level) for c, name in enumerate(per_image.classes)},
+        "IoU": {
+            name: _bounds(iou[:, c], settings.level) for c, name in enumerate(per_image.classes)
+        },
     }
 
 

@@ -92,7 +92,13 @@ class ConfusionMatrix:
 # The per-class scores, each a ratio of pixel counts; 0/0 is undefined (NaN here, None in the
 # reports) and left out of the class mean.
 CLASS_SCORES = ("IoU", "Dice", "Precision", "Recall", "Acc")
-MEANS = {"IoU": "mIoU", "Dice": "mDice", "Precision": "mPrecision", "Recall": "mRecall", "Acc": "mAcc"}
+MEANS = {
+    "IoU": "mIoU",
+    "Dice": "mDice",
+    "Precision": "mPrecision",
+    "Recall": "mRecall",
+    "Acc": "mAcc",
+}
 
 
 def class_scores(
@@ -136,7 +142,9 @@ def load_per_image(path: str | Path) -> PerImageMatrices:
     return PerImageMatrices.load(path)
 
 
-def segmentation_metrics(matrix: torch.Tensor | np.ndarray, classes: Sequence[str]) -> dict[str, Any]:
+def segmentation_metrics(
+    matrix: torch.Tensor | np.ndarray, classes: Sequence[str]
+) -> dict[str, Any]:
     """The means (mIoU, mDice, mPrecision, mRecall, mAcc), fwIoU, aAcc and the per-class
     scores (by class name) of a confusion matrix; docs/training.md, "Scores"."""
     if len(classes) != matrix.shape[0]:

@@ -57,7 +57,11 @@ class PerImageMatrices:
     def total(self) -> np.ndarray:
         """The dataset's confusion matrix: the sum over images."""
         c = self.num_classes
-        return np.bincount(self.index, weights=self.count, minlength=c * c).astype(np.int64).reshape(c, c)
+        return (
+            np.bincount(self.index, weights=self.count, minlength=c * c)
+            .astype(np.int64)
+            .reshape(c, c)
+        )
 
     def counts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Per image and class (``[images, C]`` each): true positives, labelled and predicted
@@ -75,8 +79,10 @@ class PerImageMatrices:
             return flat.reshape(images, c)
 
         everything = np.ones(len(self.index), dtype=bool)
-        return summed(label == prediction, label), summed(everything, label), summed(
-            everything, prediction
+        return (
+            summed(label == prediction, label),
+            summed(everything, label),
+            summed(everything, prediction),
         )
 
     def reordered(self, names: Sequence[str]) -> PerImageMatrices:
@@ -127,7 +133,9 @@ class PerImageMatrices:
         path = Path(path)
         try:
             with np.load(path, allow_pickle=False) as data:
-                fields = {key: data[key] for key in ("names", "classes", "offsets", "index", "count")}
+                fields = {
+                    key: data[key] for key in ("names", "classes", "offsets", "index", "count")
+                }
         except FileNotFoundError:
             raise DataError(
                 f"{path}: no such file; it is written by segkit eval beside its JSON report"

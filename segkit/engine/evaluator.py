@@ -153,6 +153,15 @@ class Evaluator:
         return metrics
 
 
+def bootstrap_settings(section: dict[str, Any], resamples: int | None = None) -> Bootstrap:
+    """The bootstrap of the ``eval`` section (``eval.resamples``, ``eval.ci_seed``), with
+    ``resamples`` given on the command line taking precedence."""
+    return Bootstrap(
+        resamples=resamples or int(section.get("resamples", 1000)),
+        seed=int(section.get("ci_seed", 0)),
+    )
+
+
 def _equal_size_runs(samples: list[dict | None]) -> list[list[dict]]:
     """Consecutive samples of one size; skipped samples (``None``, data.on_bad_sample: skip)
     are left out."""
