@@ -16,8 +16,8 @@ definitions are in docs/training.md, "Scores".
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
