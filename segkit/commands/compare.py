@@ -24,7 +24,7 @@ def add_commands(subparsers) -> None:
         "compare",
         help="compare two checkpoints or eval reports, with a paired bootstrap interval",
         description="The difference B - A of mIoU and per-class IoU on the same images, with a "
-        "95%% paired bootstrap interval over images and a verdict. Give two eval JSON reports "
+        "95% paired bootstrap interval over images and a verdict. Give two eval JSON reports "
         "(their .per_image.npz beside them), or --checkpoint A --checkpoint B and optionally "
         "a CONFIG (default: each checkpoint's stored config) and overrides.",
     )
