@@ -85,6 +85,22 @@ class PerImageMatrices:
             summed(everything, prediction),
         )
 
+    def image_scores(self) -> dict[str, np.ndarray]:
+        """Each image's own scores (docs/training.md, "Scores", applied to its matrix alone):
+        ``mIoU`` and ``aAcc`` ``[images]``, ``IoU`` ``[images, C]``; NaN where undefined. For
+        finding the images a model fails on; the dataset's scores sum the matrices instead."""
+        from segkit.metrics import class_scores, mean_iou
+
+        tp, labelled, predicted = self.counts()
+        total = labelled.sum(1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            accuracy = np.where(total > 0, tp.sum(1) / total, np.nan)
+        return {
+            "mIoU": mean_iou(tp, labelled, predicted),
+            "aAcc": accuracy,
+            "IoU": class_scores(tp, labelled, predicted)["IoU"],
+        }
+
     def reordered(self, names: Sequence[str]) -> PerImageMatrices:
         """The same matrices in the order of ``names`` (which must be exactly this set)."""
         position = {name: i for i, name in enumerate(self.names)}

@@ -93,6 +93,16 @@ def test_sparse_per_image_matrices_keep_only_nonzero_entries_and_round_trip(tmp_
     assert np.array_equal(joined.dense(), dense)
 
 
+def test_each_image_has_its_own_scores():
+    dense = np.zeros((2, 2, 2), dtype=np.int64)
+    dense[0] = [[3, 1], [0, 4]]  # IoU 3/4 and 4/5
+    dense[1, 0, 0] = 2  # only class 0, all right; class 1 absent: left out of its mean
+    scores = _collected(dense).image_scores()
+    assert scores["mIoU"] == pytest.approx([(3 / 4 + 4 / 5) / 2, 1.0])
+    assert scores["aAcc"] == pytest.approx([7 / 8, 1.0])
+    assert np.isnan(scores["IoU"][1, 1]) and scores["IoU"][0, 0] == pytest.approx(3 / 4)
+
+
 def test_a_file_that_is_not_a_per_image_matrix_file_is_a_data_error(tmp_path):
     bad = tmp_path / "bad.per_image.npz"
     bad.write_text("no zip here")
