@@ -1,5 +1,7 @@
 """``segkit eval [CONFIG] [overrides] --checkpoint PATH [--mode slide] [--tta] [--merge LABEL_MAP]
-[--out FILE]``; without CONFIG the checkpoint's stored config is used.
+[--out FILE] [--ci [--resamples N] [--seed S]] [--boundary [--boundary-ratio R]]``; without
+CONFIG the checkpoint's stored config is used. The scores, the files written beside the report
+and the intervals are described in docs/training.md, "Scores".
 
 With ``--merge``, CONFIG still describes the checkpoint's model (e.g. 150 ADE20K classes) while
 ``data.val`` holds labels of the merged classes (e.g. ``ade20k25``): every image is predicted with
