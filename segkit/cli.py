@@ -21,6 +21,7 @@ CORE_COMMANDS = (
     "segkit.commands.model_info",
     "segkit.commands.train",
     "segkit.commands.eval",
+    "segkit.commands.compare",
     "segkit.commands.predict",
     "segkit.commands.data",
     "segkit.commands.export",

@@ -197,6 +197,17 @@ class EvalSection:
         4,
         "validation images saved as image | label | prediction panels (predictions/, TensorBoard)",
     )
+    ci: bool = setting(
+        False,
+        "validation keeps every image's confusion matrix and reports 95% bootstrap intervals "
+        "of mIoU and each class's IoU (metrics.jsonl, best.pt, the summary)",
+    )
+    resamples: Annotated[int, AtLeast(10)] = setting(
+        1000, "bootstrap resamples of the images for eval.ci (and segkit eval --ci)"
+    )
+    ci_seed: Annotated[int, Between(0, 2**32 - 1)] = setting(
+        0, "seed of the bootstrap's resampling: the same seed draws the same resamples"
+    )
 
 
 @dataclass

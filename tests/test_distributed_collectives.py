@@ -121,6 +121,20 @@ def _evaluation_case(rank: int) -> None:
     assert int(expected.matrix.sum()) > 0
     assert [s["name"] for s in samples] == [f"toy_{i:03d}" for i in (0, 1, 2, 3, 4)[rank * 3 :][:3]]
 
+    # Every image's matrix reaches rank 0 in the dataset's order, as one process would keep them.
+    kept = Evaluator(InferenceSettings(), CLASSES, normalizer, per_image=True, boundary=0.02)
+    alone_tally = kept.count(model, validation_loader(dataset, 2, 0, False, False))
+    shared = Evaluator(
+        InferenceSettings(), CLASSES, normalizer, world=world, per_image=True, boundary=0.02
+    )
+    shared_tally = shared.count(model, shard)
+    assert torch.equal(shared_tally.boundary.counts, alone_tally.boundary.counts)
+    if rank == 0:
+        assert shared_tally.per_image.names == [f"toy_{i:03d}" for i in range(5)]
+        assert (shared_tally.per_image.dense() == alone_tally.per_image.dense()).all()
+    else:
+        assert shared_tally.per_image is None
+
     # A bad label in rank 1's share stops both processes, not just rank 1.
     broken = TransformedDataset(BadLabelAt(toys, index=4), [])
     try:

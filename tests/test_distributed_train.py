@@ -18,6 +18,7 @@ import pytest
 import torch
 
 from segkit.engine.checkpoint import load_for_resume
+from segkit.metrics import load_per_image
 
 # Every test here starts torchrun with two training processes (5 to 20 s each on 2 cores);
 # tests/test_distributed_collectives.py keeps the collectives in make test-fast.
@@ -197,6 +198,10 @@ def test_distributed_validation_and_eval_equal_one_process_exactly(runs):
     assert one["images"] == two["images"] == 7
     for name in METRICS:
         assert two[name] == one[name] == validation[name], name
+    assert two["confusion_matrix"] == one["confusion_matrix"]
+    alone, gathered = (load_per_image(root / f"eval_{n}.per_image.npz") for n in ("one", "two"))
+    assert gathered.names == alone.names and len(alone) == 7
+    assert (gathered.dense() == alone.dense()).all()
 
 
 def test_validation_with_unsynchronised_batch_norm_is_that_of_the_saved_model(tmp_path):

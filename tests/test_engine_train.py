@@ -78,9 +78,11 @@ def test_metrics_lines_have_the_documented_shape(learned):
         assert line["imgs_per_s"] > 0
         assert line["lr"] > 0 or line["step"] == 40  # poly decays to 0 at the last step
     for line in lines(run, "val"):
-        assert set(line) == {"split", "step", "mIoU", "mAcc", "aAcc", "IoU", "Acc"}
-        assert list(line["IoU"]) == engine_toys.CLASSES
-        assert all(0 <= line[key] <= 1 for key in ("mIoU", "mAcc", "aAcc"))
+        means = {"mIoU", "mDice", "mPrecision", "mRecall", "mAcc", "aAcc", "fwIoU"}
+        per_class = {"IoU", "Dice", "Precision", "Recall", "Acc"}
+        assert set(line) == {"split", "step"} | means | per_class
+        assert all(list(line[key]) == engine_toys.CLASSES for key in per_class)
+        assert all(0 <= line[key] <= 1 for key in means)
 
 
 def test_run_directory_holds_config_environment_checkpoints_and_panels(learned, toys):

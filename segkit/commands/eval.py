@@ -1,5 +1,7 @@
 """``segkit eval [CONFIG] [overrides] --checkpoint PATH [--mode slide] [--tta] [--merge LABEL_MAP]
-[--out FILE]``; without CONFIG the checkpoint's stored config is used.
+[--out FILE] [--ci [--resamples N] [--seed S]] [--boundary [--boundary-ratio R]]``; without
+CONFIG the checkpoint's stored config is used. The scores, the files written beside the report
+and the intervals are described in docs/training.md, "Scores".
 
 With ``--merge``, CONFIG still describes the checkpoint's model (e.g. 150 ADE20K classes) while
 ``data.val`` holds labels of the merged classes (e.g. ``ade20k25``): every image is predicted with
@@ -7,14 +9,16 @@ the model's inference settings, its probabilities are merged into the groups, an
 are scored against the labels.
 
 Under torchrun every process evaluates its own block of the images and the confusion matrices
-are summed, so the metrics are exactly those of one process.
+are summed, so the metrics are exactly those of one process; every image's matrix is gathered to
+rank 0, which writes them beside the report and draws the bootstrap intervals (``--ci``).
 """
 
 from __future__ import annotations
 
-import json
 import sys
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 
 def add_commands(subparsers) -> None:
@@ -49,9 +53,46 @@ def add_commands(subparsers) -> None:
     parser.add_argument(
         "--out",
         help="JSON file for the metrics (default: eval_<checkpoint>_<mode>[_tta][_<merge>].json "
-        "in the checkpoint's run directory)",
+        "in the checkpoint's run directory); the confusion matrix (.confusion.csv, "
+        ".confusion.npy) and per-image matrices (.per_image.npz) go beside it",
+    )
+    parser.add_argument(
+        "--boundary",
+        action="store_true",
+        help="also score boundary IoU (Cheng et al. 2021): the bands within 2%% of the image "
+        "diagonal of each mask's contour; costs more",
+    )
+    parser.add_argument(
+        "--boundary-ratio",
+        type=float,
+        default=0.02,
+        metavar="R",
+        help="boundary band width as a fraction of the image diagonal (default 0.02)",
+    )
+    add_bootstrap_options(parser, "--ci")
+    parser.add_argument(
+        "--ci",
+        action="store_true",
+        help="95%% bootstrap intervals over images for mIoU and each class's IoU (also on with "
+        "eval.ci: true)",
     )
     parser.set_defaults(handler=run_eval)
+
+
+def add_bootstrap_options(parser, used_with: str) -> None:
+    """``--resamples`` and ``--seed``, shared with segkit compare."""
+    parser.add_argument(
+        "--resamples",
+        type=int,
+        metavar="N",
+        help=f"bootstrap resamples with {used_with} (default: eval.resamples, 1000)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        metavar="S",
+        help=f"seed of the bootstrap's resampling with {used_with} (default: eval.ci_seed, 0)",
+    )
 
 
 def run_eval(args) -> int:
@@ -66,41 +107,121 @@ def run_eval(args) -> int:
 
 
 def _evaluate(args, world) -> int:
+    from segkit.evalfiles import write_evaluation
+    from segkit.metrics import format_metrics
+
+    if args.out:
+        check_out_file(Path(args.out))
+    check_bootstrap_options(args)
+    if args.boundary and not 0 < args.boundary_ratio < 1:
+        from segkit.errors import SegkitError
+
+        raise SegkitError(
+            f"--boundary-ratio {args.boundary_ratio}: give a fraction of the image diagonal "
+            "between 0 and 1, e.g. 0.02"
+        )
+    config_path, overrides = config_and_overrides(args.overrides, "eval")
+    evaluation = score_checkpoint(
+        Path(args.checkpoint),
+        config_path,
+        overrides,
+        world,
+        mode=args.mode,
+        tta=args.tta,
+        device=args.device,
+        merge=args.merge,
+        boundary=args.boundary_ratio if args.boundary else None,
+        ci=args.ci or None,
+        resamples=args.resamples,
+        seed=args.seed,
+    )
+    if evaluation is None:
+        return 0
+    print(format_metrics(evaluation.report))
+    out = (
+        Path(args.out)
+        if args.out
+        else _default_output(evaluation.checkpoint, evaluation.settings, args.merge)
+    )
+    write_evaluation(
+        out, evaluation.report, evaluation.matrix, evaluation.classes, evaluation.per_image
+    )
+    print(f"segkit: wrote {out} (and its .confusion.csv, .confusion.npy, .per_image.npz)")
+    return 0
+
+
+def check_bootstrap_options(args) -> None:
+    from segkit.errors import SegkitError
+
+    if args.resamples is not None and args.resamples < 10:
+        raise SegkitError(f"--resamples {args.resamples}: give at least 10, e.g. 1000")
+    if args.seed is not None and not 0 <= args.seed < 2**32:
+        raise SegkitError(f"--seed {args.seed}: give a whole number in 0..4294967295")
+
+
+@dataclass
+class Evaluation:
+    """One checkpoint scored on data.val (rank 0's view: every image)."""
+
+    checkpoint: Path
+    settings: Any
+    classes: list[str]
+    report: dict[str, Any]
+    matrix: Any  # numpy [C, C]
+    per_image: Any  # PerImageMatrices
+
+
+def score_checkpoint(
+    checkpoint: Path,
+    config_path: str | None,
+    overrides: list[str],
+    world,
+    *,
+    mode: str | None = None,
+    tta: bool = False,
+    device: str | None = None,
+    merge: str | None = None,
+    boundary: float | None = None,
+    ci: bool | None = None,
+    resamples: int | None = None,
+    seed: int | None = None,
+) -> Evaluation | None:
+    """Evaluate ``checkpoint`` on every process; rank 0 gets the evaluation (the others
+    None). ``ci`` None: as the config's ``eval.ci`` says."""
     from segkit.data import build_dataset
-    from segkit.engine.evaluator import Evaluator, validation_loader
+    from segkit.engine.evaluator import Evaluator, bootstrap_settings, validation_loader
     from segkit.engine.inference import InferenceSettings, Predictor
     from segkit.engine.loaded_model import inference_config, load_trained
     from segkit.engine.merge import MergedModel, resolve_merge
     from segkit.engine.progress import ProgressBar
     from segkit.errors import ConfigError
-    from segkit.files import atomic_write_text
-    from segkit.metrics import format_metrics
     from segkit.weights import read_checkpoint
 
-    if args.out:
-        check_out_file(Path(args.out))
-    config_path, overrides = _config_and_overrides(args.overrides)
-    checkpoint = Path(args.checkpoint)
     record = read_checkpoint(checkpoint)
     config = inference_config(
-        config_path, checkpoint, record, overrides, check_val_classes=args.merge is None
+        config_path, checkpoint, record, overrides, check_val_classes=merge is None
     )
-    settings = InferenceSettings.from_config(config["eval"], args.mode, args.tta)
-    process_device = world.resolve_device(args.device or config["train"]["device"])
+    settings = InferenceSettings.from_config(config["eval"], mode, tta)
+    bootstrap = None
+    if ci or (ci is None and config["eval"].get("ci")):
+        bootstrap = bootstrap_settings(config["eval"], resamples)
+        if seed is not None:
+            bootstrap = replace(bootstrap, seed=seed)
+    process_device = world.resolve_device(device or config["train"]["device"])
     world.start(process_device)
     dataset = build_dataset(config, "val")
     trained = load_trained(config, checkpoint, str(process_device), checkpoint=record)
     classes = list(dataset.classes)
     num_classes = config["model"]["num_classes"]
     model, evaluator_settings, precision = trained.model, settings, trained.precision
-    if args.merge:
+    if merge:
         names, colours, note = trained.labels(num_classes)
         if note and world.is_main:
             print(f"segkit: note: {note}", file=sys.stderr)
-        merge = resolve_merge(args.merge, names, colours)
-        _check_merged_classes(args.merge, merge.names, classes)
+        merged = resolve_merge(merge, names, colours)
+        _check_merged_classes(merge, merged.names, classes)
         # the merged model predicts with the settings itself; the evaluator only scores
-        model = MergedModel(Predictor(trained.model, settings, trained.precision), merge)
+        model = MergedModel(Predictor(trained.model, settings, trained.precision), merged)
         evaluator_settings, precision = InferenceSettings(), None
     elif len(classes) != num_classes:
         hint = (
@@ -123,28 +244,34 @@ def _evaluate(args, world) -> int:
         world.size,
     )
     evaluator = Evaluator(
-        evaluator_settings, classes, trained.normalizer, precision, panels=0, world=world
+        evaluator_settings,
+        classes,
+        trained.normalizer,
+        precision,
+        panels=0,
+        world=world,
+        per_image=True,
+        ci=bootstrap,
+        boundary=boundary,
     )
     if world.is_main:
         _warn_if_non_finite(trained)
         processes = f" on {world.size} processes" if world.size > 1 else ""
-        merged = f", classes merged by {args.merge}" if args.merge else ""
+        merged_note = f", classes merged by {merge}" if merge else ""
         print(
             f"segkit: evaluating {trained.path} on {len(dataset)} images{processes}: "
             f"{settings.describe()}; device {trained.device}, precision "
-            f"{trained.precision.describe()}{merged}",
+            f"{trained.precision.describe()}{merged_note}",
             flush=True,
         )
     bar = ProgressBar(len(loader.sampler), "eval") if world.is_main else None
-    metrics = evaluator.evaluate(model, loader, bar)
+    tally = evaluator.count(model, loader, bar)
     if bar is not None:
         bar.close()
     evaluator.skips.report(f"by process {world.rank}" if world.size > 1 else "while evaluating")
-    metrics.pop("samples")
     if not world.is_main:
-        return 0
-    print(format_metrics(metrics))
-    out = Path(args.out) if args.out else _default_output(trained.path, settings, args.merge)
+        return None
+    metrics = evaluator.scores(tally)
     report = {
         "checkpoint": str(trained.path),
         "step": trained.step,
@@ -155,16 +282,16 @@ def _evaluate(args, world) -> int:
         "stride": settings.stride,
         "scales": list(settings.scales),
         "flip": settings.flip,
-        "merge": args.merge,
+        "merge": merge,
         "precision": trained.precision.name,
         **metrics,
     }
-    atomic_write_text(out, json.dumps(report, indent=2) + "\n", "the evaluation report")
-    print(f"segkit: wrote {out}")
-    return 0
+    return Evaluation(
+        trained.path, settings, classes, report, tally.matrix.matrix.cpu().numpy(), tally.per_image
+    )
 
 
-def _config_and_overrides(arguments: list[str]) -> tuple[str | None, list[str]]:
+def config_and_overrides(arguments: list[str], command: str) -> tuple[str | None, list[str]]:
     """The config (an argument named .yaml/.yml, if any) and the KEY=VALUE overrides."""
     from segkit.commands.predict import CONFIG_SUFFIXES
     from segkit.config import is_override
@@ -174,7 +301,7 @@ def _config_and_overrides(arguments: list[str]) -> tuple[str | None, list[str]]:
     others = [a for a in arguments if a not in configs and not is_override(a)]
     if len(configs) > 1 or others:
         raise SegkitError(
-            f"{', '.join(configs[1:] + others)}: eval takes one config (.yaml/.yml) at most and "
+            f"{', '.join(configs[1:] + others)}: {command} takes one config (.yaml/.yml) at most and "
             "KEY=VALUE overrides"
         )
     return (configs[0] if configs else None), [a for a in arguments if a not in configs]

@@ -5,12 +5,14 @@ evaluated later reproduces the number recorded when it was saved. Images of diff
 come in one run: a batch is split into runs of equal size, and each run is predicted at once.
 
 With several processes each evaluates its own block of the set (:class:`ShardSampler`) and the
-confusion matrices are summed, so the metrics are those of one process evaluating everything.
+confusion matrices are summed, so the metrics are those of one process evaluating everything;
+per-image matrices are gathered to rank 0 in the dataset's order.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -18,6 +20,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from segkit.badsamples import SkipLog, SkippedSample
+from segkit.bootstrap import Bootstrap, confidence_interval
+from segkit.boundary import BoundaryCounts
 from segkit.data import leave_stop_signals_to_the_main_process
 from segkit.engine.distributed import World
 from segkit.engine.inference import InferenceSettings, InputNormalizer, Predictor
@@ -26,9 +30,26 @@ from segkit.engine.progress import ProgressBar
 from segkit.engine.sampler import ShardSampler
 from segkit.label_map import IGNORE_INDEX
 from segkit.metrics import ConfusionMatrix, segmentation_metrics
+from segkit.perimage import PerImageCollector, PerImageMatrices
+
+
+@dataclass
+class Tally:
+    """What one pass over the validation set counted: the dataset's confusion matrix (summed
+    over processes), this process's first samples for pictures, and, where asked for, every
+    image's matrix (rank 0, all processes' images) and the boundary-IoU counts."""
+
+    matrix: ConfusionMatrix
+    samples: list[dict[str, Any]]
+    per_image: PerImageMatrices | None = None
+    boundary: BoundaryCounts | None = None
 
 
 class Evaluator:
+    """``per_image`` keeps every image's confusion matrix; ``ci`` (implies it) adds bootstrap
+    intervals to the metrics; ``boundary`` (a fraction of the image diagonal) adds boundary
+    IoU."""
+
     def __init__(
         self,
         settings: InferenceSettings,
@@ -37,6 +58,9 @@ class Evaluator:
         precision: Precision | None = None,
         panels: int = 4,
         world: World | None = None,
+        per_image: bool = False,
+        ci: Bootstrap | None = None,
+        boundary: float | None = None,
     ):
         self.settings = settings
         self.classes = list(classes)
@@ -45,14 +69,29 @@ class Evaluator:
         self.panels = panels
         self.world = world
         self.skips = SkipLog()  # this process's skipped samples, until the caller reports them
+        self.per_image = per_image or ci is not None
+        self.ci = ci
+        self.boundary = boundary
 
     def confusion(
         self, model: nn.Module, batches: Iterable[list[dict]], progress: ProgressBar | None = None
     ) -> tuple[ConfusionMatrix, list[dict[str, Any]]]:
         """The confusion matrix over all batches (lists of samples) of every process, and the
         first few samples of this process with their predictions, for pictures."""
+        tally = self.count(model, batches, progress)
+        return tally.matrix, tally.samples
+
+    def count(
+        self, model: nn.Module, batches: Iterable[list[dict]], progress: ProgressBar | None = None
+    ) -> Tally:
         device = self.normalizer.device
         matrix = ConfusionMatrix(len(self.classes), device, IGNORE_INDEX)
+        collector = PerImageCollector(self.classes) if self.per_image else None
+        boundary = (
+            BoundaryCounts(len(self.classes), device, IGNORE_INDEX, self.boundary)
+            if self.boundary is not None
+            else None
+        )
         predictor = Predictor(model, self.settings, self.precision)
         samples: list[dict[str, Any]] = []
         was_training = model.training
@@ -65,7 +104,11 @@ class Evaluator:
                     labels = torch.stack([s["mask"] for s in group]).to(device, non_blocking=True)
                     images = self.normalizer(torch.stack([s["image"] for s in group]))
                     prediction = predictor.labels(images, labels.shape[-2:])
-                    matrix.update(prediction, labels)
+                    matrices = matrix.update(prediction, labels, per_image=collector is not None)
+                    if collector is not None:
+                        collector.add([s["name"] for s in group], matrices)
+                    if boundary is not None:
+                        boundary.update(prediction, labels)
                     for sample, predicted in zip(group, prediction):
                         if len(samples) < self.panels:
                             samples.append(
@@ -81,19 +124,45 @@ class Evaluator:
                     progress.update(seen)
         finally:
             model.train(was_training)
+        per_image = collector.result() if collector is not None else None
         if self.world is not None:
             matrix.combine(self.world.sum_)
+            if boundary is not None:
+                boundary.combine(self.world.sum_)
+            if per_image is not None:
+                # the shards are consecutive blocks in rank order: joined, the dataset's order
+                shards = self.world.gather(per_image)
+                per_image = PerImageMatrices.concatenate(shards) if shards else None
         matrix.check_labels()
-        return matrix, samples
+        return Tally(matrix, samples, per_image, boundary)
+
+    def scores(self, tally: Tally) -> dict[str, Any]:
+        """The metrics of a tally: segkit.metrics' scores, ``boundary`` and ``ci`` where asked
+        for (``ci`` on rank 0 only, which holds every image's matrix)."""
+        metrics = segmentation_metrics(tally.matrix.matrix, self.classes)
+        if tally.boundary is not None:
+            metrics["boundary"] = tally.boundary.metrics(self.classes)
+        if self.ci is not None and tally.per_image is not None:
+            metrics["ci"] = confidence_interval(tally.per_image, self.ci)
+        return metrics
 
     def evaluate(
         self, model: nn.Module, batches: Iterable[list[dict]], progress: ProgressBar | None = None
     ) -> dict[str, Any]:
-        """mIoU, mAcc, aAcc, per-class IoU and accuracy, and ``samples`` for pictures."""
-        matrix, samples = self.confusion(model, batches, progress)
-        metrics = segmentation_metrics(matrix.matrix, self.classes)
-        metrics["samples"] = samples
+        """The metrics of :meth:`scores`, and ``samples`` for pictures."""
+        tally = self.count(model, batches, progress)
+        metrics = self.scores(tally)
+        metrics["samples"] = tally.samples
         return metrics
+
+
+def bootstrap_settings(section: dict[str, Any], resamples: int | None = None) -> Bootstrap:
+    """The bootstrap of the ``eval`` section (``eval.resamples``, ``eval.ci_seed``), with
+    ``resamples`` given on the command line taking precedence."""
+    return Bootstrap(
+        resamples=resamples or int(section.get("resamples", 1000)),
+        seed=int(section.get("ci_seed", 0)),
+    )
 
 
 def _equal_size_runs(samples: list[dict | SkippedSample]) -> list[list[dict]]:

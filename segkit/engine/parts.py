@@ -21,7 +21,7 @@ from torch.utils.data import DataLoader, Dataset
 from segkit.builder import build_lr_scheduler, build_model, build_optimizer, explaining, registry
 from segkit.data import build_dataset, collate, leave_stop_signals_to_the_main_process
 from segkit.engine.distributed import World, rank_seed
-from segkit.engine.evaluator import Evaluator, validation_loader
+from segkit.engine.evaluator import Evaluator, bootstrap_settings, validation_loader
 from segkit.engine.inference import InferenceSettings, InputNormalizer
 from segkit.engine.losses import Criterion, build_criterion
 from segkit.engine.runtime import Runtime
@@ -112,6 +112,7 @@ def build_training_parts(
             runtime.precision,
             panels=eval_cfg["panels"],
             world=world,
+            ci=bootstrap_settings(eval_cfg) if eval_cfg.get("ci") else None,
         ),
         loggers=build_loggers(config),
         runtime=runtime,

@@ -68,9 +68,12 @@ def run_summary(
     lines = []
     final = last_validation(run_dir / "metrics.jsonl")
     if final is not None and final.get("mIoU") is not None:
-        result = f"final validation mIoU {final['mIoU']:.3f} at iteration {final['step']}"
+        result = f"final validation mIoU {final['mIoU']:.3f}"
+        result += _interval((final.get("ci") or {}).get("mIoU"))
+        result += f" at iteration {final['step']}"
         if best is not None:
-            result += f" (best {best['mIoU']:.3f} at iteration {best['step']})"
+            result += f" (best {best['mIoU']:.3f}{_interval(best.get('mIoU_ci'))}"
+            result += f" at iteration {best['step']})"
         lines.append(result)
     lines.append(f"run directory: {run_dir}")
     entries = [(run_dir / name, meaning) for name, meaning in CORE_ENTRIES] + list(outputs)
@@ -80,6 +83,11 @@ def run_summary(
             lines.append(f"  {label:<21} {meaning}")
     lines += [f"watch it: {line}" for line in watch]
     return "\n".join(f"segkit: {line}" for line in lines)
+
+
+def _interval(bounds: list[float] | None) -> str:
+    """A bootstrap interval (eval.ci) after its score, or nothing."""
+    return "" if not bounds else f" [95% interval {bounds[0]:.3f}..{bounds[1]:.3f}]"
 
 
 def _shown(path: Path, run_dir: Path) -> str:

@@ -436,6 +436,8 @@ class Trainer:
         improved = miou is not None and (self.best is None or miou > self.best["mIoU"])
         if improved:
             self.best = {"mIoU": miou, "step": step}
+            if metrics.get("ci") is not None:
+                self.best["mIoU_ci"] = metrics["ci"]["mIoU"]
         with self.world.together("recording the validation"):
             if not self.world.is_main:
                 return

@@ -121,8 +121,8 @@ def _metrics(
 
 
 def _confusion(validation: ValidationPass, scored: dict[str, Any] | None) -> tuple[np.ndarray, str]:
-    if scored is not None and scored.get("confusion") is not None:
-        return np.asarray(scored["confusion"], dtype=np.float64), "from the eval JSON"
+    if scored is not None and scored.get("confusion_matrix") is not None:
+        return np.asarray(scored["confusion_matrix"], dtype=np.float64), "from the eval JSON"
     return validation.confusion, "counted by this report's pass"
 
 
@@ -155,7 +155,7 @@ def _notes(
             f"{evaluation} was made with mode {expected[0]}, scales {expected[1]}, flip "
             f"{expected[2]}; the run's config gives {settings.describe()} for the worst images"
         )
-    if scored.get("confusion") is None:
+    if scored.get("confusion_matrix") is None:
         notes.append(
             f"{evaluation} holds no confusion matrix: the one shown was counted by this report's "
             "pass with the same checkpoint and settings"

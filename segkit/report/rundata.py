@@ -128,10 +128,10 @@ def check_evaluation(evaluation: dict[str, Any], path: str | Path, classes: list
             f"data.val has {len(classes)} ({_first(classes)}); give the eval JSON of this run's "
             "validation set"
         )
-    confusion = evaluation.get("confusion")
+    confusion = evaluation.get("confusion_matrix")
     if confusion is not None and not _is_square(confusion, len(classes)):
         raise SegkitError(
-            f"--eval {path}: 'confusion' is not a {len(classes)} x {len(classes)} matrix of "
+            f"--eval {path}: 'confusion_matrix' is not a {len(classes)} x {len(classes)} matrix of "
             "pixel counts (one row per ground-truth class)"
         )
 
