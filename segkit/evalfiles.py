@@ -65,13 +65,14 @@ def write_evaluation(
         "confusion_matrix": np.asarray(matrix, dtype=np.int64).tolist(),
         "files": {key: path.name for key, path in paths.items()},
     }
+    # the report first: a disk that is full from the start is reported on the file asked for
     contents: dict[Path, bytes] = {
+        out: (json.dumps(report, indent=2) + "\n").encode("utf-8"),
         paths["confusion_csv"]: confusion_csv(matrix, classes).encode("utf-8"),
         paths["confusion_npy"]: npy.getvalue(),
     }
     if per_image is not None:
         contents[paths["per_image"]] = per_image.to_bytes()
-    contents[out] = (json.dumps(report, indent=2) + "\n").encode("utf-8")
     atomic_write_files(contents, "the evaluation report")
     return report
 

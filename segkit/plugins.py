@@ -62,6 +62,7 @@ PLUGIN_API: dict[str, tuple[str, ...]] = {
     ),
     "segkit.weights": ("read_checkpoint", "state_dict_of", "load_into", "adapt_input_conv"),
     "segkit.label_map": ("IGNORE_INDEX", "LabelMap"),
+    "segkit.maskformat": ("ColourDecoder", "is_grey_rgb"),
     "segkit.imagefiles": (
         "EncodedImage",
         "FileDataset",

@@ -11,8 +11,7 @@ DEFAULT_SIZE = (512, 512)
 
 
 def add_commands(subparsers) -> None:
-    from segkit.export.catalog import FORMATS
-    from segkit.export.valcheck import VAL_IMAGES
+    from segkit.export.catalog import FORMATS, VAL_IMAGES
 
     parser = subparsers.add_parser(
         "export",

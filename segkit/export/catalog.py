@@ -14,6 +14,7 @@ FORMATS = ("onnx", "torchscript", "exported")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".ts", "exported": ".pt2"}
 INPUT_NAME = "images"
 ONNX_MODULES = ("onnx", "onnxscript", "onnxruntime")
+VAL_IMAGES = 50  # validation images an export is checked on, where data.val can be read
 
 
 def require_onnx_extra(modules: tuple[str, ...] = ONNX_MODULES) -> None:

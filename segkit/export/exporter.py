@@ -15,9 +15,9 @@ import torch
 
 from segkit.errors import SegkitError
 from segkit.export import formats
-from segkit.export.catalog import INPUT_NAME, SUFFIXES
+from segkit.export.catalog import INPUT_NAME, SUFFIXES, VAL_IMAGES
 from segkit.export.graph import ExportGraph, Output, with_window_pools
-from segkit.export.valcheck import VAL_IMAGES, ValidationCheck, validation_check
+from segkit.export.valcheck import ValidationCheck, validation_check
 from segkit.export.verify import MIN_AGREEMENT, Check, check_shapes, compare
 from segkit.files import atomic_write_text
 from segkit.inputs import InputSpec

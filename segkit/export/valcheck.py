@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from segkit.errors import SegkitError
+from segkit.export.catalog import VAL_IMAGES
 from segkit.export.verify import MIN_AGREEMENT
 from segkit.label_map import IGNORE_INDEX
 from segkit.metrics import ConfusionMatrix, segmentation_metrics
-
-VAL_IMAGES = 50
 
 
 @dataclass(frozen=True)
