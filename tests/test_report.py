@@ -22,7 +22,7 @@ from segkit.config import dump_config
 from segkit.metrics import ConfusionMatrix, segmentation_metrics
 from segkit.report.confusion import row_normalised, top_confusions
 from segkit.report.page import ReportContent, render
-from segkit.report.predictions import image_confusions, image_iou
+from segkit.report.predictions import image_iou
 
 TOY_TRAIN = (
     "train: {max_iters: 6, eval_interval: 3, log_interval: 1, precision: fp32, device: cpu}\n"
@@ -88,12 +88,13 @@ def one_line_error(capsys) -> str:
 
 
 def test_per_image_confusions_are_each_images_own_matrix():
+    """The matrices the report ranks images by: each image's own, from the set's one count."""
     generator = torch.Generator().manual_seed(0)
     labels = torch.randint(0, 4, (3, 9, 7), generator=generator)
     labels[0, :2] = 255  # not annotated
     labels[2] = 255  # an image without a labelled pixel
     predictions = torch.randint(0, 4, (3, 9, 7), generator=generator)
-    matrices = image_confusions(predictions, labels, 4)
+    matrices = ConfusionMatrix(4).update(predictions, labels, per_image=True)
     for index in range(3):
         expected = ConfusionMatrix(4)
         expected.update(predictions[index], labels[index])

@@ -100,7 +100,7 @@ class Evaluator:
         try:
             for batch in batches:
                 self.skips.add(s.message for s in batch if isinstance(s, SkippedSample))
-                for group in _equal_size_runs(batch):
+                for group in equal_size_runs(batch):
                     labels = torch.stack([s["mask"] for s in group]).to(device, non_blocking=True)
                     images = self.normalizer(torch.stack([s["image"] for s in group]))
                     prediction = predictor.labels(images, labels.shape[-2:])
@@ -165,7 +165,7 @@ def bootstrap_settings(section: dict[str, Any], resamples: int | None = None) ->
     )
 
 
-def _equal_size_runs(samples: list[dict | SkippedSample]) -> list[list[dict]]:
+def equal_size_runs(samples: list[dict | SkippedSample]) -> list[list[dict]]:
     """Consecutive samples of one size; skipped samples (data.on_bad_sample: skip) are left
     out."""
     runs: list[list[dict]] = []

@@ -178,14 +178,14 @@ class Segmenter(visualize.PaletteImages):
             )
             if tuple(labels.shape[-2:]) != size:
                 # back at the input's size by nearest neighbour: classes are not blended
-                kept = None if kept is None else _nearest(kept[None], size)[0]
+                kept = None if kept is None else nearest(kept[None], size)[0]
                 yield (
                     key,
                     Segmentation(
-                        _nearest(labels[number][None, None].float(), size)[0, 0].long().cpu(),
+                        nearest(labels[number][None, None].float(), size)[0, 0].long().cpu(),
                         None
                         if confidence is None
-                        else _nearest(confidence[number][None, None], size)[0, 0].cpu(),
+                        else nearest(confidence[number][None, None], size)[0, 0].cpu(),
                         None if kept is None else kept.cpu(),
                     ),
                 )
@@ -242,8 +242,15 @@ def image_tensor(item: Any, what: str, inputs: InputSpec | None = None) -> torch
 def _shorter_side(image: torch.Tensor, side: int) -> torch.Tensor:
     height, width = image.shape[-2:]
     factor = side / min(height, width)
-    size = (max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5)))
-    if size == (height, width):
+    return resize_image(
+        image, (max(1, int(height * factor + 0.5)), max(1, int(width * factor + 0.5)))
+    )
+
+
+def resize_image(image: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Bilinear, antialiased resize of a CxHxW uint8 or uint16 image, keeping its type."""
+    size = tuple(size)
+    if size == tuple(image.shape[-2:]):
         return image
     if image.dtype == torch.uint16:  # no integer kernel: through float32, which holds uint16
         resized = F.interpolate(
@@ -255,7 +262,7 @@ def _shorter_side(image: torch.Tensor, side: int) -> torch.Tensor:
     )[0]
 
 
-def _nearest(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def nearest(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """[N, C, h, w] -> [N, C, *size], each output pixel taking the input pixel under its centre."""
     return F.interpolate(tensor, size=tuple(size), mode="nearest-exact")
 

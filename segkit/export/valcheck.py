@@ -14,8 +14,8 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
+from segkit.engine.segmenter import nearest, resize_image
 from segkit.errors import SegkitError
 from segkit.export.catalog import VAL_IMAGES
 from segkit.export.verify import MIN_AGREEMENT
@@ -102,22 +102,9 @@ def _batches(dataset, count: int, fixed_shape: tuple[int, int, int] | None):
     batch, height, width = fixed_shape
     for start in range(0, count, batch):
         samples = [dataset[index] for index in range(start, min(start + batch, count))]
-        images = torch.stack([_resized_image(s["image"], height, width) for s in samples])
-        labels = torch.stack([_resized_label(s["mask"], height, width) for s in samples])
+        images = torch.stack([resize_image(s["image"], (height, width)) for s in samples])
+        labels = torch.stack(
+            [nearest(s["mask"][None, None].float(), (height, width))[0, 0].long() for s in samples]
+        )
         filler = images[-1:].expand(batch - len(samples), -1, -1, -1)
         yield torch.cat([images, filler]), labels
-
-
-def _resized_image(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if tuple(image.shape[-2:]) == (height, width):
-        return image
-    scaled = F.interpolate(
-        image[None].float(), (height, width), mode="bilinear", align_corners=False, antialias=True
-    )
-    return scaled[0].round().clamp(0, torch.iinfo(image.dtype).max).to(image.dtype)
-
-
-def _resized_label(label: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    if tuple(label.shape[-2:]) == (height, width):
-        return label
-    return F.interpolate(label[None, None].float(), (height, width), mode="nearest")[0, 0].long()

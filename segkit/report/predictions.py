@@ -17,8 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from segkit.engine.evaluator import _equal_size_runs as equal_size_runs  # eval's own batching
-from segkit.engine.evaluator import validation_loader
+from segkit.engine.evaluator import equal_size_runs, validation_loader
 from segkit.engine.inference import InferenceSettings, Predictor
 from segkit.engine.loaded_model import TrainedModel
 from segkit.engine.progress import ProgressBar
@@ -72,8 +71,7 @@ def predict_validation(
             labels = torch.stack([s["mask"] for s in group]).to(total.matrix.device)
             images = trained.normalizer(torch.stack([s["image"] for s in group]))
             predictions = predictor.labels(images, labels.shape[-2:])
-            total.update(predictions, labels)
-            per_image = image_confusions(predictions, labels, num_classes).cpu().numpy()
+            per_image = total.update(predictions, labels, per_image=True).cpu().numpy()
             for sample, prediction, label, confusion in zip(group, predictions, labels, per_image):
                 iou = image_iou(confusion)
                 if iou is None:
@@ -98,20 +96,6 @@ def predict_validation(
     total.check_labels()
     worst_first = [entry for _, _, entry in sorted(kept, key=lambda k: (-k[0], -k[1]))]
     return ValidationPass(total.matrix.cpu().numpy(), worst_first, scored)
-
-
-def image_confusions(
-    predictions: torch.Tensor, labels: torch.Tensor, num_classes: int
-) -> torch.Tensor:
-    """[N, C, C] pixel counts, one confusion matrix per image; ignored pixels and label values
-    outside the classes (which the set's matrix reports) are not counted."""
-    count, n = predictions.shape[0], num_classes
-    counted = (labels != IGNORE_INDEX) & (labels >= 0) & (labels < n)
-    offsets = torch.arange(count, device=labels.device).view(-1, 1, 1) * (n * n)
-    cells = torch.where(counted, offsets + labels * n + predictions, count * n * n).flatten()
-    bins = torch.zeros(count * n * n + 1, dtype=torch.int64, device=labels.device)
-    bins.scatter_add_(0, cells, torch.ones_like(cells))
-    return bins[:-1].view(count, n, n)
 
 
 def class_ious(confusion: np.ndarray) -> np.ndarray:
