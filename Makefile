@@ -15,7 +15,7 @@ $(BIN)/python:
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -c "import torch, torchvision" 2>/dev/null || $(BIN)/pip install $(TORCH)
-	$(BIN)/pip install -e '.[dev,export,coco,tiff,report]'
+	$(BIN)/pip install -e '.[dev,export,coco,tiff,report,timm,mlflow,wandb]'
 	touch $@
 
 install: $(VENV)/.installed
