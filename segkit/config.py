@@ -475,6 +475,26 @@ def dump_config(config: dict) -> str:
     return yaml.dump(_styled(config), Dumper=_ConfigDumper, sort_keys=False, width=100)
 
 
+def flatten_config(config: dict) -> dict[str, Any]:
+    """The config as ``dotted.key -> value`` pairs, list items by index
+    (``data.train.transforms.0.type``): the shape trackers that store flat parameters (MLflow, a
+    CSV file) compare runs by. A plain list of scalars stays one value, as it reads in YAML."""
+    flat: dict[str, Any] = {}
+
+    def walk(value: Any, prefix: str) -> None:
+        if isinstance(value, dict) and value:
+            for key, item in value.items():
+                walk(item, f"{prefix}.{key}" if prefix else str(key))
+        elif isinstance(value, (list, tuple)) and not all(_is_scalar(v) for v in value):
+            for index, item in enumerate(value):
+                walk(item, f"{prefix}.{index}")
+        else:
+            flat[prefix] = list(value) if isinstance(value, tuple) else value
+
+    walk(config, "")
+    return flat
+
+
 class _FlowList(list):
     pass
 
