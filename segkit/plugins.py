@@ -74,7 +74,7 @@ PLUGIN_API: dict[str, tuple[str, ...]] = {
     "segkit.config": ("dump_config", "flatten_config"),
     "segkit.files": ("remove_dead_writers", "append_line", "atomic_write_text"),
     "segkit.engine.checkpoint": ("atomic_save",),
-    "segkit.engine.run": ("Run",),
+    "segkit.engine.run": ("Run", "validation_scalars"),
     "segkit.engine.progress": ("ProgressBar",),
     "segkit.engine.visualize": ("default_palette", "panel"),
     # for a plugin's tests (docs/plugins.md, "Testing a plugin")

@@ -17,13 +17,13 @@ from __future__ import annotations
 import csv
 import io
 import json
-import numbers
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import segkit
 from segkit.config import flatten_config
+from segkit.engine.run import validation_scalars
 from segkit.files import append_line, atomic_write_text
 
 COLUMNS = ("step", "split", "name", "value")
@@ -59,8 +59,8 @@ class _FileLogger:
     @segkit.hookimpl
     def segkit_on_eval_end(self, run, step, metrics):
         if self.rows_path is not None:
-            scalars = {k: v for k, v in metrics.items() if k != "samples"}
-            self._append((step, "val", name, value) for name, value in _numbers(scalars))
+            scalars = validation_scalars(metrics)
+            self._append((step, "val", name, value) for name, value in scalars.items())
 
     def _append(self, rows: Iterator[tuple[int, str, str, float]]) -> None:
         lines = [self.encode_row(*row) for row in rows]
@@ -147,14 +147,3 @@ def _csv_line(fields: list[Any]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(fields)
     return buffer.getvalue()
-
-
-def _numbers(values: dict[str, Any], prefix: str = "") -> Iterator[tuple[str, float]]:
-    """The numbers of a validation's metrics, nested ones by path (``IoU/road``); a class without
-    a score (``None``) and lists (bootstrap intervals) have no single value and are left out."""
-    for key, value in values.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            yield from _numbers(value, f"{name}/")
-        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
-            yield name, float(value)

@@ -42,3 +42,19 @@ class Run:
     @property
     def images_per_step(self) -> int:
         return self.batch_size * self.accumulate * self.world_size
+
+
+def validation_scalars(metrics: dict[str, Any], prefix: str = "") -> dict[str, float]:
+    """The numbers of a validation's ``metrics`` (``segkit_on_eval_end``) as flat names, nested
+    ones by path (``IoU/road``), for trackers that store one number per name. The pictures
+    (``samples``), a class without a score (``None``) and lists (bootstrap intervals) have no
+    single value and are left out."""
+    found: dict[str, float] = {}
+    for key, value in metrics.items():
+        if key == "samples" and not prefix:
+            continue
+        if isinstance(value, dict):
+            found.update(validation_scalars(value, f"{prefix}{key}/"))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            found[f"{prefix}{key}"] = float(value)
+    return found
