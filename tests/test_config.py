@@ -8,7 +8,7 @@ from conftest import make_distribution, run_segkit
 
 import segkit
 from segkit.cli import main
-from segkit.config import dump_config
+from segkit.config import dump_config, flatten_config
 
 
 def toy_backbone(depth: int = 18, widths: list[int] = (8, 16), frozen: bool = False):
@@ -375,3 +375,20 @@ def test_plus_override_appends_to_a_list(write_config):
         segkit.ConfigError, match=r"no such list item; write \+eval\.scales\.1=VALUE"
     ):
         segkit.load_config(path, ["eval.scales.3=2.0"])
+
+
+def test_flatten_config_gives_dotted_keys_and_keeps_lists_of_plain_values_whole():
+    config = {
+        "model": {"backbone": {"type": "resnet18", "strides": [1, 2]}, "aux_heads": []},
+        "data": {"transforms": [{"type": "flip"}, {"type": "crop", "size": [64, 64]}]},
+        "logging": {},
+    }
+    assert flatten_config(config) == {
+        "model.backbone.type": "resnet18",
+        "model.backbone.strides": [1, 2],
+        "model.aux_heads": [],
+        "data.transforms.0.type": "flip",
+        "data.transforms.1.type": "crop",
+        "data.transforms.1.size": [64, 64],
+        "logging": {},
+    }
