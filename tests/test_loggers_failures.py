@@ -9,6 +9,7 @@ import torch
 from logger_runs import train_quickstart
 
 
+@pytest.mark.slow  # segkit train gets as far as building the loggers
 @pytest.mark.parametrize("package", ["mlflow", "wandb"])
 def test_a_tracker_that_is_not_installed_names_its_extra(tmp_path, package):
     shadow = tmp_path / "shadow"
