@@ -8,11 +8,16 @@ import json
 from pathlib import Path
 
 import pandas
+import pluggy
 import pytest
 import torch
+from engine_toys import fill_disk
 from logger_runs import train_quickstart
+from test_engine_disk_full import disk  # noqa: F401  (a small real tmpfs, as a fixture)
 
 import segkit
+from segkit import hookspecs
+from segkit.engine.events import RunEvents
 from segkit.engine.run import Run
 
 CONFIG = {"model": {"backbone": {"type": "resnet18"}}, "data": {"transforms": [{"type": "flip"}]}}
@@ -99,6 +104,29 @@ def test_a_fresh_run_starts_the_file_anew(tmp_path):
     log_steps(first, make_run(tmp_path), range(1, 4))
     segkit.build("logger", {"type": "csv"}).segkit_on_train_start(run=make_run(tmp_path))
     assert (tmp_path / "log.csv").read_text() == "step,split,name,value\n"
+
+
+def test_a_full_disk_under_the_log_costs_one_warning_and_no_torn_row(tmp_path, disk, capsys):  # noqa: F811
+    """The log on its own full disk (the run's is fine): the trainer's hook caller warns once
+    and goes on; the file keeps whole rows only."""
+    path = disk / "log.csv"
+    logger = segkit.build("logger", {"type": "csv", "path": str(path)})
+    manager = pluggy.PluginManager("segkit")
+    manager.add_hookspecs(hookspecs)
+    manager.register(logger, name="logger csv")
+    events = RunEvents(manager)
+    run = make_run(tmp_path)
+    events.segkit_on_train_start(run=run)
+    events.segkit_on_train_iter_end(run=run, step=1, logs={"loss": 1.0})
+    fill_disk(disk / "ballast")
+    many = {f"loss_term_{n}": 0.5 for n in range(400)}  # more than the page the file has
+    for step in (2, 3):
+        events.segkit_on_train_iter_end(run=run, step=step, logs=many)
+    warnings = capsys.readouterr().err.strip().splitlines()
+    assert len(warnings) == 1, warnings
+    assert "logger csv" in warnings[0] and "no space left on device" in warnings[0]
+    assert str(path) in warnings[0] and "training goes on without it" in warnings[0]
+    assert path.read_text() == "step,split,name,value\n1,train,loss,1.0\n"
 
 
 @pytest.mark.slow
