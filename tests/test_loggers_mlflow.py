@@ -14,6 +14,9 @@ pytest.importorskip("mlflow")
 
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+# MLflow 3.17's own use of SQLAlchemy, not this logger's
+pytestmark = pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated")
+
 
 @pytest.mark.slow
 def test_a_run_and_its_resume_land_in_one_mlflow_run_with_params_metrics_and_artifacts(tmp_path):
@@ -51,3 +54,46 @@ def test_a_run_and_its_resume_land_in_one_mlflow_run_with_params_metrics_and_art
     assert summary["best"]["step"] in (2, 4) and 0 <= summary["best"]["mIoU"] <= 1
     assert (run / "mlflow" / "artifacts").is_dir()  # not ./mlruns in the working directory
     assert torch.load(run / "checkpoints" / "last.pt", weights_only=True)["step"] == 4
+
+
+@pytest.mark.slow  # MLflow's import and a new store's tables take over 5 s here
+def test_a_run_stopped_early_is_killed_and_its_resume_finishes_the_same_mlflow_run(tmp_path):
+    import segkit
+    from segkit.engine.run import Run
+
+    def run_at(start_step: int, step: int) -> Run:
+        return Run(
+            config={"train": {"max_iters": 4}, "model": {"head": {"type": "uper"}}},
+            work_dir=tmp_path,
+            model=torch.nn.Identity(),
+            classes=["road"],
+            palette=[(0, 0, 0)],
+            max_iters=4,
+            device=torch.device("cpu"),
+            precision="fp32",
+            batch_size=2,
+            start_step=start_step,
+            step=step,
+        )
+
+    spec = {"type": "mlflow", "experiment": "short", "run_name": "probe"}
+    first = segkit.build("logger", spec)
+    stopped = run_at(0, 2)
+    first.segkit_on_train_start(run=stopped)
+    first.segkit_on_eval_end(run=stopped, step=2, metrics={"mIoU": 0.25, "IoU": {"a b?": 0.5}})
+    first.segkit_on_train_end(run=stopped)  # interrupted at step 2 of 4
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow' / 'mlflow.db'}")
+    run_id = json.loads((tmp_path / "mlflow_run.json").read_text())["run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+    assert client.get_metric_history(run_id, "val/IoU/a b_")[0].value == 0.5
+
+    again = segkit.build("logger", spec)
+    resumed = run_at(2, 4)
+    again.segkit_on_train_start(run=resumed)
+    again.segkit_on_train_iter_end(run=resumed, step=3, logs={"loss": 0.5})
+    again.segkit_on_train_end(run=resumed)
+    finished = client.get_run(run_id)
+    assert finished.info.status == "FINISHED" and finished.info.run_name == "probe"
+    assert finished.data.params == {"train.max_iters": "4", "model.head.type": "uper"}
+    assert [m.step for m in client.get_metric_history(run_id, "train/loss")] == [3]
+    assert len(client.search_runs([client.get_experiment_by_name("short").experiment_id])) == 1
