@@ -1,0 +1,221 @@
+"""A timm model's stage features as a segkit backbone.
+
+timm builds the network (``features_only=True``) and says what each feature level is
+(``feature_info``: channels and stride); this module turns that into segkit's backbone contract
+(``out_channels``, ``strides``, ``forward`` -> list of N x C x H x W features), freezes the early
+stages, and loads local timm weight files through timm's own loader after segkit's strict check.
+Only timm's public API is used: ``create_model``, ``is_model``, ``list_models``,
+``get_pretrained_cfg``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+
+import torch
+from torch import nn
+
+from segkit.layers import check_in_channels
+from segkit_plugins.timm.weights import adapt_first_convs, check_fits, read_state_dict, without
+
+try:
+    import timm
+except ImportError:
+    raise ImportError(
+        "the backbone 'timm' needs the timm package, which cannot be imported here; install "
+        "segkit's timm extra: pip install 'segkit[timm]'"
+    ) from None
+
+LEVELS = 4  # feature levels taken by default: strides 4..32 on a CNN, as segkit's own backbones
+
+
+class TimmBackbone(nn.Module):
+    """Any timm model with features_only, by its timm name (e.g. convnext_tiny, resnet50).
+
+    Names: python -c "import timm; print(timm.list_models('convnext*'))" lists the models
+    matching a pattern (timm.list_models() all of them); any of them with features_only works.
+    ``out_indices``: the feature levels to return, in timm's numbering (negative from the end);
+    default the last four (on CNNs the features at strides 4, 8, 16, 32). ``output_stride``: 8,
+    16 or 32 for models that can dilate (ResNets, ConvNeXt, EfficientNets, RegNets, ...); default
+    the model's own. ``frozen_stages``: -1 trains all; 0 freezes the stem (every layer before the
+    first returned level); k also the layers up to the k-th returned level (no gradient, norms in
+    eval mode). ``pretrained``: a local timm classification weight file (.pth, .bin or
+    .safetensors, a state dict as timm saves it; the classifier is dropped), checked key by key.
+    ``in_channels``: input channels; RGB weights are adapted. ``num_classes``: keep timm's
+    classifier with N classes and return logits instead of features. Docs: docs/models.md.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        out_indices: list[int] | None = None,
+        output_stride: Literal[8, 16, 32] | None = None,
+        frozen_stages: int = -1,
+        pretrained: str | None = None,
+        pretrained_strict: bool = True,
+        in_channels: int = 3,
+        num_classes: int | None = None,
+    ):
+        super().__init__()
+        check_model_name(name)
+        check_in_channels(in_channels)
+        if output_stride not in (None, 8, 16, 32):
+            raise ValueError(f"output_stride must be 8, 16 or 32 (or null); got {output_stride!r}")
+        options = {"in_chans": in_channels}
+        if output_stride is not None:
+            options["output_stride"] = output_stride
+        if num_classes is None:
+            options["features_only"] = True
+            options["out_indices"] = tuple(out_indices or range(-LEVELS, 0))
+        else:
+            options["num_classes"] = num_classes
+        if pretrained:
+            options.update(pretrained_options(name, pretrained, pretrained_strict, options))
+        self.model = create(name, options, out_indices)
+        self.name, self.in_channels, self.frozen_stages = name, in_channels, frozen_stages
+        if num_classes is None:
+            info = self.model.feature_info
+            self.out_channels, self.strides = list(info.channels()), list(info.reduction())
+            self.channels_last_output = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
+            self._frozen = frozen_modules(self.model, info.module_name(), frozen_stages)
+        elif frozen_stages != -1:
+            raise ValueError("frozen_stages needs the feature backbone (leave out num_classes)")
+        else:
+            self._frozen = []
+        for module in self._frozen:
+            module.eval()
+            module.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> TimmBackbone:
+        super().train(mode)
+        for module in self._frozen:
+            module.eval()
+        return self
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
+        output = self.model(x)
+        if isinstance(output, torch.Tensor):  # the classifier's logits
+            return output
+        if self.channels_last_output:  # Swin-like models give N x H x W x C
+            return [f.permute(0, 3, 1, 2) for f in output]
+        return list(output)
+
+
+def check_model_name(name: str) -> None:
+    """An unknown name is refused with the closest timm names and how to list them."""
+    if timm.is_model(name):
+        return
+    names = timm.list_models()
+    close = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+    stem = name.split("_")[0].rstrip("0123456789") or name
+    hint = f"did you mean {', '.join(repr(c) for c in close)}? " if close else ""
+    raise ValueError(
+        f"name: '{name}' is not a timm model; {hint}list the names with: "
+        f"python -c \"import timm; print(timm.list_models('{stem}*'))\""
+    )
+
+
+def create(name: str, options: dict, out_indices: list[int] | None) -> nn.Module:
+    """``timm.create_model`` with its complaints about our options turned into clear ones."""
+    try:
+        return timm.create_model(name, pretrained="pretrained_cfg_overlay" in options, **options)
+    except TypeError as error:
+        if "output_stride" in str(error):
+            raise ValueError(
+                f"output_stride: timm's '{name}' cannot change its output stride (it takes no "
+                f"output_stride argument); leave output_stride out to use the model's own"
+            ) from None
+        raise
+    except IndexError:
+        levels = len(timm.create_model(name, features_only=True, pretrained=False).feature_info)
+        raise ValueError(
+            f"out_indices: {out_indices} is out of range for timm's '{name}', which has "
+            f"{levels} feature levels (0..{levels - 1}, or -{levels}..-1)"
+        ) from None
+    except AssertionError:
+        if "output_stride" in options:
+            raise ValueError(
+                f"output_stride: timm's '{name}' does not support output_stride "
+                f"{options['output_stride']}"
+            ) from None
+        raise
+    except RuntimeError as error:
+        if "features_only" in str(error):
+            raise ValueError(
+                f"name: timm's '{name}' cannot return stage features (features_only is not "
+                "implemented for it); pick another model"
+            ) from None
+        raise
+
+
+def pretrained_options(name: str, path: str, strict: bool, options: dict) -> dict:
+    """The ``create_model`` options that make timm's loader read ``path``'s weights, after the
+    file was checked against the classification model (classifier left out for features)."""
+    config = timm.get_pretrained_cfg(name)
+    classifier = tuple(_names(config.classifier)) if config is not None else ()
+    first_convs = tuple(_names(config.first_conv)) if config is not None else ()
+    features = "num_classes" not in options
+    with torch.device("meta"):  # shapes only: the reference costs no memory
+        reference = timm.create_model(
+            name,
+            pretrained=False,
+            in_chans=options["in_chans"],
+            num_classes=0 if features else options["num_classes"],
+        )
+    state = read_state_dict(path)
+    if features:
+        state = without(state, classifier)
+    adapt_first_convs(state, first_convs, options["in_chans"], path)
+    check_fits(reference, name, state, path, strict)
+    input_size = (options["in_chans"], *(config.input_size[1:] if config else (224, 224)))
+    return {"pretrained_cfg_overlay": {"state_dict": state, "input_size": input_size}}
+
+
+def _names(value: str | tuple[str, ...] | None) -> list[str]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, str) else list(value)
+
+
+def frozen_modules(model: nn.Module, level_modules: list[str], stages: int) -> list[nn.Module]:
+    """The modules ``frozen_stages`` freezes: every parameter registered before the first
+    returned level (the stem), then those of levels 1..``stages``, taken as whole modules."""
+    if stages == -1:
+        return []
+    if not 0 <= stages <= len(level_modules):
+        raise ValueError(
+            f"frozen_stages must be -1 (none) to {len(level_modules)} (all returned levels); "
+            f"got {stages}"
+        )
+    boundary = [_module_path(model, name) for name in level_modules]
+    names = [name for name, _ in model.named_parameters()]
+    inside = [i for i, n in enumerate(names) if _under(n, boundary[0])]
+    if stages == 0:
+        end = inside[0] if inside else 0
+    else:
+        end = max(i for i, n in enumerate(names) if _under(n, boundary[stages - 1])) + 1
+    frozen = set(names[:end])
+    name_of = {id(p): n for n, p in model.named_parameters()}
+    return [
+        module
+        for module in model.modules()
+        if any(True for _ in module.parameters())
+        and all(name_of[id(p)] in frozen for p in module.parameters())
+    ]
+
+
+def _module_path(model: nn.Module, name: str) -> str:
+    """Where feature level module ``name`` (timm's path in the full model) sits in the feature
+    model: as is, flattened (``stages.0`` -> ``stages_0``) or under the getter's ``model.``."""
+    for candidate in (name, name.replace(".", "_", 1), f"model.{name}"):
+        try:
+            model.get_submodule(candidate)
+            return candidate
+        except AttributeError:
+            continue
+    raise ValueError(f"frozen_stages: cannot find the module '{name}' of a feature level")
+
+
+def _under(parameter: str, module: str) -> bool:
+    return parameter.startswith(module + ".")
