@@ -76,7 +76,11 @@ def check_fits(
     if not wrong_shape and not (strict and (missing or unexpected)):
         return
     parts = [f"{path}: the weights do not fit timm's '{name}'"]
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
+    for label, keys in (
+        ("missing", missing),
+        ("unexpected", unexpected),
+        ("wrong shape", wrong_shape),
+    ):
         if keys:
             shown = ", ".join(keys[:8]) + (f", ... ({len(keys) - 8} more)" if len(keys) > 8 else "")
             parts.append(f"{label} ({len(keys)}): {shown}")
