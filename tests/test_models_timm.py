@@ -15,6 +15,7 @@ pytest.importorskip("timm")
 
 import timm  # noqa: E402
 from safetensors.torch import save_file  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 from segkit import build  # noqa: E402
 from segkit.cli import main  # noqa: E402
@@ -91,13 +92,29 @@ def test_options_timm_cannot_honour_are_named(options, message):
 
 def test_parameter_counts_are_the_classifier_models_minus_the_classifier():
     with torch.device("meta"):
+        resnet18 = timm_backbone(name="resnet18")
+        ours18 = build("backbone", {"type": "resnet18"})
         resnet50 = timm_backbone(name="resnet50")
         ours = build("backbone", {"type": "resnet50"})
         classifier = timm.create_model("resnet50")
         atto = timm_backbone(name="convnext_atto")
         atto_classifier = timm.create_model("convnext_atto")
+    assert count(resnet18) == count(ours18) == 11_176_512
     assert count(resnet50) == count(ours) == count(classifier, skip="fc.") == 23_508_032
     assert count(atto) == count(atto_classifier, skip="head.")
+
+
+@pytest.mark.parametrize("output_stride", [32, 8])
+def test_a_timm_resnet_costs_what_segkits_resnet_costs(output_stride):
+    def flops(spec):
+        with torch.device("meta"):
+            backbone = build("backbone", {**spec, "output_stride": output_stride}).eval()
+            counter = FlopCounterMode(display=False)
+            with counter, torch.no_grad():
+                backbone(torch.zeros(1, 3, 128, 128))
+        return counter.get_total_flops()
+
+    assert flops({"type": "timm", "name": "resnet18"}) == flops({"type": "resnet18"}) > 0
 
 
 @pytest.mark.parametrize("stages", [0, 1, 2, 4])
