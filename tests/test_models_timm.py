@@ -53,6 +53,22 @@ def test_out_indices_and_output_stride_reach_timm():
     assert [f.shape[-1] for f in backbone(torch.zeros(1, 3, 64, 64))] == [32, 8]
 
 
+def test_a_model_with_fewer_than_four_levels_returns_all_by_default():
+    with torch.device("meta"):
+        levit = timm_backbone(name="levit_128s")
+    assert levit.strides == [16, 32, 64] and levit.out_channels == [128, 256, 384]
+
+
+def test_with_num_classes_it_is_timms_classifier(tmp_path):
+    path = tmp_path / "resnet18.pth"
+    state = save_classifier("resnet18", path)
+    classifier = timm_backbone(name="resnet18", num_classes=1000, pretrained=str(path)).eval()
+    assert torch.equal(classifier.model.fc.weight, state["fc.weight"])
+    assert classifier(torch.zeros(2, 3, 64, 64)).shape == (2, 1000)
+    with pytest.raises(ConfigError, match="wrong shape \\(2\\): fc.weight"):
+        timm_backbone(name="resnet18", num_classes=10, pretrained=str(path))
+
+
 def test_channels_last_models_give_nchw_features():
     with torch.device("meta"):  # Swin's shapes without its 28 M weights
         backbone = timm_backbone(name="swin_tiny_patch4_window7_224")

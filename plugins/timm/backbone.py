@@ -117,7 +117,8 @@ def check_model_name(name: str) -> None:
 
 
 def create(name: str, options: dict, out_indices: list[int] | None) -> nn.Module:
-    """``timm.create_model`` with its complaints about our options turned into clear ones."""
+    """``timm.create_model`` with its complaints about our options turned into clear ones; a
+    model with fewer than four feature levels returns all of them by default."""
     try:
         return timm.create_model(name, pretrained="pretrained_cfg_overlay" in options, **options)
     except TypeError as error:
@@ -127,26 +128,22 @@ def create(name: str, options: dict, out_indices: list[int] | None) -> nn.Module
                 f"output_stride argument); leave output_stride out to use the model's own"
             ) from None
         raise
-    except IndexError:
-        levels = len(timm.create_model(name, features_only=True, pretrained=False).feature_info)
-        raise ValueError(
-            f"out_indices: {out_indices} is out of range for timm's '{name}', which has "
-            f"{levels} feature levels (0..{levels - 1}, or -{levels}..-1)"
-        ) from None
-    except AssertionError:
-        if "output_stride" in options:
+    except (IndexError, AssertionError) as error:
+        if isinstance(error, AssertionError) and "out of range" not in str(error):
+            if "output_stride" not in options:
+                raise
             raise ValueError(
                 f"output_stride: timm's '{name}' does not support output_stride "
                 f"{options['output_stride']}"
             ) from None
-        raise
-    except RuntimeError as error:
-        if "features_only" in str(error):
-            raise ValueError(
-                f"name: timm's '{name}' cannot return stage features (features_only is not "
-                "implemented for it); pick another model"
-            ) from None
-        raise
+        with torch.device("meta"):
+            levels = len(timm.create_model(name, features_only=True).feature_info)
+        if out_indices is None:
+            return create(name, {**options, "out_indices": tuple(range(levels))}, [])
+        raise ValueError(
+            f"out_indices: {out_indices} is out of range for timm's '{name}', which has "
+            f"{levels} feature levels (0..{levels - 1}, or -{levels}..-1)"
+        ) from None
 
 
 def pretrained_options(name: str, path: str, strict: bool, options: dict) -> dict:
