@@ -146,6 +146,16 @@ def test_frozen_stages_freeze_what_segkits_resnet_freezes(stages):
     assert frozen(theirs)
 
 
+def test_the_stem_of_a_vit_is_everything_before_the_first_returned_block():
+    with torch.device("meta"):
+        vit = timm_backbone(name="vit_tiny_patch16_224", frozen_stages=0)
+    frozen = {
+        n.removeprefix("model.model.") for n, p in vit.named_parameters() if not p.requires_grad
+    }
+    assert {"cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.7.mlp.fc2.bias"} <= frozen
+    assert not any(n.startswith(("blocks.8.", "norm.")) for n in frozen)
+
+
 def test_frozen_norms_stay_in_eval_mode_and_the_rest_trains():
     backbone = timm_backbone(name="convnext_atto", frozen_stages=1).train()
     stem, first, second = (

@@ -38,7 +38,7 @@ class TimmBackbone(nn.Module):
     ``out_indices``: the feature levels to return, in timm's numbering (negative from the end);
     default the last four (on CNNs the features at strides 4, 8, 16, 32). ``output_stride``: 8,
     16 or 32 for models that can dilate (ResNets, ConvNeXt, EfficientNets, RegNets, ...); default
-    the model's own. ``frozen_stages``: -1 trains all; 0 freezes the stem (every layer before the
+    the model's own. ``frozen_stages``: -1 trains all; 0 freezes the stem (every module before the
     first returned level); k also the layers up to the k-th returned level (no gradient, norms in
     eval mode). ``pretrained``: a local timm classification weight file (.pth, .bin or
     .safetensors, a state dict as timm saves it; the classifier is dropped), checked key by key.
@@ -78,14 +78,15 @@ class TimmBackbone(nn.Module):
             info = self.model.feature_info
             self.out_channels, self.strides = list(info.channels()), list(info.reduction())
             self.channels_last_output = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
-            self._frozen = frozen_modules(self.model, info.module_name(), frozen_stages)
+            frozen, self._frozen = frozen_parts(self.model, info.module_name(), frozen_stages)
         elif frozen_stages != -1:
             raise ValueError("frozen_stages needs the feature backbone (leave out num_classes)")
         else:
-            self._frozen = []
+            frozen, self._frozen = [], []
+        for parameter in frozen:
+            parameter.requires_grad_(False)
         for module in self._frozen:
             module.eval()
-            module.requires_grad_(False)
 
     def train(self, mode: bool = True) -> TimmBackbone:
         super().train(mode)
@@ -175,31 +176,38 @@ def _names(value: str | tuple[str, ...] | None) -> list[str]:
     return [value] if isinstance(value, str) else list(value)
 
 
-def frozen_modules(model: nn.Module, level_modules: list[str], stages: int) -> list[nn.Module]:
-    """The modules ``frozen_stages`` freezes: every parameter registered before the first
-    returned level (the stem), then those of levels 1..``stages``, taken as whole modules."""
+def frozen_parts(
+    model: nn.Module, level_modules: list[str], stages: int
+) -> tuple[list[nn.Parameter], list[nn.Module]]:
+    """The parameters ``frozen_stages`` freezes, and the modules made of nothing else (kept in
+    eval mode). In the order the feature model registers its modules (the order data flows
+    through them): the stem is everything before the first returned level's module; stage k
+    ends with the k-th returned level's module and everything inside it."""
     if stages == -1:
-        return []
+        return [], []
     if not 0 <= stages <= len(level_modules):
         raise ValueError(
             f"frozen_stages must be -1 (none) to {len(level_modules)} (all returned levels); "
             f"got {stages}"
         )
-    boundary = [_module_path(model, name) for name in level_modules]
-    names = [name for name, _ in model.named_parameters()]
-    inside = [i for i, n in enumerate(names) if _under(n, boundary[0])]
+    order = [name for name, _ in model.named_modules()]
     if stages == 0:
-        end = inside[0] if inside else 0
+        end = order.index(_module_path(model, level_modules[0]))
     else:
-        end = max(i for i, n in enumerate(names) if _under(n, boundary[stages - 1])) + 1
-    frozen = set(names[:end])
-    name_of = {id(p): n for n, p in model.named_parameters()}
-    return [
+        last = _module_path(model, level_modules[stages - 1])
+        end = 1 + max(i for i, n in enumerate(order) if n == last or n.startswith(last + "."))
+    frozen = [
+        parameter
+        for module in list(model.modules())[:end]
+        for parameter in module.parameters(recurse=False)
+    ]
+    ids = {id(p) for p in frozen}
+    modules = [
         module
         for module in model.modules()
-        if any(True for _ in module.parameters())
-        and all(name_of[id(p)] in frozen for p in module.parameters())
+        if any(True for _ in module.parameters()) and all(id(p) in ids for p in module.parameters())
     ]
+    return frozen, modules
 
 
 def _module_path(model: nn.Module, name: str) -> str:
@@ -212,7 +220,3 @@ def _module_path(model: nn.Module, name: str) -> str:
         except AttributeError:
             continue
     raise ValueError(f"frozen_stages: cannot find the module '{name}' of a feature level")
-
-
-def _under(parameter: str, module: str) -> bool:
-    return parameter.startswith(module + ".")
