@@ -133,7 +133,7 @@ def test_a_timm_resnet_costs_what_segkits_resnet_costs(output_stride):
     assert flops({"type": "timm", "name": "resnet18"}) == flops({"type": "resnet18"}) > 0
 
 
-@pytest.mark.parametrize("stages", [0, 1, 2, 4])
+@pytest.mark.parametrize("stages", [0, 1, 2, 3, 4])
 def test_frozen_stages_freeze_what_segkits_resnet_freezes(stages):
     with torch.device("meta"):
         theirs = timm_backbone(name="resnet18", frozen_stages=stages)

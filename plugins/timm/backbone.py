@@ -73,7 +73,7 @@ class TimmBackbone(nn.Module):
         if pretrained:
             options.update(pretrained_options(name, pretrained, pretrained_strict, options))
         self.model = create(name, options, out_indices)
-        self.name, self.in_channels, self.frozen_stages = name, in_channels, frozen_stages
+        self.in_channels = in_channels
         if num_classes is None:
             info = self.model.feature_info
             self.out_channels, self.strides = list(info.channels()), list(info.reduction())
