@@ -219,6 +219,18 @@ def test_weights_of_another_model_are_refused_naming_file_and_keys(tmp_path):
     assert "unexpected (" in message and "layer1.2.conv1.weight" in message
 
 
+@pytest.mark.parametrize(
+    "content, message",
+    [(None, "weight file not found"), (b"not a tensor file", "not a readable safetensors file")],
+)
+def test_unusable_safetensors_files_are_named(tmp_path, content, message):
+    path = tmp_path / "weights.safetensors"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(ConfigError, match=f"{path}: {message}"):
+        timm_backbone(name="resnet18", pretrained=str(path))
+
+
 def test_cli_reports_a_missing_weight_file_in_one_line(write_config, tmp_path, capsys):
     config = write_config(
         "timm.yaml",
