@@ -106,6 +106,36 @@ def test_options_timm_cannot_honour_are_named(options, message):
     assert message in str(raised.value)
 
 
+def test_timm_options_reach_timm_unless_an_own_option_sets_them():
+    with torch.device("meta"):
+        atto = timm_backbone(name="convnext_atto", timm_options={"drop_path_rate": 0.1})
+    assert max(getattr(m, "drop_prob", 0.0) for m in atto.modules()) == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="'in_chans' \\(set it with in_channels\\)"):
+        timm_backbone(name="resnet18", timm_options={"in_chans": 4})
+    with pytest.raises(ConfigError, match="timm's 'resnet18' takes no argument 'colour'"):
+        timm_backbone(name="resnet18", timm_options={"colour": "red"})
+
+
+def test_a_fixed_size_vit_says_which_option_frees_its_input_size(write_config, capsys):
+    def model_info(backbone: str) -> int:
+        config = write_config(
+            "vit.yaml",
+            f"""
+            _base_: {ROOT / "configs/quickstart.yaml"}
+            model:
+              backbone: {{_delete_: true, type: timm, name: vit_tiny_patch16_224{backbone}}}
+              head: {{type: uper, in_index: [0, 1, 2, 3]}}
+            """,
+        )
+        return main(["model-info", str(config), "--size", "64x64"])
+
+    assert model_info("") == 2
+    error = capsys.readouterr().err.splitlines()[-1]
+    assert "timm's 'vit_tiny_patch16_224' takes one input size only" in error
+    assert "timm_options: {dynamic_img_size: true}" in error
+    assert model_info(", timm_options: {dynamic_img_size: true}") == 0
+
+
 def test_parameter_counts_are_the_classifier_models_minus_the_classifier():
     with torch.device("meta"):
         resnet18 = timm_backbone(name="resnet18")

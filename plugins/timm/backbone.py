@@ -11,11 +11,13 @@ Only timm's public API is used: ``create_model``, ``is_model``, ``list_models``,
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+import re
+from typing import Any, Literal
 
 import torch
 from torch import nn
 
+from segkit.errors import SegkitError
 from segkit.layers import check_in_channels
 from segkit_plugins.timm.weights import adapt_first_convs, check_fits, read_state_dict, without
 
@@ -28,6 +30,19 @@ except ImportError:
     ) from None
 
 LEVELS = 4  # feature levels taken by default: strides 4..32 on a CNN, as segkit's own backbones
+# create_model arguments the backbone's own options set; timm_options may not
+OWN = {
+    "features_only": "num_classes",
+    "out_indices": "out_indices",
+    "output_stride": "output_stride",
+    "in_chans": "in_channels",
+    "num_classes": "num_classes",
+    "pretrained": "pretrained",
+    "pretrained_cfg": "pretrained",
+    "pretrained_cfg_overlay": "pretrained",
+    "pretrained_strict": "pretrained_strict",
+}
+SET_HERE = ("features_only", "out_indices", "output_stride", "pretrained_cfg_overlay")
 
 
 class TimmBackbone(nn.Module):
@@ -43,7 +58,9 @@ class TimmBackbone(nn.Module):
     eval mode). ``pretrained``: a local timm classification weight file (.pth, .bin or
     .safetensors, a state dict as timm saves it; the classifier is dropped), checked key by key.
     ``in_channels``: input channels; RGB weights are adapted. ``num_classes``: keep timm's
-    classifier with N classes and return logits instead of features. Docs: docs/models.md.
+    classifier with N classes and return logits instead of features. ``timm_options``: further
+    timm.create_model arguments, e.g. {drop_path_rate: 0.1}, {dynamic_img_size: true} for ViTs,
+    {strict_img_size: false} for Swin. Docs: docs/models.md.
     """
 
     def __init__(
@@ -56,13 +73,14 @@ class TimmBackbone(nn.Module):
         pretrained_strict: bool = True,
         in_channels: int = 3,
         num_classes: int | None = None,
+        timm_options: dict[str, Any] | None = None,
     ):
         super().__init__()
         check_model_name(name)
         check_in_channels(in_channels)
         if output_stride not in (None, 8, 16, 32):
             raise ValueError(f"output_stride must be 8, 16 or 32 (or null); got {output_stride!r}")
-        options = {"in_chans": in_channels}
+        options = {**check_timm_options(timm_options), "in_chans": in_channels}
         if output_stride is not None:
             options["output_stride"] = output_stride
         if num_classes is None:
@@ -73,7 +91,7 @@ class TimmBackbone(nn.Module):
         if pretrained:
             options.update(pretrained_options(name, pretrained, pretrained_strict, options))
         self.model = create(name, options, out_indices)
-        self.in_channels = in_channels
+        self.in_channels, self.timm_name = in_channels, name
         if num_classes is None:
             info = self.model.feature_info
             self.out_channels, self.strides = list(info.channels()), list(info.reduction())
@@ -95,12 +113,36 @@ class TimmBackbone(nn.Module):
         return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
-        output = self.model(x)
+        try:
+            output = self.model(x)
+        except AssertionError as error:  # timm's patch embedding of a fixed-size model
+            if "match model" not in str(error):
+                raise
+            raise SegkitError(
+                f"timm's '{self.timm_name}' takes one input size only ({error}); build it with "
+                "timm_options: {dynamic_img_size: true} (ViT-like models) or "
+                "{strict_img_size: false} (Swin-like models)"
+            ) from None
         if isinstance(output, torch.Tensor):  # the classifier's logits
             return output
         if self.channels_last_output:  # Swin-like models give N x H x W x C
             return [f.permute(0, 3, 1, 2) for f in output]
         return list(output)
+
+
+def check_timm_options(options: dict[str, Any] | None) -> dict[str, Any]:
+    """Further ``timm.create_model`` arguments (``drop_path_rate``, ``dynamic_img_size``, ...),
+    refused where one of the backbone's own options says it."""
+    if options is None:
+        return {}
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise ValueError(
+            f"timm_options must be a mapping of argument names to values; got {options!r}"
+        )
+    taken = [f"'{k}' (set it with {OWN[k]})" for k in options if k in OWN]
+    if taken:
+        raise ValueError(f"timm_options: {', '.join(taken)} is the backbone's own option")
+    return dict(options)
 
 
 def check_model_name(name: str) -> None:
@@ -123,12 +165,7 @@ def create(name: str, options: dict, out_indices: list[int] | None) -> nn.Module
     try:
         return timm.create_model(name, pretrained="pretrained_cfg_overlay" in options, **options)
     except TypeError as error:
-        if "output_stride" in str(error):
-            raise ValueError(
-                f"output_stride: timm's '{name}' cannot change its output stride (it takes no "
-                f"output_stride argument); leave output_stride out to use the model's own"
-            ) from None
-        raise
+        raise unknown_argument(name, error) from None
     except (IndexError, AssertionError) as error:
         if isinstance(error, AssertionError) and "out of range" not in str(error):
             if "output_stride" not in options:
@@ -138,13 +175,28 @@ def create(name: str, options: dict, out_indices: list[int] | None) -> nn.Module
                 f"{options['output_stride']}"
             ) from None
         with torch.device("meta"):
-            levels = len(timm.create_model(name, features_only=True).feature_info)
+            probe = {k: v for k, v in options.items() if k not in SET_HERE}
+            levels = len(timm.create_model(name, features_only=True, **probe).feature_info)
         if out_indices is None:
             return create(name, {**options, "out_indices": tuple(range(levels))}, [])
         raise ValueError(
             f"out_indices: {out_indices} is out of range for timm's '{name}', which has "
             f"{levels} feature levels (0..{levels - 1}, or -{levels}..-1)"
         ) from None
+
+
+def unknown_argument(name: str, error: TypeError) -> Exception:
+    """What to tell the user when timm's model class refused an argument: an output stride it
+    cannot change, or a ``timm_options`` entry it does not take (any other TypeError is a bug)."""
+    unknown = re.search(r"unexpected keyword argument '(\w+)'", str(error))
+    if unknown is None:
+        return error
+    if unknown.group(1) == "output_stride":
+        return ValueError(
+            f"output_stride: timm's '{name}' cannot change its output stride (it takes no "
+            f"output_stride argument); leave output_stride out to use the model's own"
+        )
+    return ValueError(f"timm_options: timm's '{name}' takes no argument '{unknown.group(1)}'")
 
 
 def pretrained_options(name: str, path: str, strict: bool, options: dict) -> dict:
@@ -154,13 +206,17 @@ def pretrained_options(name: str, path: str, strict: bool, options: dict) -> dic
     classifier = tuple(_names(config.classifier)) if config is not None else ()
     first_convs = tuple(_names(config.first_conv)) if config is not None else ()
     features = "num_classes" not in options
-    with torch.device("meta"):  # shapes only: the reference costs no memory
-        reference = timm.create_model(
-            name,
-            pretrained=False,
-            in_chans=options["in_chans"],
-            num_classes=0 if features else options["num_classes"],
-        )
+    kept = {k: v for k, v in options.items() if k not in (*SET_HERE, "num_classes")}
+    try:
+        with torch.device("meta"):  # shapes only: the reference costs no memory
+            reference = timm.create_model(
+                name,
+                pretrained=False,
+                num_classes=0 if features else options["num_classes"],
+                **kept,
+            )
+    except TypeError as error:
+        raise unknown_argument(name, error) from None
     state = read_state_dict(path)
     if features:
         state = without(state, classifier)
