@@ -176,6 +176,13 @@ def test_frozen_stages_freeze_what_segkits_resnet_freezes(stages):
     assert frozen(theirs)
 
 
+def test_a_norm_swapped_in_later_is_held_in_eval_mode_too():
+    with torch.device("meta"):
+        backbone = timm_backbone(name="resnet18", frozen_stages=1)
+        backbone.model.bn1 = torch.nn.BatchNorm2d(64)  # as the engine's synchronised BN does
+    assert not backbone.train().model.bn1.training and backbone.model.layer2.training
+
+
 def test_the_stem_of_a_vit_is_everything_before_the_first_returned_block():
     with torch.device("meta"):
         vit = timm_backbone(name="vit_tiny_patch16_224", frozen_stages=0)

@@ -96,20 +96,23 @@ class TimmBackbone(nn.Module):
             info = self.model.feature_info
             self.out_channels, self.strides = list(info.channels()), list(info.reduction())
             self.channels_last_output = getattr(self.model, "output_fmt", "NCHW") == "NHWC"
-            frozen, self._frozen = frozen_parts(self.model, info.module_name(), frozen_stages)
+            frozen, self.frozen_modules = frozen_parts(
+                self.model, info.module_name(), frozen_stages
+            )
         elif frozen_stages != -1:
             raise ValueError("frozen_stages needs the feature backbone (leave out num_classes)")
         else:
-            frozen, self._frozen = [], []
+            frozen, self.frozen_modules = [], []
         for parameter in frozen:
             parameter.requires_grad_(False)
-        for module in self._frozen:
-            module.eval()
+        self.train()
 
     def train(self, mode: bool = True) -> TimmBackbone:
+        """Frozen modules stay in eval mode. They are looked up by name each time, so a module
+        the engine swaps in later (a synchronised batch norm) is held to it too."""
         super().train(mode)
-        for module in self._frozen:
-            module.eval()
+        for name in self.frozen_modules:
+            self.model.get_submodule(name).eval()
         return self
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor] | torch.Tensor:
@@ -234,9 +237,9 @@ def _names(value: str | tuple[str, ...] | None) -> list[str]:
 
 def frozen_parts(
     model: nn.Module, level_modules: list[str], stages: int
-) -> tuple[list[nn.Parameter], list[nn.Module]]:
-    """The parameters ``frozen_stages`` freezes, and the modules made of nothing else (kept in
-    eval mode). In the order the feature model registers its modules (the order data flows
+) -> tuple[list[nn.Parameter], list[str]]:
+    """The parameters ``frozen_stages`` freezes, and the names of the modules made of nothing
+    else (kept in eval mode). In the order the feature model registers its modules (the order data flows
     through them): the stem is everything before the first returned level's module; stage k
     ends with the k-th returned level's module and everything inside it."""
     if stages == -1:
@@ -259,8 +262,8 @@ def frozen_parts(
     ]
     ids = {id(p) for p in frozen}
     modules = [
-        module
-        for module in model.modules()
+        name
+        for name, module in model.named_modules()
         if any(True for _ in module.parameters()) and all(id(p) in ids for p in module.parameters())
     ]
     return frozen, modules
