@@ -98,6 +98,9 @@ def run_show(args) -> int:
     summary = component.summary()
     if summary:
         print(summary)
+    details = _details(component.load())
+    if details:
+        print(f"\n{details}")
     hints = component.type_hints()
     rows = []
     for parameter in component.parameters():
@@ -111,6 +114,12 @@ def run_show(args) -> int:
     if component.accepts_any_keyword():
         print("also accepts further keyword options")
     return 0
+
+
+def _details(factory: Any) -> str:
+    """The factory's docstring after its first line: what the options mean, beyond the table."""
+    doc = inspect.getdoc(factory) or ""
+    return doc.partition("\n")[2].strip()
 
 
 def _type_name(hint: Any) -> str:
