@@ -48,6 +48,8 @@ PLUGIN_API: dict[str, tuple[str, ...]] = {
         "Length",
         "OneOf",
         "UpToRunLength",
+        "OnePerClass",
+        "ClassIndices",
     ),
     "segkit.errors": ("SegkitError", "ConfigError", "DataError", "SampleError", "CheckpointError"),
     "segkit.layers": (
