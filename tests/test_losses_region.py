@@ -227,3 +227,39 @@ def test_bad_options_are_config_errors_naming_the_key(loss, key, says, tmp_path,
     err = capsys.readouterr().err
     assert f"run.yaml:2: {key}: " in err and says in err, err
     assert "Traceback" not in err
+
+
+# ---- training with them ------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "{type: focal, gamma: 2.0}",
+        "[{type: cross_entropy, loss_weight: 1}, {type: lovasz, loss_weight: 0.5}]",
+        "{type: tversky, alpha: 0.3, beta: 0.7, gamma: 0.75}",
+    ],
+)
+def test_the_quickstart_trains_with_the_loss(loss, tmp_path):
+    import json
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[1]
+    run = tmp_path / "run"
+    small = [
+        "train.max_iters=3",
+        "train.eval_interval=0",
+        "train.device=cpu",
+        "data.train.size=[64, 64]",
+        "data.val.size=[64, 64]",
+        "data.val.length=2",
+        "data.batch_size=2",
+        "data.workers=0",
+        "logging.loggers=[]",
+    ]
+    status = main(["train", str(root / QUICK), f"loss={loss}", *small, "--work-dir", str(run)])
+    assert status == 0
+    lines = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [line["loss"] for line in lines if line["split"] == "train"]
+    assert losses and all(math.isfinite(value) and value > 0 for value in losses)
