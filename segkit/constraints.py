@@ -56,6 +56,19 @@ class Above(Constraint):
 
 
 @dataclass(frozen=True)
+class Below(Constraint):
+    """Strictly less, for values such as an averaging decay where 1 would freeze everything."""
+
+    high: float
+
+    def allows(self, value: Any) -> bool:
+        return not _number(value) or value < self.high
+
+    def describe(self) -> str:
+        return f"below {_show(self.high)}"
+
+
+@dataclass(frozen=True)
 class Between(Constraint):
     low: float
     high: float

@@ -44,6 +44,7 @@ PLUGIN_API: dict[str, tuple[str, ...]] = {
         "Constraint",
         "AtLeast",
         "Above",
+        "Below",
         "Between",
         "Length",
         "OneOf",

@@ -51,8 +51,10 @@ def resume_parts(
     state: ResumeState, parts: TrainingParts, config: dict[str, Any], world: World
 ) -> None:
     """Load the model, optimizer, schedule and scaler states and every process's random
-    streams from ``state``."""
-    load_into(parts.model, state.model, state.path)
+    streams from ``state``. The model gets the trained weights, which a checkpoint with a
+    weight average keeps apart (its ``model`` is the average)."""
+    trained = state.raw_model if state.raw_model is not None else state.model
+    load_into(parts.model, trained, state.path)
     _check_same_optimizer(state, parts.optimizer, config)
     _check_same_schedule(state, config)
     try:
