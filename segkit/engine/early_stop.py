@@ -57,9 +57,10 @@ class EarlyStop:
             if self.best is not None
             else " (it was never computed)"
         )
+        margin = f" by more than {self.min_delta:g}" if self.min_delta else ""
         return (
-            f"early stop: {self.metric} has not improved for {self.stale} validation{plural}"
-            + since
+            f"early stop: {self.metric} has not improved{margin} for {self.stale} "
+            f"validation{plural}{since}"
         )
 
     def state(self) -> dict[str, Any]:
