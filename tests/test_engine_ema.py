@@ -122,3 +122,32 @@ def test_ema_settings_are_checked_with_the_key(toys, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "train.ema.decay: expected float above 0, below 1 or null, got float 1.0" in err
     assert "train.ema.warmup: expected bool" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_the_quickstart_trains_with_ema_and_early_stopping(tmp_path, capsys):
+    from pathlib import Path
+
+    quickstart = Path(__file__).resolve().parents[1] / "configs/quickstart.yaml"
+    run = tmp_path / "run"
+    small = [
+        "train.max_iters=6",
+        "train.eval_interval=2",
+        "train.device=cpu",
+        "train.ema.decay=0.999",
+        "train.early_stop.patience=1",
+        "train.early_stop.min_delta=1.0",  # nothing beats the first validation by that much
+        "data.train.size=[64, 64]",
+        "data.val.size=[64, 64]",
+        "data.val.length=2",
+        "data.batch_size=2",
+        "data.workers=0",
+        "logging.loggers=[]",
+    ]
+    assert main(["train", str(quickstart), *small, "--work-dir", str(run)]) == 0
+    assert "early stop: mIoU has not improved by more than 1 for 1 validation" in (
+        capsys.readouterr().out
+    )
+    last = load(run / "checkpoints/last.pt")
+    assert last["step"] == 4 and last["ema"]["updates"] == 4
+    assert [line["step"] for line in val_lines(run)] == [2, 4]
