@@ -151,3 +151,21 @@ def test_the_quickstart_trains_with_ema_and_early_stopping(tmp_path, capsys):
     last = load(run / "checkpoints/last.pt")
     assert last["step"] == 4 and last["ema"]["updates"] == 4
     assert [line["step"] for line in val_lines(run)] == [2, 4]
+
+
+def test_a_checkpoint_from_before_these_keys_resumes_and_switching_ema_on_is_a_change(
+    toys, tmp_path, capsys
+):
+    config = write(tmp_path, train="train: {max_iters: 4, eval_interval: 0, device: cpu}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(config), "--work-dir", str(run)]) == 0
+    path = run / "checkpoints/last.pt"
+    older = load(path)
+    del older["config"]["train"]["ema"], older["config"]["train"]["early_stop"]
+    torch.save(older, path)  # as a segkit without train.ema and train.early_stop wrote it
+    capsys.readouterr()
+    assert main(["train", str(config), "--work-dir", str(run), "--resume"]) == 0
+    assert "finished already" in capsys.readouterr().out
+    switched = ["train.ema.decay=0.9", "--resume"]
+    assert main(["train", str(config), *switched, "--work-dir", str(run)]) == 2
+    assert "train.ema: None -> {'decay': 0.9, 'warmup': True}" in capsys.readouterr().err
