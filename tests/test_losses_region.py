@@ -174,6 +174,13 @@ def test_an_all_ignored_batch_gives_zero_and_a_usable_gradient(name):
     assert math.isfinite(value.item()) and torch.isfinite(logits.grad).all()
 
 
+@pytest.mark.parametrize("loss", [FocalLoss(X, gamma=0.5), TverskyLoss(X, gamma=0.5, smooth=1e-9)])
+def test_a_gamma_below_one_keeps_the_gradient_finite_at_a_saturated_pixel(loss):
+    logits = torch.tensor([[[[40.0]], [[-40.0]]]], requires_grad=True)  # p = 1 in float32
+    loss(logits, torch.zeros(1, 1, 1, dtype=torch.long)).backward()
+    assert torch.isfinite(logits.grad).all()
+
+
 def test_lovasz_is_a_weighted_term_beside_cross_entropy(use_plugins):
     use_plugins({}, load_entry_points=True)
     config = {

@@ -17,6 +17,7 @@ from torch import nn
 
 from segkit.constraints import AtLeast, OnePerClass
 
+_TINY = 1e-12
 ClassWeights = Annotated[list[Annotated[float, AtLeast(0)]] | None, OnePerClass()]
 
 
@@ -43,7 +44,10 @@ class FocalLoss(nn.Module):
         labelled = target != self.ignore_index
         safe_target = target.masked_fill(~labelled, 0).unsqueeze(1)
         log_p = logits.log_softmax(dim=1).gather(1, safe_target).squeeze(1)
-        losses = -((1 - log_p.exp()) ** self.gamma) * log_p
+        # 1 - p as -expm1(log p), exact near p = 1; kept above 0 so that a gamma below 1 has a
+        # finite gradient at a saturated pixel
+        focus = (-log_p.expm1()).clamp(min=_TINY) ** self.gamma
+        losses = -focus * log_p
         if self.alpha is not None:
             if self.alpha.numel() != logits.shape[1]:
                 raise ValueError(

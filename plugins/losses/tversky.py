@@ -58,5 +58,7 @@ class TverskyLoss(nn.Module):
         index = (true_positive + self.smooth) / (
             true_positive + self.alpha * false_positive + self.beta * false_negative + self.smooth
         )
-        losses = (1 - index).clamp(min=0)
-        return (losses if self.gamma == 1 else losses**self.gamma).mean()
+        losses = 1 - index
+        if self.gamma != 1:  # above 0, so that a gamma below 1 keeps a finite gradient
+            losses = losses.clamp(min=1e-12) ** self.gamma
+        return losses.mean()
