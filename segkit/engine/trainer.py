@@ -4,7 +4,9 @@ The pieces live elsewhere, each with one job: :mod:`segkit.engine.runtime` (devi
 :mod:`segkit.engine.parts` (the objects a config describes), :mod:`segkit.engine.step` (one
 optimizer step), :mod:`segkit.engine.checkpoint` (the training-state format),
 :mod:`segkit.engine.resume` (continuing from it), :mod:`segkit.engine.workers` (data workers
-and their deaths) and :mod:`segkit.engine.watch` (what the loop keeps an eye on). The trainer owns the order of events
+and their deaths), :mod:`segkit.engine.watch` (what the loop keeps an eye on),
+:mod:`segkit.engine.ema` (the weight average that validation scores and checkpoints hold as
+``model``) and :mod:`segkit.engine.early_stop` (ending a run whose validation stalls). The trainer owns the order of events
 and returns an :class:`Outcome`; what a person reads (banners, resume hints, exit codes) is the
 command's (``segkit/commands/train.py``).
 
@@ -66,8 +68,9 @@ class TrainingDiverged(SegkitError):
 
 @dataclass
 class Outcome:
-    """How a run ended. ``status`` is the process exit status: 0 finished (or had finished
-    already), 128 + N stopped by signal N after saving ``last_checkpoint``."""
+    """How a run ended. ``status`` is the process exit status: 0 finished (or stopped early by
+    ``train.early_stop``, or had finished already), 128 + N stopped by signal N after saving
+    ``last_checkpoint``."""
 
     status: int
     run_dir: Path
