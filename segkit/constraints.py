@@ -56,6 +56,19 @@ class Above(Constraint):
 
 
 @dataclass(frozen=True)
+class Below(Constraint):
+    """Strictly less, for values such as an averaging decay where 1 would freeze everything."""
+
+    high: float
+
+    def allows(self, value: Any) -> bool:
+        return not _number(value) or value < self.high
+
+    def describe(self) -> str:
+        return f"below {_show(self.high)}"
+
+
+@dataclass(frozen=True)
 class Between(Constraint):
     low: float
     high: float
@@ -112,3 +125,28 @@ class UpToRunLength(Constraint):
 
     def describe(self) -> str:
         return "at most train.max_iters (a longer one is shortened to the run)"
+
+
+@dataclass(frozen=True)
+class OnePerClass(Constraint):
+    """A list with one value per class (a loss's class weights): its length is checked against
+    ``model.num_classes`` once the whole config is read, since the factory never sees it."""
+
+    def allows(self, value: Any) -> bool:
+        return True  # the validator compares the length with model.num_classes
+
+    def describe(self) -> str:
+        return "with one value per class (model.num_classes)"
+
+
+@dataclass(frozen=True)
+class ClassIndices(Constraint):
+    """A list of class indices, each checked against ``model.num_classes`` once it is known."""
+
+    def allows(self, value: Any) -> bool:
+        return not isinstance(value, (list, tuple)) or all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value
+        )
+
+    def describe(self) -> str:
+        return "of class indices 0..model.num_classes-1"

@@ -44,10 +44,13 @@ PLUGIN_API: dict[str, tuple[str, ...]] = {
         "Constraint",
         "AtLeast",
         "Above",
+        "Below",
         "Between",
         "Length",
         "OneOf",
         "UpToRunLength",
+        "OnePerClass",
+        "ClassIndices",
     ),
     "segkit.errors": ("SegkitError", "ConfigError", "DataError", "SampleError", "CheckpointError"),
     "segkit.layers": (

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Annotated, Any, Literal
 
-from segkit.constraints import Above, AtLeast, Between, Length, OneOf
+from segkit.constraints import Above, AtLeast, Below, Between, Length, OneOf
 
 
 @dataclass(frozen=True)
@@ -147,6 +147,37 @@ class DataSection:
     )
 
 
+# the scalar validation metrics of metrics.jsonl that early stopping can watch
+MetricName = Literal["mIoU", "mAcc", "aAcc", "fwIoU", "mDice", "mPrecision"]
+
+
+@dataclass
+class EmaSection:
+    decay: Annotated[float, Above(0), Below(1)] | None = setting(
+        None,
+        "keep an exponential moving average of the weights with this decay (e.g. 0.9999); "
+        "validation, best.pt and every checkpoint's model are the average; null = off",
+    )
+    warmup: bool = setting(
+        True,
+        "ramp the decay up as min(decay, (1 + t) / (10 + t)) at the t-th update, so that the "
+        "average forgets the initial weights in a short run",
+    )
+
+
+@dataclass
+class EarlyStopSection:
+    patience: Count | None = setting(
+        None,
+        "end the run after this many validations in a row without improvement; null = off",
+    )
+    metric: MetricName = setting("mIoU", "the validation metric watched (a metrics.jsonl key)")
+    min_delta: Annotated[float, AtLeast(0)] = setting(
+        0.0, "an improvement must beat the best value by more than this"
+    )
+    mode: Literal["max", "min"] = setting("max", "max: higher is better; min: lower is better")
+
+
 @dataclass
 class TrainSection:
     max_iters: Count = setting(1000, "number of optimizer steps")
@@ -181,6 +212,8 @@ class TrainSection:
         "built with norm: syncbn, true = every batch norm, false = none (one process: never)",
     )
     work_dir: str | None = setting(None, "run directory; default: runs/<config name>")
+    ema: EmaSection = setting({}, "an exponential moving average of the weights")
+    early_stop: EarlyStopSection = setting({}, "ending the run when validation stops improving")
 
 
 @dataclass

@@ -26,7 +26,7 @@ from typing import Any
 from segkit import typecheck
 from segkit.components import CORE_ARGUMENTS, Registry
 from segkit.config import ConfigSource, KeyPath, apply_overrides, dotted, read_config_files
-from segkit.constraints import UpToRunLength
+from segkit.constraints import ClassIndices, OnePerClass, UpToRunLength
 from segkit.errors import ConfigError, SegkitError, UnknownComponentError
 from segkit.inputs import backbone_channels
 from segkit.schema import ConfigSchema, Slot, is_section
@@ -240,6 +240,7 @@ class Validator:
         self.check_val_classes = check_val_classes
         self.check_channel_counts = check_channels
         self.up_to_run_length: list[KeyPath] = []
+        self.per_class: list[tuple[KeyPath, Any, type]] = []  # (key, value, constraint kind)
 
     def report(self, key_path: KeyPath, message: str) -> None:
         self.source.report(key_path, message)
@@ -249,6 +250,7 @@ class Validator:
         self.shorten_to_run(resolved)
         self.check_declared_classes(resolved)
         self.check_window(resolved)
+        self.check_per_class(resolved)
         if self.check_channel_counts:
             self.check_channels(resolved)
         return resolved
@@ -304,6 +306,30 @@ class Validator:
                     else ""
                 ),
             )
+
+    def check_per_class(self, resolved: dict) -> None:
+        """Per-class values (``OnePerClass``) and class indices (``ClassIndices``) against
+        ``model.num_classes``: a loss would otherwise fail at its first batch, mid-run."""
+        num_classes = resolved.get("model", {}).get("num_classes")
+        if not isinstance(num_classes, int):
+            return
+        for key_path, value, kind in self.per_class:
+            if not isinstance(value, (list, tuple)):
+                continue
+            if kind is OnePerClass and len(value) != num_classes:
+                self.report(
+                    key_path,
+                    f"has {len(value)} value(s) but model.num_classes is {num_classes}: "
+                    f"give one value per class",
+                )
+            elif kind is ClassIndices and any(
+                isinstance(v, int) and v >= num_classes for v in value
+            ):
+                self.report(
+                    key_path,
+                    f"{value} names classes beyond model.num_classes {num_classes}: use "
+                    f"indices 0..{num_classes - 1}",
+                )
 
     def check_window(self, resolved: dict) -> None:
         section = resolved.get("eval", {})
@@ -430,6 +456,9 @@ class Validator:
                 hint = hints.get(key, inspect.Parameter.empty)
                 if any(isinstance(c, UpToRunLength) for c in typecheck.constraints(hint)):
                     self.up_to_run_length.append(child_path)
+                for rule in typecheck.constraints(hint):
+                    if isinstance(rule, (OnePerClass, ClassIndices)):
+                        self.per_class.append((child_path, value, type(rule)))
                 if not typecheck.matches(value, hint):
                     self.report(
                         child_path,

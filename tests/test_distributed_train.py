@@ -389,3 +389,36 @@ def test_gradient_accumulation_on_two_processes_equals_one_process(tmp_path):
     for key in one_weights:
         difference = (two_weights[key].double() - one_weights[key].double()).abs().max().item()
         assert difference <= TOLERANCE, f"{key} differs by {difference}"
+
+
+def test_every_process_keeps_the_same_weight_average_and_validates_the_saved_one(tmp_path):
+    """train.ema under torchrun: each process averages the same synchronised parameters; with
+    per-process batch norm the buffers are rank 0's, so both processes validate exactly the
+    average that last.pt holds, and `segkit eval` of it gives the validation's metric."""
+    env = plugin_environment(tmp_path)
+    dump = tmp_path / "dump"
+    config = write_config(tmp_path / "toy.yaml", dump)
+    run = tmp_path / "run"
+    options = ["model.backbone.norm=bn", "+train.ema.decay=0.5"]
+    trained = segkit("train", str(config), *options, "--work-dir", str(run), env=env, nproc=2)
+    assert trained.returncode == 0, trained.stderr
+    last = weights(run / "checkpoints/last.pt")
+    assert last["ema"]["updates"] == 6
+    rank0, rank1 = dumped(dump, 0), dumped(dump, 1)
+    for name, value in last["model"].items():
+        assert torch.equal(rank0[name], value) and torch.equal(rank1[name], value), name
+    evaluated = segkit(
+        "eval",
+        str(config),
+        "model.backbone.norm=bn",
+        "--checkpoint",
+        str(run / "checkpoints/last.pt"),
+        "--out",
+        str(tmp_path / "eval.json"),
+        env=env,
+    )
+    assert evaluated.returncode == 0, evaluated.stderr
+    one = json.loads((tmp_path / "eval.json").read_text())
+    validation = metric_lines(run, "val")[-1]
+    for name in METRICS:
+        assert one[name] == validation[name], name

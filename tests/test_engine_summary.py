@@ -58,3 +58,11 @@ def test_loggers_report_their_outputs_and_a_malformed_report_is_pointed_out(tmp_
     assert outputs == [(tmp_path / "a", "folder a")] and watch == [Writes.watch]
     err = capsys.readouterr().err
     assert "logger g: 'outputs' must be a list of (path, description) pairs, got 42" in err
+
+
+def test_summary_of_a_run_that_stopped_early_starts_with_why(tmp_path):
+    (tmp_path / "metrics.jsonl").write_text(json.dumps({"split": "val", "step": 6, "mIoU": 0.4}))
+    why = "early stop: mIoU has not improved for 2 validations since 0.5 at iteration 2"
+    lines = run_summary(tmp_path, {"mIoU": 0.5, "step": 2}, ended=why).splitlines()
+    assert lines[0] == f"segkit: {why}"
+    assert lines[1].startswith("segkit: final validation mIoU 0.400 at iteration 6")

@@ -110,7 +110,13 @@ def run_train(args) -> int:
         raise DiskFull(f"{error}. Free some space, then {again}") from None
     if trainer.world.rank != 0:
         return outcome.status
-    if outcome.finished_already:
+    if outcome.finished_already and outcome.stopped_early is not None:
+        print(
+            f"segkit: {outcome.run_dir} finished already at iteration {outcome.step} "
+            f"({outcome.stopped_early}); to train on, resume with a larger "
+            "train.early_stop.patience (or null) and --allow-changes"
+        )
+    elif outcome.finished_already:
         print(
             f"segkit: {outcome.run_dir} finished already ({outcome.step} of "
             f"{outcome.max_iters} iterations); to train longer, resume with a larger "
@@ -126,7 +132,13 @@ def run_train(args) -> int:
         )
     else:
         print(
-            run_summary(outcome.run_dir, outcome.best, outcome.logger_outputs, outcome.watch),
+            run_summary(
+                outcome.run_dir,
+                outcome.best,
+                outcome.logger_outputs,
+                outcome.watch,
+                ended=outcome.stopped_early,
+            ),
             flush=True,
         )
     for failure in outcome.plugin_failures:

@@ -3,7 +3,9 @@ last/best/numbered files.
 
 This module owns the format of a training checkpoint: :func:`training_state` is the one writer
 and :func:`read_training_state` the one reader, which checks every field before a resumed run
-uses it. ``format`` counts the layout's versions (1: files written before the field existed).
+uses it. ``format`` counts the layout's versions (1: files written before the field existed; 3: with
+``train.ema`` the ``model`` is the weight average and ``raw_model`` the trained weights, and an
+``early_stop`` record).
 
 A checkpoint is a dict of plain data (tensors, dicts, lists, numbers, strings), so that it loads
 with ``torch.load(weights_only=True)`` and no code from a file ever runs. The RNG states of
@@ -35,7 +37,7 @@ LAST = "last.pt"
 BEST = "best.pt"
 NUMBERED = re.compile(r"iter_(\d+)\.pt\Z")
 RESUME_KEYS = ("model", "step", "optimizer", "scheduler", "scaler", "rng", "sampler")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 # More iterations than any run makes: a larger step is a broken file, not a long run.
 MAX_STEP = 10**12
 
@@ -166,9 +168,11 @@ def model_record(
     config: dict[str, Any],
     classes: Sequence[str],
     palette: Sequence[Sequence[int]],
+    ema: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """What every checkpoint holds (``best.pt`` nothing more): the weights and what they mean."""
-    return {
+    """What every checkpoint holds (``best.pt`` nothing more): the weights and what they mean.
+    ``ema`` (the average's decay, warmup and updates) says the weights are a weight average."""
+    record = {
         "format": FORMAT_VERSION,
         "model": model_state,
         "step": step,
@@ -176,6 +180,9 @@ def model_record(
         "classes": list(classes),
         "palette": [list(colour) for colour in palette],
     }
+    if ema is not None:
+        record["ema"] = ema
+    return record
 
 
 def training_state(
@@ -187,9 +194,13 @@ def training_state(
     rng_per_rank: list[dict[str, Any]],
     sampler: dict[str, int],
     best: dict[str, Any] | None,
+    raw_model: dict[str, Any] | None = None,
+    early_stop: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A resumable checkpoint: ``record`` (:func:`model_record`) plus the optimizer, schedule,
-    scaler, every process's RNG state and the sampler position."""
+    scaler, every process's RNG state and the sampler position. With a weight average,
+    ``record``'s model is the average and ``raw_model`` the weights the optimizer trains;
+    ``early_stop`` is the early-stopping record (:mod:`segkit.engine.early_stop`)."""
     state = {
         **record,
         "optimizer": optimizer,
@@ -199,6 +210,10 @@ def training_state(
         "sampler": sampler,
         "best": best,
     }
+    if raw_model is not None:
+        state["raw_model"] = raw_model
+    if early_stop is not None:
+        state["early_stop"] = early_stop
     if len(rng_per_rank) > 1:
         state["rng_per_rank"] = rng_per_rank
     return state
@@ -220,6 +235,9 @@ class ResumeState:
     best: dict[str, Any] | None
     config: dict[str, Any]
     format: int
+    raw_model: dict[str, Any] | None = None  # the trained weights, where model is their average
+    ema: dict[str, Any] | None = None  # the average's decay, warmup and update count
+    early_stop: dict[str, Any] | None = None
 
 
 def read_training_state(path: str | os.PathLike) -> ResumeState:
@@ -268,6 +286,18 @@ def read_training_state(path: str | os.PathLike) -> ResumeState:
         and _whole(best.get("step"))
     ):
         raise broken("best", "{'mIoU': number, 'step': whole number} or nothing")
+    raw_model, ema = checkpoint.get("raw_model"), checkpoint.get("ema")
+    if raw_model is not None and not isinstance(raw_model, dict):
+        raise broken("raw_model", "a state dict or nothing")
+    if (raw_model is None) != (ema is None):
+        raise broken("ema", "the weight average's record, present with 'raw_model' only")
+    if ema is not None and not (isinstance(ema, dict) and _whole(ema.get("updates"))):
+        raise broken("ema", "{'updates': whole number, ...}")
+    early_stop = checkpoint.get("early_stop")
+    if early_stop is not None and not (
+        isinstance(early_stop, dict) and _whole(early_stop.get("stale"))
+    ):
+        raise broken("early_stop", "{'stale': whole number, ...} or nothing")
     config = checkpoint.get("config") or {}
     if not isinstance(config, dict):
         raise broken("config", "the run's resolved config")
@@ -290,6 +320,9 @@ def read_training_state(path: str | os.PathLike) -> ResumeState:
         best=best,
         config=config,
         format=version,
+        raw_model=raw_model,
+        ema=ema,
+        early_stop=early_stop,
     )
 
 

@@ -19,6 +19,7 @@ from segkit.engine.checkpoint import ResumeState, config_changes, describe_chang
 from segkit.engine.distributed import World, rank_seed
 from segkit.engine.parts import TrainingParts, seed_everything
 from segkit.errors import CheckpointError
+from segkit.validation import schema_default
 from segkit.weights import load_into
 
 
@@ -33,7 +34,11 @@ def check_changes(
     """Values that differ from the checkpoint's config (a bigger batch, more iterations) are
     refused unless asked for, since silently training on with them makes the run's results mean
     something else; ``announce`` prints the accepted changes (rank 0 only, under torchrun)."""
-    changed = config_changes(state.config, config)
+    changed = [
+        key
+        for key in config_changes(state.config, config)
+        if not _added_at_its_default(state.config, config, key)
+    ]
     if not changed or {"optimizer.type", "lr_scheduler.type"} & set(changed):
         return  # refused with its own reason in resume_parts
     listed = describe_changes(state.config, config, changed)
@@ -47,12 +52,39 @@ def check_changes(
         print(f"segkit: note: resuming with changed values: {listed}", file=sys.stderr)
 
 
+def _added_at_its_default(old: dict[str, Any], new: dict[str, Any], dotted_key: str) -> bool:
+    """A key the checkpoint's config lacks (a newer segkit added it, as ``train.ema``) whose
+    value is the schema's default: the run was trained as that default says, so it is no change."""
+    parts = dotted_key.split(".")
+    node: Any = old
+    for part in parts:
+        if not isinstance(node, dict):
+            return False
+        if part not in node:
+            break
+        node = node[part]
+    else:
+        return False  # present in the checkpoint's config: a real difference
+    value: Any = new
+    for part in parts:
+        value = value[part]
+    return _is_default(tuple(parts), value)
+
+
+def _is_default(key_path: tuple[str, ...], value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(_is_default((*key_path, k), v) for k, v in value.items())
+    return value == schema_default(key_path)
+
+
 def resume_parts(
     state: ResumeState, parts: TrainingParts, config: dict[str, Any], world: World
 ) -> None:
     """Load the model, optimizer, schedule and scaler states and every process's random
-    streams from ``state``."""
-    load_into(parts.model, state.model, state.path)
+    streams from ``state``. The model gets the trained weights, which a checkpoint with a
+    weight average keeps apart (its ``model`` is the average)."""
+    trained = state.raw_model if state.raw_model is not None else state.model
+    load_into(parts.model, trained, state.path)
     _check_same_optimizer(state, parts.optimizer, config)
     _check_same_schedule(state, config)
     try:

@@ -62,10 +62,12 @@ def run_summary(
     best: dict | None,
     outputs: Iterable[tuple[Path, str]] = (),
     watch: Iterable[str] = (),
+    ended: str | None = None,
 ) -> str:
-    """Final mIoU, the best one, the run's files (the core's, then the loggers' ``outputs``) and
-    the loggers' ``watch`` lines."""
-    lines = []
+    """Why the run ended where that was not ``max_iters`` (``ended``: early stopping), final
+    mIoU, the best one, the run's files (the core's, then the loggers' ``outputs``) and the
+    loggers' ``watch`` lines."""
+    lines = [] if ended is None else [ended]
     final = last_validation(run_dir / "metrics.jsonl")
     if final is not None and final.get("mIoU") is not None:
         result = f"final validation mIoU {final['mIoU']:.3f}"

@@ -4,7 +4,9 @@ The pieces live elsewhere, each with one job: :mod:`segkit.engine.runtime` (devi
 :mod:`segkit.engine.parts` (the objects a config describes), :mod:`segkit.engine.step` (one
 optimizer step), :mod:`segkit.engine.checkpoint` (the training-state format),
 :mod:`segkit.engine.resume` (continuing from it), :mod:`segkit.engine.workers` (data workers
-and their deaths) and :mod:`segkit.engine.watch` (what the loop keeps an eye on). The trainer owns the order of events
+and their deaths), :mod:`segkit.engine.watch` (what the loop keeps an eye on),
+:mod:`segkit.engine.ema` (the weight average that validation scores and checkpoints hold as
+``model``) and :mod:`segkit.engine.early_stop` (ending a run whose validation stalls). The trainer owns the order of events
 and returns an :class:`Outcome`; what a person reads (banners, resume hints, exit codes) is the
 command's (``segkit/commands/train.py``).
 
@@ -40,6 +42,8 @@ from segkit.engine.checkpoint import (
     training_state,
 )
 from segkit.engine.distributed import LostContact, StopVote, World
+from segkit.engine.early_stop import EarlyStop
+from segkit.engine.ema import WeightAverage
 from segkit.engine.events import HookFailure, RunEvents
 from segkit.engine.parts import build_training_parts, train_loader, val_loader
 from segkit.engine.precision import device_name
@@ -64,8 +68,9 @@ class TrainingDiverged(SegkitError):
 
 @dataclass
 class Outcome:
-    """How a run ended. ``status`` is the process exit status: 0 finished (or had finished
-    already), 128 + N stopped by signal N after saving ``last_checkpoint``."""
+    """How a run ended. ``status`` is the process exit status: 0 finished (or stopped early by
+    ``train.early_stop``, or had finished already), 128 + N stopped by signal N after saving
+    ``last_checkpoint``."""
 
     status: int
     run_dir: Path
@@ -73,6 +78,7 @@ class Outcome:
     max_iters: int
     stopped_by: str | None = None
     finished_already: bool = False
+    stopped_early: str | None = None  # why train.early_stop ended the run (now or before)
     last_checkpoint: Path | None = None
     best: dict[str, Any] | None = None
     final_metrics: dict[str, Any] | None = None
@@ -118,6 +124,9 @@ class Trainer:
         self.best: dict[str, Any] | None = None
         self.saved: tuple[Path, int] | None = None  # the newest good checkpoint and its step
         self.final_metrics: dict[str, Any] | None = None
+        self.ema: WeightAverage | None = None
+        self.early_stop = EarlyStop.from_config(config["train"]["early_stop"])
+        self.stopped_early: str | None = None
         self.phase = "while preparing the run"
 
     # ---- set-up ------------------------------------------------------------------------------
@@ -145,6 +154,9 @@ class Trainer:
                 )
                 self.saved = (state.path, state.step)  # what a failure from here on leaves
             self.parts = build_training_parts(self.config, self.runtime, self.world)
+            ema = train_cfg["ema"]
+            if ema["decay"] is not None:
+                self.ema = WeightAverage(self.parts.model, ema["decay"], ema["warmup"])
             # locked only now: a run refused for its config or data leaves no directory behind
             if self.world.is_main:
                 self.lock.acquire()
@@ -187,6 +199,15 @@ class Trainer:
         self.start_step, self.position = state.step, state.position
         self.best = state.best
         self.saved = (state.path, state.step)
+        if self.ema is not None:
+            if state.ema is not None:
+                self.ema.restore(state.model, state.ema["updates"])
+            else:  # averaging switched on at resume: it starts from the resumed weights
+                self.ema = WeightAverage(self.parts.model, self.ema.decay, self.ema.warmup)
+        if self.early_stop is not None and state.early_stop is not None:
+            self.early_stop.restore(state.early_stop)
+            if self.early_stop.stopped:
+                self.stopped_early = self.early_stop.reason()
 
     def _remove_dead_writers(self) -> None:
         removed = [
@@ -259,9 +280,11 @@ class Trainer:
 
     def _fit(self, on_ready: Callable[[Trainer], None] | None) -> Outcome:
         self.prepare()
-        if self.start_step >= self.max_iters:
+        if self.start_step >= self.max_iters or self.stopped_early is not None:
             self.events = RunEvents(None, enabled=False)
-            return self._outcome(0, self.start_step, finished_already=True)
+            return self._outcome(
+                0, self.start_step, finished_already=True, stopped_early=self.stopped_early
+            )
         if on_ready is not None and self.world.is_main:
             on_ready(self)
         data = self.data = start_workers(self.loader)  # before any logger thread starts
@@ -308,6 +331,8 @@ class Trainer:
                 window=self.window,
                 watch=self.watch,
             )
+            if self.ema is not None:
+                self.ema.update(self.parts.model)
             step += 1
             self.run.step = step
             finished = step == self.max_iters
@@ -343,6 +368,9 @@ class Trainer:
             if stop is not None and not finished:
                 vote.settle()
                 return self._outcome(128 + stop, step, stopped_by=signal.Signals(stop).name)
+            if self.stopped_early is not None:
+                vote.settle()
+                return self._outcome(0, step, stopped_early=self.stopped_early)
         vote.settle()
         return self._outcome(0, step)
 
@@ -423,7 +451,7 @@ class Trainer:
     def _validate(self, step: int, hook) -> None:
         """Every process evaluates its share; all get the same metrics, rank 0 records them."""
         self.phase = f"in the validation after iteration {step}"
-        model = self.parts.model
+        model = self._scored_model()
         # Unsynchronised batch norms keep per-process running statistics; every process
         # evaluates with rank 0's, the model that is saved, so the metric is that model's.
         for buffer in model.buffers():
@@ -438,6 +466,8 @@ class Trainer:
             self.best = {"mIoU": miou, "step": step}
             if metrics.get("ci") is not None:
                 self.best["mIoU_ci"] = metrics["ci"]["mIoU"]
+        if self.early_stop is not None and self.early_stop.observe(metrics, step):
+            self.stopped_early = self.early_stop.reason()
         with self.world.together("recording the validation"):
             if not self.world.is_main:
                 return
@@ -447,6 +477,8 @@ class Trainer:
                 run=self.run, step=step, metrics={**metrics, "samples": samples}
             )
             print(f"validation at iteration {step}:\n{format_metrics(metrics)}", flush=True)
+            if self.stopped_early is not None:
+                print(f"segkit: {self.stopped_early}; the run ends at iteration {step}", flush=True)
             if improved:
                 best = {
                     **self._record(step),
@@ -456,13 +488,19 @@ class Trainer:
                 path = self.rundir.checkpoints.save_best(best)
                 hook.segkit_on_checkpoint(run=self.run, path=path)
 
+    def _scored_model(self) -> torch.nn.Module:
+        """What validation scores and every checkpoint's ``model`` holds: the weight average
+        with ``train.ema``, else the trained model."""
+        return self.ema.module if self.ema is not None else self.parts.model
+
     def _record(self, step: int) -> dict[str, Any]:
         return model_record(
-            self.parts.model.state_dict(),
+            self._scored_model().state_dict(),
             step,
             self.config,
             self.parts.classes,
             self.parts.palette,
+            ema=self.ema.state() if self.ema is not None else None,
         )
 
     def _save(self, step: int, numbered: bool, hook) -> None:
@@ -482,6 +520,8 @@ class Trainer:
                         self.position + (step - self.start_step) * self.run.images_per_step
                     ),
                     best=self.best,
+                    raw_model=parts.model.state_dict() if self.ema is not None else None,
+                    early_stop=self.early_stop.state() if self.early_stop is not None else None,
                 )
                 if numbered:
                     path = self.rundir.checkpoints.save_numbered(state)
