@@ -73,7 +73,9 @@ def test_generic_mit_takes_explicit_sizes_and_refuses_inconsistent_ones():
     assert tiny.strides == [4, 8] and len(tiny(torch.randn(1, 3, 32, 32))) == 2
     with pytest.raises(ValueError, match="one value per stage"):
         MixTransformer(widths=[8, 16], depths=[1, 1, 1])
-    with pytest.raises(ValueError, match="width 160 cannot be split into 3 heads"):
+    with pytest.raises(
+        ValueError, match="heads: a stage of width 160 cannot be split into 3 heads"
+    ):
         MixTransformer(heads=[1, 2, 3, 8])
 
 

@@ -256,7 +256,10 @@ def _check_sizes(
             raise ValueError(f"{name} must be positive integers; got {values}")
     for width, head_count in zip(widths, heads):
         if width % head_count:
-            raise ValueError(f"a stage of width {width} cannot be split into {head_count} heads")
+            raise ValueError(
+                f"heads: a stage of width {width} cannot be split into {head_count} heads; "
+                f"give each stage a number of heads that divides its width ({widths})"
+            )
     if not 0 <= drop_path_rate < 1:
         raise ValueError(f"drop_path_rate must be in [0, 1); got {drop_path_rate}")
 
