@@ -163,6 +163,47 @@ def test_official_classifier_loads_into_an_imagenet_model(official_b0):
     assert classifier(torch.randn(1, 3, 64, 64)).shape == (1, 1000)
 
 
+def mmseg_layout(official: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The same weights as MMSegmentation's MiT stores them: layers.{i}.{0,1,2}, q and kv
+    joined in in_proj, proj as out_proj, the FFN linears as 1x1 convs, no classifier."""
+    converted = {}
+    for key, value in official.items():
+        stage, _, rest = key.partition(".")
+        if key.startswith("head."):
+            continue
+        if stage.startswith("patch_embed"):
+            rest = rest.replace("proj.", "projection.")
+            converted[f"layers.{int(stage[-1]) - 1}.0.{rest}"] = value
+        elif stage.startswith("norm"):
+            converted[f"layers.{int(stage[-1]) - 1}.2.{rest}"] = value
+        else:
+            block, _, part = rest.partition(".")
+            prefix = f"layers.{int(stage[-1]) - 1}.1.{block}"
+            if part.startswith("attn.kv."):
+                continue
+            if part.startswith("attn.q."):
+                name = part.rpartition(".")[2]
+                kv = official[key.replace("attn.q.", "attn.kv.")]
+                converted[f"{prefix}.attn.attn.in_proj_{name}"] = torch.cat([value, kv])
+                continue
+            part = part.replace("attn.proj.", "attn.attn.out_proj.")
+            for old, new in (("fc1.", "0."), ("dwconv.dwconv.", "1."), ("fc2.", "4.")):
+                part = part.replace(f"mlp.{old}", f"ffn.layers.{new}")
+            if part.endswith(("layers.0.weight", "layers.4.weight")):
+                value = value[..., None, None]
+            converted[f"{prefix}.{part}"] = value
+    return converted
+
+
+def test_mmsegmentation_layout_gives_the_same_model_as_the_official_file(tmp_path, official_b0):
+    path, state = official_b0
+    mmseg = tmp_path / "mit_b0_mmseg.pth"
+    torch.save(mmseg_layout(state), mmseg)
+    expected = mit_b0(pretrained=str(path)).state_dict()
+    loaded = mit_b0(pretrained=str(mmseg)).state_dict()
+    assert all(torch.equal(loaded[k], expected[k]) for k in expected)
+
+
 def test_segkit_layout_round_trips_and_a_wrong_variant_is_refused(tmp_path, official_b0):
     path, state = official_b0
     saved = tmp_path / "own.pt"
