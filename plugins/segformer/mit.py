@@ -5,13 +5,14 @@ strided conv whose kernel is larger than its stride: 7x7 stride 4 first, then 3x
 stacks transformer blocks of *efficient* self-attention (keys and values come from the tokens
 shrunk by a strided conv of the stage's reduction ratio, 8, 4, 2, 1) and *Mix-FFN* (an MLP with a
 3x3 depthwise conv between its two layers, which gives the positional information, so there is
-no positional encoding and any input size works). Stochastic depth grows linearly over all blocks.
+no positional encoding and any input size of at least 29 x 29 works). Stochastic depth grows linearly over all blocks.
 
 Parameter names read as the architecture does (``stages.<i>.patch_embed``, ``stages.<i>.blocks``,
-``.attn.sr``, ``.ffn.dwconv``); the official NVlabs files are renamed on loading
-(:mod:`segkit_plugins.segformer.official`, table in docs/weights.md). LayerNorm epsilons are the
-official code's: 1e-6 in the blocks and after each stage, PyTorch's 1e-5 in the patch embedding
-and after the key/value reduction, so the official weights give the official activations.
+``.attn.sr``, ``.ffn.dwconv``); the official NVlabs files, and MMSegmentation's conversion of
+them, are renamed on loading (:mod:`segkit_plugins.segformer.official`, docs/weights.md).
+LayerNorm epsilons are the official code's: 1e-6 in the blocks and after each stage, PyTorch's
+1e-5 in the patch embedding and after the key/value reduction, so the official weights give the
+official activations.
 """
 
 from __future__ import annotations
@@ -179,7 +180,8 @@ class MixTransformer(nn.Module):
 
     ``widths``, ``depths``, ``heads`` and ``reductions`` (the sequence-reduction ratios) give
     one value per stage; the defaults are MiT-B0. ``pretrained``: a local weight file, the
-    official NVlabs ``mit_b*.pth`` or segkit's layout; a feature backbone drops its classifier.
+    official NVlabs ``mit_b*.pth``, MMSegmentation's or segkit's layout; a feature backbone
+    drops its classifier.
     ``in_channels``: the input's channels (RGB weights are adapted, docs/weights.md).
     """
 
@@ -280,8 +282,8 @@ def _initialise(module: nn.Module) -> None:
 
 
 def load_pretrained(model: MixTransformer, path: str, strict: bool = True) -> None:
-    """Load a local weight file in the official or segkit layout; a feature backbone ignores
-    the file's ImageNet classifier."""
+    """Load a local weight file in the official, MMSegmentation's or segkit's layout; a feature
+    backbone ignores the file's ImageNet classifier."""
     state = to_segkit_layout(state_dict_of(read_checkpoint(path), path))
     if model.classifier is None:
         state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
