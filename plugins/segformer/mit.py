@@ -5,7 +5,8 @@ strided conv whose kernel is larger than its stride: 7x7 stride 4 first, then 3x
 stacks transformer blocks of *efficient* self-attention (keys and values come from the tokens
 shrunk by a strided conv of the stage's reduction ratio, 8, 4, 2, 1) and *Mix-FFN* (an MLP with a
 3x3 depthwise conv between its two layers, which gives the positional information, so there is
-no positional encoding and any input size of at least 29 x 29 works). Stochastic depth grows linearly over all blocks.
+no positional encoding and any input size of at least 29 x 29 works). Stochastic depth grows
+linearly over all blocks.
 
 Parameter names read as the architecture does (``stages.<i>.patch_embed``, ``stages.<i>.blocks``,
 ``.attn.sr``, ``.ffn.dwconv``); the official NVlabs files, and MMSegmentation's conversion of
