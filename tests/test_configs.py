@@ -23,6 +23,7 @@ def test_the_configs_of_the_papers_are_shipped():
         "drn_c_26_cityscapes.yaml",
         "drn_d_22_cityscapes.yaml",
         "quickstart.yaml",
+        "segformer_b0_ade20k.yaml",
     } <= names
 
 

@@ -41,6 +41,7 @@ FAMILIES = {
             "model.aux_heads=[]",
         ],
     ),
+    "segformer_b0": ("segformer_b0_ade20k.yaml", ["model.head.channels=32"]),
 }
 
 
