@@ -470,6 +470,8 @@ def run_matrix(
                     precision,
                     str(int(channels_last)),
                     str(int(compile_model)),
+                    "--threads",
+                    str(torch.get_num_threads()),
                 ]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
