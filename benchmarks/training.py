@@ -14,8 +14,12 @@ code does not carry over. On the CPU it is the growth of the process's peak resi
 during training (model, optimizer state, activations, compiled code; Linux); on CUDA, the peak
 memory allocated on the GPU.
 
-    python benchmarks/training.py                       # about 15 minutes on a 2-core CPU
+The "segmentation retention" relates PSPNet-R50-D8's gain from ``precision: auto`` to what bf16
+gives a plain ResNet-50 classifier on the same machine in the same run (see ``retention``).
+
+    python benchmarks/training.py                       # about 20 minutes on a 2-core CPU
     python benchmarks/training.py --quick               # a minute: tiny inputs, no compile
+    python benchmarks/training.py --parts retention     # the retention alone (make bench-retention)
 """
 
 from __future__ import annotations
