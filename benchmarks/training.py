@@ -504,7 +504,7 @@ def run_matrix(
 # per round, rounds, the classifier's input side (the reference figure is at 224). PSPNet at
 # 256x256 keeps the run to a few minutes on 2 cores; 512x512 (--retention-size 512 2) takes
 # about twice as long, with a peak of 7 GB.
-RETENTION = {"full": ((256, 2), 2, 6, 224), "quick": ((64, 2), 1, 1, 64)}
+RETENTION = {"full": ((256, 2), 2, 5, 224), "quick": ((64, 2), 1, 1, 64)}
 PARTS = ("overhead", "matrix", "retention")
 
 
@@ -573,7 +573,7 @@ def matrix_table(matrix: list[dict]) -> str:
 
 
 def retention_table(result: dict) -> str:
-    seconds = result["s_per_step"]
+    seconds, cpu = result["s_per_step"], result["s_per_step_cpu_time"]
     psp = "x".join(map(str, result["pspnet_input"]))
     classifier = "x".join(map(str, result["classifier_input"]))
     return "\n".join(
@@ -581,7 +581,16 @@ def retention_table(result: dict) -> str:
             "Segmentation retention (PSPNet-R50-D8 through segkit's train_step vs a torchvision "
             "ResNet-50 classifier, interleaved rounds)\n",
             format_table(
-                ("model", "input", "fp32 NCHW s/step", "fast setting", "s/step", "speed-up"),
+                (
+                    "model",
+                    "input",
+                    "fp32 NCHW s/step",
+                    "fast setting",
+                    "s/step",
+                    "speed-up",
+                    "CPU s/step, fp32 / fast",
+                    "speed-up, CPU time",
+                ),
                 [
                     (
                         "PSPNet-R50-D8",
@@ -590,6 +599,8 @@ def retention_table(result: dict) -> str:
                         f"precision: auto ({result['pspnet_auto_precision']}), channels-last",
                         seconds["pspnet auto"],
                         f"{result['pspnet_speedup']:.2f}x",
+                        f"{cpu['pspnet fp32']:.3g} / {cpu['pspnet auto']:.3g}",
+                        f"{result['pspnet_speedup_cpu_time']:.2f}x",
                     ),
                     (
                         "ResNet-50 classifier",
@@ -598,15 +609,17 @@ def retention_table(result: dict) -> str:
                         "bf16, channels-last",
                         seconds["resnet50 bf16"],
                         f"{result['classifier_speedup']:.2f}x",
+                        f"{cpu['resnet50 fp32']:.3g} / {cpu['resnet50 bf16']:.3g}",
+                        f"{result['classifier_speedup_cpu_time']:.2f}x",
                     ),
                 ],
             ),
             f"\nretention: {result['retention']:.2f} (per round: "
             + " ".join(f"{r:.2f}" for r in result["round_retention"])
             + f"); {result['rounds']} rounds of {result['steps_per_round']} step(s) per loop; "
-            f"from CPU time: {result['pspnet_speedup_cpu_time']:.2f}x / "
-            f"{result['classifier_speedup_cpu_time']:.2f}x = "
-            f"{result['retention_cpu_time']:.2f}",
+            f"from CPU time: {result['retention_cpu_time']:.2f} (per round: "
+            + " ".join(f"{r:.2f}" for r in result["round_retention_cpu_time"])
+            + ")",
         ]
     )
 
@@ -635,7 +648,7 @@ def main(argv: list[str] | None = None) -> int:
         help="PSPNet's input side and batch in the retention run (default 256 2)",
     )
     parser.add_argument(
-        "--retention-rounds", type=int, default=None, help="retention rounds (default 6)"
+        "--retention-rounds", type=int, default=None, help="retention rounds (default 5)"
     )
     parser.add_argument(
         "--threads",
