@@ -355,7 +355,8 @@ def retention(size: int, batch: int, steps: int, rounds: int, classifier_size: i
     bf16 + channels-last over fp32 NCHW. The classifier's figure says what this machine's bf16
     can give; the ratio says how much of it segmentation keeps, whatever the machine. The four
     loops live side by side in this process and take turns in every round (the order reversed
-    every other round), so that the machine's drift hits all of them alike."""
+    every other round), so that the machine's drift hits all of them alike. Measured on the CPU,
+    whose bf16 instructions (AVX512-BF16, AMX) it is about; GPUs have benchmarks/gpu.py."""
     path = MODELS["pspnet_r50d8"][0]
     loops: dict[str, Callable[[int], None]] = {}
     precisions = {}
@@ -364,7 +365,11 @@ def retention(size: int, batch: int, steps: int, rounds: int, classifier_size: i
         ("pspnet auto", []),
     ):
         config = in_memory_config(
-            path, (size, size), batch, steps * (rounds + 1), [*overrides, "logging.loggers=[]"]
+            path,
+            (size, size),
+            batch,
+            steps * (rounds + 1),
+            [*overrides, "train.device=cpu", "logging.loggers=[]"],
         )
         loops[name], parts = trainer_step(config)
         precisions[name] = parts.runtime.precision.name
