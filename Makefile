@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 TORCH ?= torch==2.14.1 torchvision==0.29.1
 PYTEST_ARGS ?=
 
-.PHONY: install demo test test-fast lint format bench bench-quick clean
+.PHONY: install demo test test-fast lint format bench bench-quick bench-retention bench-gpu clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -45,6 +45,17 @@ bench: install
 
 bench-quick: install
 	$(BIN)/python benchmarks/run_all.py --quick
+
+# The segmentation retention alone (PSPNet's bf16 gain over a ResNet-50 classifier's), a few
+# minutes on 2 cores: the before/after figure of docs/benchmarks.md. One thread, so that the
+# CPU-time figure holds when other jobs share the cores.
+bench-retention: install
+	$(BIN)/python benchmarks/training.py --parts retention --threads 1 --out benchmarks/results/retention.json
+
+# The GPU figures (PSPNet-R50-D8 at 512x1024: training time and memory per precision, inference
+# fps; the quickstart's it/s), under 8 minutes on one GPU; without CUDA, tiny CPU rows only.
+bench-gpu: install
+	$(BIN)/python benchmarks/gpu.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

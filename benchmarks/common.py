@@ -38,6 +38,8 @@ def machine() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "cpu_bf16": sorted(flags & {"avx512_bf16", "amx_bf16", "amx_tile"}),
+        # The flags bf16 speed depends on, present or not, so that a figure names its hardware.
+        "cpu_flags": {flag: flag in flags for flag in ("avx512_bf16", "amx_bf16", "amx_tile")},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "python": platform.python_version(),
         "torch": torch.__version__,

@@ -14,8 +14,12 @@ code does not carry over. On the CPU it is the growth of the process's peak resi
 during training (model, optimizer state, activations, compiled code; Linux); on CUDA, the peak
 memory allocated on the GPU.
 
-    python benchmarks/training.py                       # about 15 minutes on a 2-core CPU
+The "segmentation retention" relates PSPNet-R50-D8's gain from ``precision: auto`` to what bf16
+gives a plain ResNet-50 classifier on the same machine in the same run (see ``retention``).
+
+    python benchmarks/training.py                       # about 20 minutes on a 2-core CPU
     python benchmarks/training.py --quick               # a minute: tiny inputs, no compile
+    python benchmarks/training.py --parts retention     # the retention alone (make bench-retention)
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +43,11 @@ from common import format_table, median, write_results  # noqa: E402
 
 import segkit  # noqa: E402
 from segkit.components import Provider  # noqa: E402
+from segkit.engine.parts import TrainingParts, build_training_parts, train_loader  # noqa: E402
 from segkit.engine.precision import resolve_device, resolve_precision  # noqa: E402
+from segkit.engine.runtime import Runtime  # noqa: E402
+from segkit.engine.step import train_step  # noqa: E402
+from segkit.engine.watch import LogWindow, NonFiniteWatch  # noqa: E402
 from segkit.plugins import get_plugins  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -98,25 +107,64 @@ class BenchmarkComponents:
 
 
 def load(model: str, size: int, batch: int, steps: int) -> dict[str, Any]:
-    """The model's config, trained on in-memory batches for ``steps`` iterations."""
+    """The model's config, trained on in-memory batches for ``steps`` iterations, logging as
+    ``segkit train`` does."""
+    return in_memory_config(
+        MODELS[model][0],
+        (size, size),
+        batch,
+        steps,
+        ["logging.loggers=[{type: progress}, {type: tensorboard}, {type: bench_clock}]"],
+    )
+
+
+def in_memory_config(
+    path: str, size: tuple[int, int], batch: int, steps: int, overrides: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The shipped config at ``path`` (relative to the repository), its training data replaced
+    by in-memory samples of ``size`` (height, width), no validation, no warm-up."""
     plugins = get_plugins()
     if "bench_memory" not in plugins.registry.names("dataset"):
         plugins.add(BenchmarkComponents, Provider("benchmarks"))
-    path = REPO / MODELS[model][0]
-    classes = segkit.load_config(path)["model"]["num_classes"]
+    classes = segkit.load_config(REPO / path)["model"]["num_classes"]
+    height, width = size
     return segkit.load_config(
-        path,
+        REPO / path,
         [
-            f"data.train={{type: bench_memory, num_classes: {classes}, size: [{size}, {size}]}}",
+            f"data.train={{type: bench_memory, num_classes: {classes}, size: [{height}, {width}]}}",
             "data.val=null",
             f"data.batch_size={batch}",
             "data.workers=0",
             f"train.max_iters={steps}",
             "train.eval_interval=0",
             "lr_scheduler.warmup_iters=0",
-            "logging.loggers=[{type: progress}, {type: tensorboard}, {type: bench_clock}]",
+            *overrides,
         ],
     )
+
+
+def trainer_step(config: dict[str, Any]) -> tuple[Callable[[int], None], TrainingParts]:
+    """``step(number)`` running the very ``train_step`` the trainer runs, on the parts it
+    builds from ``config`` and its data loader, and those parts."""
+    runtime = Runtime.resolve(config["train"])
+    parts = build_training_parts(config, runtime)
+    window, watch = LogWindow(runtime.device), NonFiniteWatch(runtime.device, 0)
+    parts.model.train()
+    loader, _ = train_loader(config, parts)
+    data = iter(loader)
+
+    def step(number: int) -> None:
+        train_step(
+            parts,
+            data,
+            number,
+            accumulate=config["train"]["accumulate"],
+            grad_clip=config["train"]["grad_clip"],
+            window=window,
+            watch=watch,
+        )
+
+    return step, parts
 
 
 def steady(times: list[float], warmup: int) -> list[float]:
@@ -219,34 +267,15 @@ def interleaved_step_overhead(config: dict[str, Any], warmup: int) -> float:
     """The trainer's training step against the hand-written one on the same model instance,
     alternating step by step: what the trainer's step itself adds (data loader, device
     normalisation, loss terms, logging window, gradient scaler, schedule), free of the
-    machine's drift and of the memory placement of two separate models. It calls the very
-    ``train_step`` the trainer runs, on the parts it builds."""
-    from segkit.engine.parts import build_training_parts, train_loader
-    from segkit.engine.runtime import Runtime
-    from segkit.engine.step import train_step
-    from segkit.engine.watch import LogWindow, NonFiniteWatch
-
-    runtime = Runtime.resolve(config["train"])
-    parts = build_training_parts(config, runtime)
-    window, watch = LogWindow(runtime.device), NonFiniteWatch(runtime.device, 0)
-    parts.model.train()
-    loader, _ = train_loader(config, parts)
-    data = iter(loader)
+    machine's drift and of the memory placement of two separate models."""
+    step, parts = trainer_step(config)
     hand = hand_written_loop(
-        config, runtime.precision.name, runtime.channels_last, model=parts.model
+        config, parts.runtime.precision.name, parts.runtime.channels_last, model=parts.model
     )
     ratios = []
     for number in range(config["train"]["max_iters"]):
         started = time.perf_counter()
-        train_step(
-            parts,
-            data,
-            number,
-            accumulate=config["train"]["accumulate"],
-            grad_clip=config["train"]["grad_clip"],
-            window=window,
-            watch=watch,
-        )
+        step(number)
         middle = time.perf_counter()
         hand(number)
         if number >= warmup:
@@ -288,6 +317,104 @@ def overhead(model: str, size: int, batch: int, steps: int, warmup: int, rounds:
         "overhead": median(ratios) - 1.0,
         "interleaved_step_overhead": interleaved_step_overhead(config, warmup),
     }
+
+
+def classifier_step(precision: str, batch: int = 8, size: int = 224) -> Callable[[int], None]:
+    """``step(number)`` of a plain torchvision ResNet-50 ImageNet classifier: the reference for
+    what bf16 gains on this machine when nothing but convolutions and matrix products is in the
+    way. fp32 runs NCHW (PyTorch's default), bf16 autocast with channels-last."""
+    import torchvision
+
+    torch.manual_seed(0)
+    channels_last = precision == "bf16"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = torchvision.models.resnet50().to(memory_format=memory_format).train()
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4, fused=True
+    )
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(batch, 3, size, size, generator=generator)
+    images = images.contiguous(memory_format=memory_format)
+    labels = torch.randint(0, 1000, (batch,), generator=generator)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def step(number: int) -> None:
+        with autocast:
+            logits = model(images)
+        loss = F.cross_entropy(logits.float(), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def retention(size: int, batch: int, steps: int, rounds: int, classifier_size: int = 224) -> dict:
+    """The "segmentation retention": PSPNet-R50-D8's training-step speed-up of ``precision:
+    auto`` (segkit's defaults) over fp32 NCHW, divided by a ResNet-50 classifier's speed-up of
+    bf16 + channels-last over fp32 NCHW. The classifier's figure says what this machine's bf16
+    can give; the ratio says how much of it segmentation keeps, whatever the machine. The four
+    loops live side by side in this process and take turns in every round (the order reversed
+    every other round), so that the machine's drift hits all of them alike. Measured on the CPU,
+    whose bf16 instructions (AVX512-BF16, AMX) it is about; GPUs have benchmarks/gpu.py."""
+    path = MODELS["pspnet_r50d8"][0]
+    loops: dict[str, Callable[[int], None]] = {}
+    precisions = {}
+    for name, overrides in (
+        ("pspnet fp32", ["train.precision=fp32", "train.channels_last=false"]),
+        ("pspnet auto", []),
+    ):
+        config = in_memory_config(
+            path,
+            (size, size),
+            batch,
+            steps * (rounds + 1),
+            [*overrides, "train.device=cpu", "logging.loggers=[]"],
+        )
+        loops[name], parts = trainer_step(config)
+        precisions[name] = parts.runtime.precision.name
+    for precision in ("fp32", "bf16"):
+        loops[f"resnet50 {precision}"] = classifier_step(precision, 8, classifier_size)
+    done = {name: 0 for name in loops}
+
+    def run(name: str, count: int) -> dict[str, float]:
+        """Median wall-clock and process CPU seconds of ``count`` steps of loop ``name``."""
+        wall, cpu = [], []
+        for _ in range(count):
+            started, started_cpu = time.perf_counter(), time.process_time()
+            loops[name](done[name])
+            wall.append(time.perf_counter() - started)
+            cpu.append(time.process_time() - started_cpu)
+            done[name] += 1
+        return {"wall": median(wall), "cpu": median(cpu)}
+
+    for name in loops:  # warm-up: first-call allocations, oneDNN kernel selection
+        run(name, 1)
+    per_round: list[dict[str, dict[str, float]]] = []
+    for number in range(rounds):
+        order = list(loops) if number % 2 == 0 else list(reversed(loops))
+        per_round.append({name: run(name, steps) for name in order})
+    result: dict[str, Any] = {
+        "pspnet_input": [batch, 3, size, size],
+        "pspnet_auto_precision": precisions["pspnet auto"],
+        "classifier_input": [8, 3, classifier_size, classifier_size],
+        "rounds": rounds,
+        "steps_per_round": steps,
+    }
+    # Wall-clock time is the figure; the process's CPU time is a check that is less sensitive
+    # to other jobs taking the cores (though not to their sharing the caches and memory).
+    for clock, suffix in (("wall", ""), ("cpu", "_cpu_time")):
+        times = [{name: r[name][clock] for name in loops} for r in per_round]
+        pspnet = [r["pspnet fp32"] / r["pspnet auto"] for r in times]
+        classifier = [r["resnet50 fp32"] / r["resnet50 bf16"] for r in times]
+        result |= {
+            f"s_per_step{suffix}": {name: median([r[name] for r in times]) for name in loops},
+            f"pspnet_speedup{suffix}": median(pspnet),
+            f"classifier_speedup{suffix}": median(classifier),
+            f"retention{suffix}": median(pspnet) / median(classifier),
+            f"round_retention{suffix}": [a / b for a, b in zip(pspnet, classifier)],
+        }
+    return result
 
 
 def matrix_cell(
@@ -352,6 +479,8 @@ def run_matrix(
                     precision,
                     str(int(channels_last)),
                     str(int(compile_model)),
+                    "--threads",
+                    str(torch.get_num_threads()),
                 ]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
@@ -376,50 +505,16 @@ def run_matrix(
     return rows
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="seconds: tiny inputs, no compile")
-    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
-    parser.add_argument(
-        "--steps", type=int, default=None, help="steps per run (default: per model)"
-    )
-    parser.add_argument(
-        "--rounds", type=int, default=None, help="overhead rounds (default 6; quick 1)"
-    )
-    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
-    parser.add_argument("--compile-all", action="store_true", help="compile every model's cells")
-    parser.add_argument(
-        "--out", default=None, help="JSON path (default benchmarks/results/training.json)"
-    )
-    parser.add_argument("--cell", nargs=8, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.cell:
-        model, size, batch, steps, warmup, precision, channels_last, compile_model = args.cell
-        print(
-            json.dumps(
-                matrix_cell(
-                    model,
-                    int(size),
-                    int(batch),
-                    int(steps),
-                    int(warmup),
-                    precision,
-                    channels_last == "1",
-                    compile_model == "1",
-                )
-            )
-        )
-        return 0
-    rounds = args.rounds or (1 if args.quick else 6)
-    warmup = 1 if args.quick else 2
-    overheads, matrix = [], []
-    for model in args.models:
-        size, batch, steps, compile_too = MODELS[model][2] if args.quick else MODELS[model][1]
-        steps = args.steps or steps
-        compile_too = (compile_too or args.compile_all) and not args.no_compile
-        overheads.append(overhead(model, size, batch, steps, warmup, rounds))
-        matrix += run_matrix(model, size, batch, steps, warmup, compile_too)
-    tables = "\n".join(
+# The retention run at full and at --quick scale: PSPNet's (input side, batch), steps per loop
+# per round, rounds, the classifier's input side (the reference figure is at 224). PSPNet at
+# 256x256 keeps the run to a few minutes on 2 cores; 512x512 (--retention-size 512 2) takes
+# about twice as long, with a peak of 7 GB.
+RETENTION = {"full": ((256, 2), 2, 5, 224), "quick": ((64, 2), 1, 1, 64)}
+PARTS = ("overhead", "matrix", "retention")
+
+
+def overhead_table(overheads: list[dict]) -> str:
+    return "\n".join(
         [
             "Trainer overhead (segkit's trainer vs a hand-written loop, same model and batches)\n",
             format_table(
@@ -447,7 +542,14 @@ def main(argv: list[str] | None = None) -> int:
                     for o in overheads
                 ],
             ),
-            "\nPrecision x memory format x torch.compile (hand-written loop)\n",
+        ]
+    )
+
+
+def matrix_table(matrix: list[dict]) -> str:
+    return "\n".join(
+        [
+            "Precision x memory format x torch.compile (hand-written loop)\n",
             format_table(
                 (
                     "model",
@@ -473,10 +575,149 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ]
     )
-    print(tables)
-    path = write_results(
-        "training", {"quick": args.quick, "overhead": overheads, "matrix": matrix}, tables, args.out
+
+
+def retention_table(result: dict) -> str:
+    seconds, cpu = result["s_per_step"], result["s_per_step_cpu_time"]
+    psp = "x".join(map(str, result["pspnet_input"]))
+    classifier = "x".join(map(str, result["classifier_input"]))
+    return "\n".join(
+        [
+            "Segmentation retention (PSPNet-R50-D8 through segkit's train_step vs a torchvision "
+            "ResNet-50 classifier, interleaved rounds)\n",
+            format_table(
+                (
+                    "model",
+                    "input",
+                    "fp32 NCHW s/step",
+                    "fast setting",
+                    "s/step",
+                    "speed-up",
+                    "CPU s/step, fp32 / fast",
+                    "speed-up, CPU time",
+                ),
+                [
+                    (
+                        "PSPNet-R50-D8",
+                        psp,
+                        seconds["pspnet fp32"],
+                        f"precision: auto ({result['pspnet_auto_precision']}), channels-last",
+                        seconds["pspnet auto"],
+                        f"{result['pspnet_speedup']:.2f}x",
+                        f"{cpu['pspnet fp32']:.3g} / {cpu['pspnet auto']:.3g}",
+                        f"{result['pspnet_speedup_cpu_time']:.2f}x",
+                    ),
+                    (
+                        "ResNet-50 classifier",
+                        classifier,
+                        seconds["resnet50 fp32"],
+                        "bf16, channels-last",
+                        seconds["resnet50 bf16"],
+                        f"{result['classifier_speedup']:.2f}x",
+                        f"{cpu['resnet50 fp32']:.3g} / {cpu['resnet50 bf16']:.3g}",
+                        f"{result['classifier_speedup_cpu_time']:.2f}x",
+                    ),
+                ],
+            ),
+            f"\nretention: {result['retention']:.2f} (per round: "
+            + " ".join(f"{r:.2f}" for r in result["round_retention"])
+            + f"); {result['rounds']} rounds of {result['steps_per_round']} step(s) per loop; "
+            f"from CPU time: {result['retention_cpu_time']:.2f} (per round: "
+            + " ".join(f"{r:.2f}" for r in result["round_retention_cpu_time"])
+            + ")",
+        ]
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="seconds: tiny inputs, no compile")
+    parser.add_argument(
+        "--parts", nargs="+", default=list(PARTS), choices=PARTS, help="what to measure"
+    )
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument(
+        "--steps", type=int, default=None, help="steps per run (default: per model)"
+    )
+    parser.add_argument(
+        "--rounds", type=int, default=None, help="overhead rounds (default 6; quick 1)"
+    )
+    parser.add_argument("--no-compile", action="store_true", help="leave torch.compile out")
+    parser.add_argument("--compile-all", action="store_true", help="compile every model's cells")
+    parser.add_argument(
+        "--retention-size",
+        type=int,
+        nargs=2,
+        metavar=("SIDE", "BATCH"),
+        default=None,
+        help="PSPNet's input side and batch in the retention run (default 256 2)",
+    )
+    parser.add_argument(
+        "--retention-rounds", type=int, default=None, help="retention rounds (default 5)"
+    )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="PyTorch threads (default: PyTorch's); 1 keeps the process CPU time meaningful on "
+        "a machine whose cores other jobs share",
+    )
+    parser.add_argument(
+        "--out", default=None, help="JSON path (default benchmarks/results/training.json)"
+    )
+    parser.add_argument("--cell", nargs=8, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.cell:
+        model, size, batch, steps, warmup, precision, channels_last, compile_model = args.cell
+        print(
+            json.dumps(
+                matrix_cell(
+                    model,
+                    int(size),
+                    int(batch),
+                    int(steps),
+                    int(warmup),
+                    precision,
+                    channels_last == "1",
+                    compile_model == "1",
+                )
+            )
+        )
+        return 0
+    rounds = args.rounds or (1 if args.quick else 6)
+    warmup = 1 if args.quick else 2
+    results: dict[str, Any] = {"quick": args.quick}
+    tables = []
+    if "overhead" in args.parts or "matrix" in args.parts:
+        overheads, matrix = [], []
+        for model in args.models:
+            size, batch, steps, compile_too = MODELS[model][2] if args.quick else MODELS[model][1]
+            steps = args.steps or steps
+            compile_too = (compile_too or args.compile_all) and not args.no_compile
+            if "overhead" in args.parts:
+                overheads.append(overhead(model, size, batch, steps, warmup, rounds))
+            if "matrix" in args.parts:
+                matrix += run_matrix(model, size, batch, steps, warmup, compile_too)
+        if "overhead" in args.parts:
+            results["overhead"] = overheads
+            tables.append(overhead_table(overheads))
+        if "matrix" in args.parts:
+            results["matrix"] = matrix
+            tables.append(matrix_table(matrix))
+    if "retention" in args.parts:
+        (side, batch), steps, retention_rounds, classifier_side = RETENTION[
+            "quick" if args.quick else "full"
+        ]
+        side, batch = args.retention_size or (side, batch)
+        results["retention"] = retention(
+            side, batch, steps, args.retention_rounds or retention_rounds, classifier_side
+        )
+        tables.append(retention_table(results["retention"]))
+    text = "\n\n".join(tables)
+    print(text)
+    path = write_results("training", results, text, args.out)
     print(f"\nwrote {path}")
     return 0
 

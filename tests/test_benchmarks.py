@@ -20,7 +20,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    names = ("data_pipeline", "training", "evaluation", "precision", "large_images", "inference")
+    names = (
+        "data_pipeline",
+        "training",
+        "evaluation",
+        "precision",
+        "large_images",
+        "inference",
+        "gpu",
+    )
     for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["benchmark"] == name and result["machine"]["torch"]
@@ -28,6 +36,19 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     training = json.loads((tmp_path / "training.json").read_text())
     assert {row["precision"] for row in training["matrix"]} == {"fp32", "bf16"}
     assert all(row["segkit_s_per_step"] > 0 for row in training["overhead"])
+    retention = training["retention"]
+    assert set(retention["s_per_step"]) == {
+        "pspnet fp32",
+        "pspnet auto",
+        "resnet50 fp32",
+        "resnet50 bf16",
+    }
+    assert all(seconds > 0 for seconds in retention["s_per_step"].values())
+    assert retention["retention"] == pytest.approx(
+        retention["pspnet_speedup"] / retention["classifier_speedup"]
+    )
+    assert set(training["machine"]["cpu_flags"]) == {"avx512_bf16", "amx_bf16", "amx_tile"}
+    assert "retention:" in (tmp_path / "training.md").read_text()
     large = json.loads((tmp_path / "large_images.json").read_text())
     assert {(r["side"], r["path"]) for r in large["runs"]} == {
         (side, path) for side in (500, 1000) for path in ("full image", "bounded")
@@ -38,5 +59,16 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     assert {"eager fp32", "onnxruntime fp32", "Segmenter.predict (default)"} <= set(run["seconds"])
     assert all(seconds > 0 for seconds in run["seconds"].values())
     assert run["agreement"]["onnxruntime fp32"] > 0.99
+    gpu = json.loads((tmp_path / "gpu.json").read_text())
+    if gpu["device"] == "cpu":  # the CUDA-only rows are skipped, each said so, the rest ran
+        assert "fp16 AMP: skipped" in done.stdout
+        fp32, fp16, bf16 = gpu["training"]
+        assert fp16["skipped"] and "max_memory_allocated" in fp32["memory_skipped"]
+        assert fp32["s_per_iter"] > 0 and bf16["s_per_iter"] > 0
+    else:
+        assert all(r["max_memory_allocated_gb"] > 0 for r in gpu["training"] if "skipped" not in r)
+    assert {row["precision"] for row in gpu["inference"] if "fps" in row} >= {"fp32"}
+    assert gpu["quickstart"]["it_per_s"] > 0 and gpu["torch"]
+    assert "another machine" in (tmp_path / "gpu.md").read_text()
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary
