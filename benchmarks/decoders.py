@@ -8,7 +8,7 @@ rates of 12 or more only see the centre tap, so the ASPP heads take rates (1, 2,
 (6, 12, 18) on its 33x33 map, scaled to this one.
 
     python benchmarks/decoders.py                  # 300 iterations each, as the quickstart
-    python benchmarks/decoders.py --iters 100      # shorter
+    python benchmarks/decoders.py --iters 30 --size 64   # shorter, on 64x64 scenes
     python benchmarks/decoders.py --quick          # a few iterations on 64x64 images
 """
 
@@ -39,26 +39,22 @@ HEADS = {
 }
 
 
-def overrides(head: str, iters: int, quick: bool) -> list[str]:
+def overrides(head: str, iters: int, size: int | None, quick: bool) -> list[str]:
     settings = [
         f"model.head={HEADS[head]}",
         f"train.max_iters={iters}",
         f"train.eval_interval={iters}",
         "logging.loggers=[]",
     ]
+    if size is not None:
+        settings += [f"data.train.size=[{size}, {size}]", f"data.val.size=[{size}, {size}]"]
     if quick:
-        settings += [
-            "data.train.size=[64, 64]",
-            "data.val.size=[64, 64]",
-            "data.val.length=10",
-            "data.batch_size=2",
-            "data.workers=0",
-        ]
+        settings += ["data.val.length=10", "data.batch_size=2", "data.workers=0"]
     return settings
 
 
-def run(head: str, iters: int, quick: bool, work: Path) -> dict[str, Any]:
-    config = segkit.load_config(QUICKSTART, overrides(head, iters, quick))
+def run(head: str, iters: int, size: int | None, quick: bool, work: Path) -> dict[str, Any]:
+    config = segkit.load_config(QUICKSTART, overrides(head, iters, size, quick))
     size = tuple(config["data"]["train"]["size"])
     info = model_info(config, size)
     started = time.perf_counter()
@@ -83,18 +79,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--iters", type=int, default=300, help="training iterations per head")
     parser.add_argument("--heads", nargs="+", choices=list(HEADS), default=list(HEADS))
+    parser.add_argument("--size", type=int, help="side of the scenes (the quickstart's: 128)")
     parser.add_argument("--quick", action="store_true", help="4 iterations on 64x64 images")
     parser.add_argument("--out", help="JSON file (default benchmarks/results/decoders.json)")
     args = parser.parse_args(argv)
     iters = 4 if args.quick else args.iters
+    size = 64 if args.quick else args.size
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for head in args.heads:
-            rows.append(run(head, iters, args.quick, Path(work)))
+            rows.append(run(head, iters, size, args.quick, Path(work)))
             print(f"{head}: mIoU {rows[-1]['mIoU']:.4f} in {rows[-1]['train_s']:.0f} s", flush=True)
-    size = "x".join(map(str, rows[0]["gflops_size"]))
+    shape = "x".join(map(str, rows[0]["gflops_size"]))
     table = format_table(
-        ["head", "mIoU", "head params", "total params", f"GFLOPs @{size}", "train s"],
+        ["head", "mIoU", "head params", "total params", f"GFLOPs @{shape}", "train s"],
         [
             [
                 r["head"],
@@ -109,7 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(table)
     path = write_results(
-        "decoders", {"iters": iters, "quick": args.quick, "runs": rows}, table, args.out
+        "decoders",
+        {"iters": iters, "size": size, "quick": args.quick, "runs": rows},
+        table,
+        args.out,
     )
     print(f"wrote {path}")
     return 0

@@ -16,8 +16,10 @@ from segkit_plugins.aspp.head import ASPP, check_dropout
 
 
 class DeepLabV3PlusHead(nn.Module):
-    """DeepLabv3+ decoder: ASPP on the last stage, upsampled to a low-level stage reduced to 48
-    channels, concatenated, two 3x3 conv-norm-ReLU, dropout, 1x1 classifier.
+    """DeepLabv3+ decoder: ASPP on the last stage, a 48-channel stride-4 skip, two 3x3 convs.
+
+    The ASPP output is upsampled to the low-level stage, whose 1x1 conv-norm-ReLU reduction it is
+    concatenated with; then two 3x3 conv-norm-ReLU, dropout, 1x1 classifier.
 
     Reads two stages, low-level first: ``in_index: [0, 3]`` on a ResNet (stride 4 and the last).
     ``dilations``: (12, 24, 36) for output stride 8, the paper's (6, 12, 18) for 16.

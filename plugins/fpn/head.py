@@ -18,8 +18,10 @@ from segkit.layers import ConvNormReLU, Norm, check_norm
 
 
 class SemanticFPNHead(nn.Module):
-    """Semantic FPN: FPN neck (1x1 laterals, nearest top-down sums, 3x3 outputs), per level
-    3x3 conv-norm-ReLU + 2x bilinear upsampling down to the finest level, sum, dropout, 1x1.
+    """Semantic FPN: an FPN neck, every level convolved and upsampled to the finest, summed.
+
+    The neck: 1x1 laterals, nearest top-down sums, 3x3 outputs. Per level: 3x3 conv-norm-ReLU
+    and 2x bilinear upsampling steps down to the finest level; the sum, dropout, 1x1 classifier.
 
     Reads several stages: set ``in_index`` to a list, finest first, e.g. [0, 1, 2, 3].
     """

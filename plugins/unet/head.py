@@ -42,8 +42,10 @@ class DecoderBlock(nn.Module):
 
 
 class UNetHead(nn.Module):
-    """U-Net decoder: from the last stage, one block per ``decoder_channels`` entry, each taking
-    the next finer stage as its skip while there is one, then a 3x3 classifier.
+    """U-Net decoder: blocks of 2x upsampling, the finer stage concatenated, two 3x3 convs.
+
+    From the last stage, one block per ``decoder_channels`` entry, each taking the next finer
+    stage as its skip while there is one, then a 3x3 classifier.
 
     Reads several stages, finest first (``in_index: [0, 1, 2, 3]``); ``decoder_channels`` needs
     at least one entry per skip (stages - 1), and each extra entry adds a 2x block without skip.
