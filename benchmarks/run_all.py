@@ -22,6 +22,7 @@ SCRIPTS = (
     "precision.py",
     "large_images.py",
     "inference.py",
+    "decoders.py",
 )
 
 

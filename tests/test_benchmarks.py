@@ -20,7 +20,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    names = ("data_pipeline", "training", "evaluation", "precision", "large_images", "inference")
+    names = (
+        "data_pipeline",
+        "training",
+        "evaluation",
+        "precision",
+        "large_images",
+        "inference",
+        "decoders",
+    )
     for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["benchmark"] == name and result["machine"]["torch"]
@@ -38,5 +46,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     assert {"eager fp32", "onnxruntime fp32", "Segmenter.predict (default)"} <= set(run["seconds"])
     assert all(seconds > 0 for seconds in run["seconds"].values())
     assert run["agreement"]["onnxruntime fp32"] > 0.99
+    decoders = json.loads((tmp_path / "decoders.json").read_text())
+    assert [r["head"] for r in decoders["runs"]] == [
+        "uper",
+        "ppm",
+        "aspp",
+        "deeplabv3plus",
+        "fpn",
+        "unet",
+    ]
+    assert all(0 <= r["mIoU"] <= 1 and r["head_params"] > 0 for r in decoders["runs"])
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary
