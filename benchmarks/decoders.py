@@ -7,7 +7,7 @@ quickstart's 128 channels. On the stride-32 features of 128x128 images (a 4x4 ma
 rates of 12 or more only see the centre tap, so the ASPP heads take rates (1, 2, 3): the paper's
 (6, 12, 18) on its 33x33 map, scaled to this one.
 
-    python benchmarks/decoders.py                  # 300 iterations each, as the quickstart
+    python benchmarks/decoders.py                  # 300 iterations each, as the quickstart (~15 min)
     python benchmarks/decoders.py --iters 30 --size 64   # shorter, on 64x64 scenes
     python benchmarks/decoders.py --quick          # a few iterations on 64x64 images
 """

@@ -11,8 +11,6 @@ keeps the decoder right on dilated backbones (strides 4, 8, 8, 8) too.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -55,7 +53,7 @@ class UNetHead(nn.Module):
         self,
         in_channels: list[int],
         num_classes: int,
-        decoder_channels: Sequence[int] = (256, 128, 64, 32, 16),
+        decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16),
         norm: Norm = "bn",
         gn_groups: int = 32,
     ):
