@@ -23,6 +23,7 @@ SCRIPTS = (
     "large_images.py",
     "inference.py",
     "gpu.py",
+    "decoders.py",
 )
 
 

@@ -28,6 +28,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         "large_images",
         "inference",
         "gpu",
+        "decoders",
     )
     for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text())
@@ -70,5 +71,15 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     assert {row["precision"] for row in gpu["inference"] if "fps" in row} >= {"fp32"}
     assert gpu["quickstart"]["it_per_s"] > 0 and gpu["torch"]
     assert "another machine" in (tmp_path / "gpu.md").read_text()
+    decoders = json.loads((tmp_path / "decoders.json").read_text())
+    assert [r["head"] for r in decoders["runs"]] == [
+        "uper",
+        "ppm",
+        "aspp",
+        "deeplabv3plus",
+        "fpn",
+        "unet",
+    ]
+    assert all(0 <= r["mIoU"] <= 1 and r["head_params"] > 0 for r in decoders["runs"])
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary

@@ -42,6 +42,29 @@ FAMILIES = {
         ],
     ),
     "segformer_b0": ("segformer_b0_ade20k.yaml", ["model.head.channels=32"]),
+    "deeplabv3plus": (
+        "quickstart.yaml",
+        [
+            "model.head={type: deeplabv3plus, channels: 16, low_level_channels: 8, "
+            "dilations: [1, 2], in_index: [0, 3]}",
+            "model.aux_heads=[]",
+        ],
+    ),
+    "semantic_fpn": (
+        "quickstart.yaml",
+        [
+            "model.head={type: fpn, fpn_channels: 16, channels: 8, gn_groups: 4, "
+            "in_index: [0, 1, 2, 3]}",
+            "model.aux_heads=[]",
+        ],
+    ),
+    "unet": (
+        "quickstart.yaml",
+        [
+            "model.head={type: unet, decoder_channels: [32, 16, 8, 8, 8], in_index: [0, 1, 2, 3]}",
+            "model.aux_heads=[]",
+        ],
+    ),
 }
 
 
@@ -168,8 +191,11 @@ def test_every_family_exports_to_every_format(tmp_path, family, fmt):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("family", ["quickstart", "pspnet_r50_d8"])
-def test_dynamic_onnx_of_pyramid_pooling_is_exact_at_other_sizes(tmp_path, family):
+@pytest.mark.parametrize(
+    "family", ["quickstart", "pspnet_r50_d8", "deeplabv3plus", "semantic_fpn", "unet"]
+)
+def test_dynamic_onnx_is_exact_at_other_sizes(tmp_path, family):
+    """Pyramid pooling's windows and the decoders' resizes to their skips follow the input."""
     checkpoint = make_checkpoint(tmp_path / "ck.pt", *FAMILIES[family])
     status, out = export(tmp_path, checkpoint, "onnx", "--size", "64", "64", "--dynamic")
     assert status == 0
