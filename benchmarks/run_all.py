@@ -22,6 +22,8 @@ SCRIPTS = (
     "precision.py",
     "large_images.py",
     "inference.py",
+    "memory.py",
+    "profile_training.py",
 )
 
 

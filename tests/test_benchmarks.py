@@ -20,7 +20,16 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         timeout=900,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    names = ("data_pipeline", "training", "evaluation", "precision", "large_images", "inference")
+    names = (
+        "data_pipeline",
+        "training",
+        "evaluation",
+        "precision",
+        "large_images",
+        "inference",
+        "memory",
+        "profile_training",
+    )
     for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text())
         assert result["benchmark"] == name and result["machine"]["torch"]
@@ -38,5 +47,19 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
     assert {"eager fp32", "onnxruntime fp32", "Segmenter.predict (default)"} <= set(run["seconds"])
     assert all(seconds > 0 for seconds in run["seconds"].values())
     assert run["agreement"]["onnxruntime fp32"] > 0.99
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    assert {(r["path"], r["precision"]) for r in memory["rows"]} == {
+        (path, precision)
+        for path in ("full-resolution logits", "banded cross-entropy")
+        for precision in ("fp32", "auto")
+    }
+    assert all(r["peak_mb"] > 0 and r["first_loss_difference"] < 1e-4 for r in memory["rows"])
+    profiled = json.loads((tmp_path / "profile_training.json").read_text())
+    assert {(r["model"], r["precision"]) for r in profiled["runs"]} == {
+        (model, precision)
+        for model in ("pspnet_r50d8", "quickstart")
+        for precision in ("fp32", "auto")
+    }
+    assert all(len(r["top"]) == 12 and r["self_cpu_ms_per_step"] > 0 for r in profiled["runs"])
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary
