@@ -59,6 +59,14 @@ class MemoryComponents:
         register("bench_full_resolution_ce", FullResolutionCrossEntropy)
 
 
+def use_full_resolution_loss(config: dict[str, Any]) -> None:
+    """Make ``config`` train with cross-entropy on full-resolution logits."""
+    plugins = get_plugins()
+    if "bench_full_resolution_ce" not in plugins.registry.names("loss"):
+        plugins.add(MemoryComponents, Provider("benchmarks_memory"))
+    config["loss"] = {"type": "bench_full_resolution_ce", "loss_weight": 1.0}
+
+
 def variant(path: str, precision: str, size: int, batch: int, steps: int) -> dict[str, Any]:
     """One variant's peak memory and first loss; meant to run in a process of its own."""
     from segkit.engine.distributed import World
@@ -71,10 +79,7 @@ def variant(path: str, precision: str, size: int, batch: int, steps: int) -> dic
     config["train"]["precision"] = precision
     config["logging"]["loggers"] = []
     if path == PATHS[0]:
-        plugins = get_plugins()
-        if "bench_full_resolution_ce" not in plugins.registry.names("loss"):
-            plugins.add(MemoryComponents, Provider("benchmarks_memory"))
-        config["loss"] = {"type": "bench_full_resolution_ce", "loss_weight": 1.0}
+        use_full_resolution_loss(config)
     runtime = Runtime.resolve(config["train"])
     parts = build_training_parts(config, runtime)
     parts.model.train()

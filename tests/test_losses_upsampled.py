@@ -117,21 +117,27 @@ def test_an_all_ignored_batch_gives_zero_loss_and_zero_gradient():
     assert value.item() == 0.0 and torch.equal(grad, torch.zeros_like(grad))
 
 
+def saved_for_backward(loss):
+    """The sizes of the tensors the autograd graph of ``loss`` keeps for the backward pass."""
+    sizes, todo, seen = [], [loss.grad_fn], set()
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        kept = list(getattr(node, "saved_tensors", ()))
+        kept += [getattr(node, name) for name in dir(node) if name.startswith("_saved_")]
+        sizes += [t.numel() for t in kept if isinstance(t, torch.Tensor)]
+        todo += [next_node for next_node, _ in node.next_functions]
+    return sizes
+
+
 def test_the_backward_pass_keeps_no_full_resolution_tensor():
     logits, target = head_logits(seed=6, c=8, h=8, w=8), labels(6, 2, 8, 96, 96)
-    saved = []
-    with torch.autograd.graph.saved_tensors_hooks(
-        lambda t: saved.append(t.numel()) or t, lambda t: t
-    ):
-        value = CrossEntropyLoss(IGNORE_INDEX)(logits, target)
-    value.backward()
+    kept = saved_for_backward(CrossEntropyLoss(IGNORE_INDEX)(logits, target))
+    assert kept and max(kept) <= logits.numel()  # the low-resolution gradient, nothing larger
     full_resolution = 2 * 8 * 96 * 96
-    assert saved and max(saved) <= target.numel()  # the logits and the labels, nothing more
-    with torch.autograd.graph.saved_tensors_hooks(
-        lambda t: saved.append(t.numel()) or t, lambda t: t
-    ):
-        reference_sum(logits, target, align_corners=False)
-    assert max(saved) >= full_resolution  # what the banded path avoids
+    assert max(saved_for_backward(reference_sum(logits, target, False))) >= full_resolution
 
 
 class Recorder:
@@ -183,3 +189,11 @@ def test_the_criterion_on_head_logits_equals_it_on_upsampled_logits():
     assert low_logs.keys() == full_logs.keys()
     for low_grad, full_grad in zip(low_grads, full_grads):
         assert relative_error(low_grad, full_grad) < TOLERANCE
+
+
+def test_without_gradients_the_loss_is_the_same():
+    logits, target = head_logits(seed=10), labels(10, 2, 5, 56, 72)
+    loss = CrossEntropyLoss(IGNORE_INDEX, label_smoothing=0.1)
+    with torch.no_grad():
+        value = loss(logits, target)
+    assert value.item() == pytest.approx(loss(logits, target).item(), rel=1e-6)
