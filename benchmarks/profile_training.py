@@ -34,14 +34,14 @@ from training import load  # noqa: E402
 # model -> (input size, batch, warm-up steps, profiled steps) at full and at --quick scale.
 # PSPNet at 256x256 (not its 512x512 crop) keeps a profiled fp32 step under a minute here.
 SCALES = {
-    "pspnet_r50d8": ((256, 2, 1, 2), (64, 2, 1, 1)),
-    "quickstart": ((128, 8, 2, 3), (64, 2, 1, 1)),
+    "pspnet_r50d8": ((256, 2, 1, 1), (64, 2, 1, 1)),
+    "quickstart": ((128, 8, 1, 2), (64, 2, 1, 1)),
 }
 TOP = 12
 
 
 # PSPNet's step-time comparison: (input size, batch, warm-up steps, timed steps) full and quick.
-SPEED = ((256, 2, 2, 8), (64, 2, 1, 2))
+SPEED = ((256, 2, 1, 4), (64, 2, 1, 2))
 
 
 def trainable(model: str, precision: str, size: int, batch: int, steps: int, path: str = PATHS[1]):
