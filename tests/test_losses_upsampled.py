@@ -197,3 +197,16 @@ def test_without_gradients_the_loss_is_the_same():
     with torch.no_grad():
         value = loss(logits, target)
     assert value.item() == pytest.approx(loss(logits, target).item(), rel=1e-6)
+
+
+def test_channels_last_logits_score_as_nchw_ones():
+    """The heads return channels-last logits when the model trains in that layout."""
+    logits, target = head_logits(seed=11, c=6, h=8, w=10), labels(11, 2, 6, 64, 80)
+    loss = CrossEntropyLoss(IGNORE_INDEX)
+    expected = loss(logits, target)
+    (expected_grad,) = torch.autograd.grad(expected, logits)
+    channels_last = logits.detach().contiguous(memory_format=torch.channels_last).requires_grad_()
+    value = loss(channels_last, target)
+    (grad,) = torch.autograd.grad(value, channels_last)
+    assert value.item() == pytest.approx(expected.item(), rel=TOLERANCE)
+    assert relative_error(grad, expected_grad) < TOLERANCE

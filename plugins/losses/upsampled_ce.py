@@ -106,9 +106,9 @@ class _UpsampledCrossEntropy(torch.autograd.Function):
 
 
 def _fp32_rows(logits: torch.Tensor, first: int, last: int) -> torch.Tensor:
-    """Rows ``first``..``last`` in fp32 and NCHW: the heads' channels-last layout would make the
-    log-softmax over the classes stride across memory, several times slower."""
-    return logits[:, :, first : last + 1].to(torch.float32, memory_format=torch.contiguous_format)
+    """Rows ``first``..``last`` in fp32, in the heads' layout: bilinear resizing is faster on
+    channels-last; the resized band is made NCHW before the log-softmax (see _band_loss)."""
+    return logits[:, :, first : last + 1].float()
 
 
 def _sources(plan: _Plan) -> Iterator[tuple[range, int, int]]:
@@ -129,6 +129,8 @@ def _band_loss(
         upsampled = _interpolated_rows(band, first, rows, target.shape[-1], plan)
     if plan.dtype != torch.float32:
         upsampled = upsampled.to(plan.dtype)
+    # A log-softmax over the classes of channels-last logits strides across memory: several
+    # times slower than on NCHW, so the band changes layout here (with the bf16 rounding).
     upsampled = upsampled.to(torch.float32, memory_format=torch.contiguous_format)
     return F.cross_entropy(
         upsampled,
