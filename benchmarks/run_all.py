@@ -24,6 +24,8 @@ SCRIPTS = (
     "inference.py",
     "gpu.py",
     "decoders.py",
+    "memory.py",
+    "profile_training.py",
 )
 
 

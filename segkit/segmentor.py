@@ -1,7 +1,9 @@
 """The one model shape: backbone features -> decode head (+ auxiliary heads) -> logits.
 
 Heads may work at any resolution; the segmentor upsamples every output to the input size, so the
-loss and the metrics always compare logits and labels pixel for pixel. Auxiliary outputs exist
+loss and the metrics always compare logits and labels pixel for pixel. Training asks for the
+head's resolution instead (``resize=False``) and leaves the upsampling to the loss terms
+(segkit.engine.losses), which can score full-resolution logits without holding them. Auxiliary outputs exist
 only in training mode: deep supervision is a training device, not part of the prediction.
 """
 
@@ -41,13 +43,13 @@ class Segmentor(nn.Module):
         self.head_index = head_index
         self.aux_indices = list(aux_indices)
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        size = images.shape[-2:]
+    def forward(self, images: torch.Tensor, *, resize: bool = True) -> dict[str, torch.Tensor]:
+        size = images.shape[-2:] if resize else None
         features = self.backbone(images)
-        outputs = {"main": _resize(self.head(_select(features, self.head_index)), size)}
+        outputs = {"main": resize_logits(self.head(_select(features, self.head_index)), size)}
         if self.training:
             for number, (head, index) in enumerate(zip(self.aux_heads, self.aux_indices)):
-                outputs[f"aux{number}"] = _resize(head(_select(features, index)), size)
+                outputs[f"aux{number}"] = resize_logits(head(_select(features, index)), size)
         return outputs
 
 
@@ -57,8 +59,10 @@ def _select(features: Sequence[torch.Tensor], index: StageIndex):
     return [features[i] for i in index]
 
 
-def _resize(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
-    if logits.shape[-2:] == size:
+def resize_logits(logits: torch.Tensor, size: Sequence[int] | None) -> torch.Tensor:
+    """``logits`` upsampled bilinearly to ``size`` (``None``: as they are), the one resize rule
+    of model outputs; losses that upsample by themselves follow it (docs/plugins.md)."""
+    if size is None or tuple(logits.shape[-2:]) == tuple(size):
         return logits
     return F.interpolate(logits, size=size, mode="bilinear", align_corners=False)
 

@@ -29,6 +29,8 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         "inference",
         "gpu",
         "decoders",
+        "memory",
+        "profile_training",
     )
     for name in names:
         result = json.loads((tmp_path / f"{name}.json").read_text())
@@ -81,5 +83,19 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         "unet",
     ]
     assert all(0 <= r["mIoU"] <= 1 and r["head_params"] > 0 for r in decoders["runs"])
+    memory = json.loads((tmp_path / "memory.json").read_text())
+    assert {(r["path"], r["precision"]) for r in memory["rows"]} == {
+        (path, precision)
+        for path in ("full-resolution logits", "banded cross-entropy")
+        for precision in ("fp32", "auto")
+    }
+    assert all(r["peak_mb"] > 0 and r["first_loss_difference"] < 1e-4 for r in memory["rows"])
+    profiled = json.loads((tmp_path / "profile_training.json").read_text())
+    assert {(r["model"], r["precision"]) for r in profiled["runs"]} == {
+        (model, precision)
+        for model in ("pspnet_r50d8", "quickstart")
+        for precision in ("fp32", "auto")
+    }
+    assert all(len(r["top"]) == 12 and r["self_cpu_ms_per_step"] > 0 for r in profiled["runs"])
     summary = (tmp_path / "summary.md").read_text()
     assert "## training" in summary and "## evaluation" in summary

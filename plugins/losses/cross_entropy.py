@@ -4,6 +4,10 @@ Both average over the pixels that are not ignored: an image that is mostly ignor
 must not shrink the loss of the pixels that are labelled. With class weights the sum of the
 weighted per-pixel losses is still divided by the number of labelled pixels, so a weight scales
 its class's contribution and nothing else.
+
+Cross-entropy takes the heads' logits as they are (``takes_head_logits``) and scores them
+upsampled to the label size, one band of rows at a time (upsampled_ce.py); OHEM ranks pixels by
+their full-resolution probabilities, so it gets the upsampled logits.
 """
 
 from __future__ import annotations
@@ -12,9 +16,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from segkit_plugins.losses.upsampled_ce import upsampled_cross_entropy_sum
+
 
 class CrossEntropyLoss(nn.Module):
     """Cross-entropy averaged over non-ignored pixels; optional class weights, label smoothing."""
+
+    takes_head_logits = True
 
     def __init__(
         self,
@@ -30,15 +38,28 @@ class CrossEntropyLoss(nn.Module):
         self.register_buffer("class_weights", _weights_tensor(class_weights), persistent=False)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """``logits`` at any resolution, upsampled bilinearly (align_corners=False, as the
+        segmentor does) to the size of ``target``; computed in fp32."""
         labelled = (target != self.ignore_index).sum()
-        total = F.cross_entropy(  # summed inside the kernel: no per-pixel tensor to keep
-            logits,
-            target,
-            weight=_checked(self.class_weights, logits),
-            ignore_index=self.ignore_index,
-            reduction="sum",
-            label_smoothing=self.label_smoothing,
-        )
+        weight = _checked(self.class_weights, logits)
+        if logits.shape[-2:] == target.shape[-2:]:
+            total = F.cross_entropy(  # summed inside the kernel: no per-pixel tensor to keep
+                logits.float(),
+                target,
+                weight=weight,
+                ignore_index=self.ignore_index,
+                reduction="sum",
+                label_smoothing=self.label_smoothing,
+            )
+        else:
+            total = upsampled_cross_entropy_sum(
+                logits,
+                target,
+                weight=weight,
+                ignore_index=self.ignore_index,
+                label_smoothing=self.label_smoothing,
+                align_corners=False,
+            )
         return total / labelled.clamp(min=1)
 
 

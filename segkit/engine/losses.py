@@ -7,6 +7,11 @@ over training when its ``loss_decay`` is set: alpha_t = alpha_0 * (1 - t / max_i
 
 The logs name each output's loss before the output weight is applied: ``loss_main``,
 ``loss_aux0``, ...; with several loss terms also each term, e.g. ``loss_main.dice``.
+
+The model's outputs arrive at the heads' resolution. A loss whose ``takes_head_logits`` is true
+gets them so, in the autocast dtype, and scores them as if upsampled to the label size
+(cross-entropy does it band by band, never holding the full-resolution logits); the others get
+the logits upsampled once per output, shared by all of them, in fp32.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from torch import nn
 from segkit.builder import explaining, registry, split_extras
 from segkit.label_map import IGNORE_INDEX
 from segkit.schema import AuxHeadPlacement, LossTerm
+from segkit.segmentor import resize_logits
 
 LossFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -64,10 +70,15 @@ class Criterion:
         total = None
         logs: dict[str, torch.Tensor] = {}
         for output_name, logits in outputs.items():
-            logits = logits.float()  # losses in fp32, whatever the autocast dtype
+            full_size = None
             output_loss = None
             for term in self.terms:
-                value = term.function(logits, target)
+                if getattr(term.function, "takes_head_logits", False):
+                    value = term.function(logits, target)
+                else:
+                    if full_size is None:  # losses in fp32, whatever the autocast dtype
+                        full_size = resize_logits(logits, target.shape[-2:]).float()
+                    value = term.function(full_size, target)
                 if len(self.terms) > 1:
                     logs[f"loss_{output_name}.{term.name}"] = value.detach()
                 weighted = term.weight * value

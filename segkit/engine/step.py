@@ -35,7 +35,7 @@ def train_step(
         target = batch["mask"].to(parts.runtime.device, non_blocking=True)
         with _gradient_sync(parts.train_model, micro_batch == accumulate - 1):
             with parts.runtime.precision.autocast():
-                outputs = parts.train_model(images)
+                outputs = parts.train_model(images, resize=False)  # the criterion resizes
             loss, terms = parts.criterion(outputs, target, step)
             scaled = loss / accumulate if accumulate > 1 else loss
             parts.scaler.scale(scaled).backward()
