@@ -36,6 +36,7 @@ HEADS = {
     "deeplabv3plus": "{type: deeplabv3plus, dilations: [1, 2, 3], in_index: [0, 3]}",
     "fpn": "{type: fpn, in_index: [0, 1, 2, 3]}",
     "unet": "{type: unet, in_index: [0, 1, 2, 3]}",
+    "segformer": "{type: segformer, channels: 128, in_index: [0, 1, 2, 3]}",
 }
 
 

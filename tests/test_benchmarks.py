@@ -81,6 +81,7 @@ def test_every_benchmark_runs_in_quick_mode(tmp_path):
         "deeplabv3plus",
         "fpn",
         "unet",
+        "segformer",
     ]
     assert all(0 <= r["mIoU"] <= 1 and r["head_params"] > 0 for r in decoders["runs"])
     memory = json.loads((tmp_path / "memory.json").read_text())

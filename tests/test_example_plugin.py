@@ -48,14 +48,14 @@ def test_segkit_list_names_the_installed_plugin(site):
         (c["kind"], c["name"]): (c["plugin"], c["distribution"], c["version"])
         for c in json.loads(result.stdout)
     }
-    assert provided[("backbone", "tiny_cnn")] == ("example", "segkit-example-plugin", "0.2.0")
-    assert provided[("loss", "focal")] == ("example", "segkit-example-plugin", "0.2.0")
+    assert provided[("backbone", "tiny_cnn")] == ("example", "segkit-example-plugin", "0.3.0")
+    assert provided[("loss", "poly1")] == ("example", "segkit-example-plugin", "0.3.0")
 
 
 def test_segkit_show_describes_a_plugin_component(site):
     result = run_segkit("show", "backbone", "tiny", pythonpath=site)
     assert result.returncode == 0, result.stderr
-    assert "from example (segkit-example-plugin 0.2.0)" in result.stdout
+    assert "from example (segkit-example-plugin 0.3.0)" in result.stdout
     assert "width" in result.stdout and "16" in result.stdout
 
 
@@ -96,7 +96,7 @@ def test_config_with_plugin_components_builds_and_learns(
           backbone: {type: tiny_cnn, width: 4}
           head: {type: one_by_one}
           num_classes: 3
-        loss: {type: focal, gamma: 1.0}
+        loss: {type: poly1, epsilon: 1.0}
         optimizer: {type: plain_sgd, lr: 0.1}
         lr_scheduler: {type: fixed}
         logging: {loggers: []}

@@ -59,7 +59,8 @@ def test_focal_alpha_weighs_each_class_and_still_divides_by_the_pixel_count():
 def test_focal_with_gamma_zero_is_cross_entropy():
     logits, target = four_pixels()
     assert FocalLoss(X, gamma=0.0)(logits, target).item() == pytest.approx(
-        CrossEntropyLoss(X)(logits, target).item(), rel=1e-12
+        CrossEntropyLoss(X)(logits, target).item(),
+        rel=1e-6,  # float32: CE sums band by band
     )
 
 

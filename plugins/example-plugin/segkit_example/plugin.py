@@ -11,4 +11,4 @@ def segkit_register_backbones(register):
 
 @segkit.hookimpl
 def segkit_register_losses(register):
-    register("focal", "segkit_example.losses:FocalLoss")
+    register("poly1", "segkit_example.losses:PolyLoss")
