@@ -63,7 +63,13 @@ PLUGIN_API: dict[str, tuple[str, ...]] = {
         "check_bins",
         "PyramidPooling",
     ),
-    "segkit.weights": ("read_checkpoint", "state_dict_of", "load_into", "adapt_input_conv"),
+    "segkit.weights": (
+        "read_checkpoint",
+        "state_dict_of",
+        "load_into",
+        "adapt_input_conv",
+        "fit_problems",
+    ),
     "segkit.label_map": ("IGNORE_INDEX", "LabelMap"),
     "segkit.maskformat": ("ColourDecoder", "is_grey_rgb"),
     "segkit.imagefiles": (

@@ -180,6 +180,22 @@ def load_into(
             and f"{norm}.running_mean" in state_dict
         ):
             state_dict[key] = torch.zeros_like(value)
+    problems = fit_problems(own, state_dict, strict)
+    if problems:
+        layout = original_layout(state_dict) if foreign else None
+        hint = [layout] if layout else []
+        raise CheckpointError(
+            "; ".join([f"{source}: the weights do not fit the model", *problems, *hint])
+        )
+    module.load_state_dict(state_dict, strict=strict)
+
+
+def fit_problems(
+    own: Mapping[str, torch.Tensor], state_dict: Mapping[str, torch.Tensor], strict: bool
+) -> list[str]:
+    """What keeps ``state_dict`` from loading into a model whose state is ``own``: the missing,
+    unexpected (both only when ``strict``) and wrongly shaped keys, one line each; empty when it
+    fits. Plugins with their own weight layouts report mismatches in these same words."""
     missing = [k for k in own if k not in state_dict]
     unexpected = [k for k in state_dict if k not in own]
     wrong_shape = [
@@ -187,20 +203,10 @@ def load_into(
         for k, v in state_dict.items()
         if k in own and v.shape != own[k].shape
     ]
-    if wrong_shape or (strict and (missing or unexpected)):
-        parts = [f"{source}: the weights do not fit the model"]
-        for label, keys in (
-            ("missing", missing),
-            ("unexpected", unexpected),
-            ("wrong shape", wrong_shape),
-        ):
-            if keys:
-                parts.append(f"{label} ({len(keys)}): {_shorten(keys)}")
-        layout = original_layout(state_dict) if foreign else None
-        if layout:
-            parts.append(layout)
-        raise CheckpointError("; ".join(parts))
-    module.load_state_dict(state_dict, strict=strict)
+    if not wrong_shape and not (strict and (missing or unexpected)):
+        return []
+    listed = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape))
+    return [f"{label} ({len(keys)}): {_shorten(keys)}" for label, keys in listed if keys]
 
 
 def adapt_input_convs(

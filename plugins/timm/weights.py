@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from segkit.errors import CheckpointError
-from segkit.weights import adapt_input_conv, read_checkpoint, state_dict_of
+from segkit.weights import adapt_input_conv, fit_problems, read_checkpoint, state_dict_of
 
 RGB = 3
 
@@ -65,24 +65,9 @@ def check_fits(
 ) -> None:
     """Refuse ``state`` unless it has ``reference``'s keys and shapes (shapes always; keys
     unless ``strict`` is false), listing what differs."""
-    own = reference.state_dict()
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    wrong_shape = [
-        f"{k} (file {tuple(v.shape)}, model {tuple(own[k].shape)})"
-        for k, v in state.items()
-        if k in own and v.shape != own[k].shape
-    ]
-    if not wrong_shape and not (strict and (missing or unexpected)):
-        return
-    parts = [f"{path}: the weights do not fit timm's '{name}'"]
-    for label, keys in (
-        ("missing", missing),
-        ("unexpected", unexpected),
-        ("wrong shape", wrong_shape),
-    ):
-        if keys:
-            shown = ", ".join(keys[:8]) + (f", ... ({len(keys) - 8} more)" if len(keys) > 8 else "")
-            parts.append(f"{label} ({len(keys)}): {shown}")
-    parts.append("the file must be a state dict of this timm model as timm saves it")
-    raise CheckpointError("; ".join(parts))
+    problems = fit_problems(reference.state_dict(), state, strict)
+    if problems:
+        hint = "the file must be a state dict of this timm model as timm saves it"
+        raise CheckpointError(
+            "; ".join([f"{path}: the weights do not fit timm's '{name}'", *problems, hint])
+        )
